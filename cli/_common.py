@@ -1,0 +1,31 @@
+"""Shared option aliases and rich progress helpers of the command line."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Annotated, Callable, Iterator
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+console = Console(stderr=True, highlight=False)
+
+DatasetDir = Annotated[Path, typer.Argument(help="A converted dataset folder (or a folder of them).", show_default=False)]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")]
+Workers = Annotated[int, typer.Option("--workers", "-j", min=1, help="Worker processes.")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+Split = Annotated[list[str] | None, typer.Option("--split", "-s", help="Only these splits (repeatable).")]
+OnError = Annotated[str, typer.Option("--on-error", help="fail: stop at the first bad sample; skip: skip and count it.")]
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int | None = None, unit: str = "samples") -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr; yields ``advance(n)``. Quiet when stderr is not a terminal
+    and the total is unknown, so logs stay readable."""
+    columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn(unit), TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n=1: progress.advance(task, n)

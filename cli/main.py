@@ -1,0 +1,96 @@
+"""The ``hiu-data`` command line: a Typer app assembled from the modules of this package.
+
+Every module ``hiu_cli.<group>`` that defines ``register(app)`` adds its commands; each
+command is a thin wrapper over a library function. One error handler: errors a user can
+cause (:class:`hiu_data.errors.HiuError`, missing files) print one line and exit 1;
+``HIU_DEBUG=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import pkgutil
+import sys
+
+import typer
+from rich.console import Console
+
+import hiu_cli
+from hiu_data.errors import HiuError
+
+err_console = Console(stderr=True, highlight=False)
+
+app = typer.Typer(
+    name="hiu-data",
+    help="hiu: hand datasets to one schema, training targets, the HIU-DMTL model, pseudo-labels and review.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from hiu_data.io.parquet import tool_version
+
+        typer.echo(f"hiu {tool_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _register_all() -> None:
+    for info in sorted(pkgutil.iter_modules(hiu_cli.__path__), key=lambda m: m.name):
+        if info.name.startswith("_") or info.name == "main":
+            continue
+        module = importlib.import_module(f"hiu_cli.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(app)
+
+
+_register_all()
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        return f"{exc.filename}: not found"
+    if isinstance(exc, PermissionError) and exc.filename:
+        return f"{exc.filename}: permission denied"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    debug = os.environ.get("HIU_DEBUG", "") not in ("", "0")
+    try:
+        # Standalone mode handles usage errors (exit 2) and --help itself and ends in SystemExit.
+        app(args=argv, prog_name="hiu-data")
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except (HiuError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
+        if debug:
+            raise
+        err_console.print(f"error: {_one_line(e)}", markup=False, soft_wrap=True)
+        return 1
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

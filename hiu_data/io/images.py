@@ -1,0 +1,105 @@
+"""Image helpers over OpenCV: decode embedded or referenced images, read sizes, encode.
+
+Decoded images are (H, W, 3) uint8 RGB (OpenCV's BGR is converted once, here). A file that
+cannot be decoded raises :class:`~hiu_data.errors.CorruptImageError` naming the sample.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hiu_data.errors import CorruptImageError
+
+cv2.setNumThreads(1)
+
+
+def decode(data: bytes, source: str = "<bytes>", sample_id: str | None = None, grayscale: bool = False) -> np.ndarray:
+    """Decode encoded image bytes.
+
+    Returns:
+        (H, W, 3) uint8 RGB, or (H, W) uint8 when ``grayscale``.
+    Raises:
+        CorruptImageError: the bytes are not a decodable image.
+    """
+    buf = np.frombuffer(data, dtype=np.uint8) if data else np.zeros(0, np.uint8)
+    flag = cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR
+    image = cv2.imdecode(buf, flag) if buf.size else None
+    if image is None:
+        raise CorruptImageError(source, "image cannot be decoded (corrupt or not an image)", sample_id)
+    return image if grayscale else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def decode_unchanged(data: bytes, source: str = "<bytes>", sample_id: str | None = None) -> np.ndarray:
+    """Decode keeping depth and channels as stored (e.g. 16-bit or label PNGs); BGR order kept."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if image is None:
+        raise CorruptImageError(source, "image cannot be decoded (corrupt or not an image)", sample_id)
+    return image
+
+
+def read_file(path: str | Path, sample_id: str | None = None, grayscale: bool = False) -> np.ndarray:
+    """Read and decode an image file (RGB or grayscale)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CorruptImageError(path, "image file is missing", sample_id) from None
+    return decode(data, str(path), sample_id, grayscale)
+
+
+def encode(image: np.ndarray, ext: str = ".png", quality: int = 95) -> bytes:
+    """Encode an (H, W, 3) RGB or (H, W) grey uint8 image as PNG or JPEG bytes."""
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext.lower() in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(ext, image, params)
+    if not ok:
+        raise ValueError(f"cannot encode image as {ext}")
+    return buf.tobytes()
+
+
+def probe_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG or JPEG header without decoding; None if unknown."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        w, h = struct.unpack(">II", data[16:24])
+        return int(w), int(h)
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(data):
+            if data[i] != 0xFF:
+                return None
+            marker = data[i + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                i += 2
+                continue
+            length = struct.unpack(">H", data[i + 2:i + 4])[0]
+            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+                h, w = struct.unpack(">HH", data[i + 5:i + 9])
+                return int(w), int(h)
+            i += 2 + length
+    return None
+
+
+def sample_image_bytes(image_bytes: bytes | None, image_path: str | None, source_root: str | Path | None,
+                       sample_id: str | None = None) -> bytes:
+    """The encoded image of a sample: embedded bytes, or the referenced file.
+
+    Reference-mode paths are relative to the raw dataset root recorded as ``source_root``
+    in the dataset's manifest.
+    """
+    if image_bytes is not None:
+        return image_bytes
+    if image_path is None:
+        raise CorruptImageError("<no image>", "sample has neither embedded bytes nor a path", sample_id)
+    path = Path(image_path)
+    if not path.is_absolute() and source_root is not None:
+        path = Path(source_root) / path
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise CorruptImageError(path, "referenced image file is missing", sample_id) from None
