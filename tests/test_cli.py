@@ -1,0 +1,92 @@
+"""The command line frame: --help everywhere, --version, one-line user errors, schema and info."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hiu_cli.main import app, main
+from hiu_data.io.parquet import write_dataset
+from hiu_data.schema import arrow_schema
+from tests.data_io.records import random_records
+
+
+def _command_paths() -> list[list[str]]:
+    """Every command and sub-command path of the Typer app."""
+    import typer.main
+
+    root = typer.main.get_command(app)
+    paths: list[list[str]] = [[]]
+
+    def walk(cmd, prefix):  # noqa: ANN001, ANN202
+        for name, sub in getattr(cmd, "commands", {}).items():
+            paths.append(prefix + [name])
+            walk(sub, prefix + [name])
+
+    walk(root, [])
+    return paths
+
+
+@pytest.mark.parametrize("path", _command_paths(), ids=lambda p: " ".join(p) or "hiu-data")
+def test_help_works_for_every_command(path: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*path, "--help"]) == 0
+    assert "Usage" in capsys.readouterr().out
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("hiu ")
+
+
+def test_user_error_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    env = {**os.environ, "HIU_DEBUG": "0", "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-m", "hiu_cli.main", "info", str(tmp_path / "missing")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == [f"error: {tmp_path / 'missing'}: no such folder"]
+    assert "Traceback" not in proc.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    env = {**os.environ, "HIU_DEBUG": "1"}
+    proc = subprocess.run([sys.executable, "-m", "hiu_cli.main", "info", str(tmp_path / "missing")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr
+
+
+def test_unknown_format_lists_the_available_ones(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["convert", "nosuchset", str(tmp_path), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "'nosuchset' is not registered; available:" in err
+
+
+def test_schema_json_matches_the_arrow_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in doc["columns"]] == arrow_schema().names
+    assert len(doc["skeleton"]["joints"]) == 21 and len(doc["skeleton"]["bones"]) == 20
+    for column in doc["columns"]:
+        assert {"arrow_type", "nullable", "unit", "frame", "description"} <= column.keys()
+
+
+def test_schema_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    out = capsys.readouterr().out
+    assert "keypoints_3d" in out and "camera" in out
+
+
+def test_info_counts_splits_and_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    records = random_records(20)
+    write_dataset(records, tmp_path, "synthetic")
+    assert main(["info", str(tmp_path / "synthetic"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)["datasets"][0]
+    assert doc["splits"] == {"train": 15, "test": 5}
+    assert doc["labels"]["keypoints_3d"] == sum(r.keypoints_3d is not None for r in records)
+    assert doc["labels"]["mask"] == sum(r.mask is not None for r in records)
+    assert main(["info", str(tmp_path)]) == 0
