@@ -23,6 +23,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from typing import Any, Iterable
 
 import numpy as np
@@ -72,6 +73,7 @@ def column_specs() -> list[dict[str, Any]]:
     return list(hiu_schemas.hand_sample()["columns"])
 
 
+@lru_cache(maxsize=1)
 def arrow_schema() -> pa.Schema:
     """The pyarrow schema of ``hand_sample`` with hiu's key-value metadata."""
     spec = hiu_schemas.hand_sample()
@@ -251,37 +253,50 @@ def _column_arrays(table: pa.Table, name: str, shape: tuple[int, ...], np_dtype:
     return values.reshape((len(table),) + shape), valid
 
 
-def table_to_samples(table: pa.Table) -> list[HandSample]:
-    """Convert an Arrow table of :func:`arrow_schema` back into records."""
-    n = len(table)
-    arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {
+_PLAIN_COLUMNS = ("sample_id", "dataset", "split", "subset", "image_id", "width", "height", "hand_side",
+                  "label_source", "confidence", "review_status", "extras", "mask")
+
+
+def table_columns(table: pa.Table) -> dict[str, Any]:
+    """Decode the label columns of a table once, for fast per-row access by :func:`sample_at`.
+
+    Fixed-size-list columns become ``(values (N, *shape), valid (N,))`` numpy pairs; other
+    columns Python lists. The image column, when present, is kept as a list of dicts.
+    """
+    cols: dict[str, Any] = {
         "bbox": _column_arrays(table, "bbox", (4,), np.float32),
         "visibility": _column_arrays(table, "visibility", (NUM_JOINTS,), np.uint8),
     }
     for name, shape in _ARRAY_SHAPES.items():
-        arrays[name] = _column_arrays(table, name, shape, np.float32)
-    plain = {
-        name: table.column(name).to_pylist()
-        for name in ("sample_id", "dataset", "split", "subset", "image_id", "width", "height", "hand_side",
-                     "label_source", "confidence", "review_status", "extras", "image", "mask")
-    }
-    out = []
-    for i in range(n):
-        image = plain["image"][i] or {}
-        mask = plain["mask"][i]
-        extras = plain["extras"][i]
-        kwargs = {name: (vals[i].copy() if valid[i] else None) for name, (vals, valid) in arrays.items()}
-        out.append(
-            HandSample(
-                sample_id=plain["sample_id"][i], dataset=plain["dataset"][i], split=plain["split"][i],
-                image_id=plain["image_id"][i], width=plain["width"][i], height=plain["height"][i],
-                hand_side=plain["hand_side"][i], subset=plain["subset"][i],
-                image_bytes=image.get("bytes"), image_path=image.get("path"),
-                mask=None if mask is None else {"size": list(mask["size"]), "counts": mask["counts"]},
-                label_source=plain["label_source"][i], confidence=plain["confidence"][i],
-                review_status=plain["review_status"][i],
-                extras=None if extras is None else json.loads(extras),
-                **kwargs,
-            )
-        )
-    return out
+        cols[name] = _column_arrays(table, name, shape, np.float32)
+    for name in _PLAIN_COLUMNS:
+        cols[name] = table.column(name).to_pylist()
+    if "image" in table.column_names:
+        cols["image"] = table.column("image").to_pylist()
+    return cols
+
+
+def sample_at(cols: dict[str, Any], i: int, image: dict[str, Any] | None = None) -> HandSample:
+    """Row ``i`` of :func:`table_columns` output as a record (``image`` overrides the image column)."""
+    image = image if image is not None else (cols["image"][i] if "image" in cols else None) or {}
+    mask = cols["mask"][i]
+    extras = cols["extras"][i]
+    arrays = {name: (cols[name][0][i].copy() if cols[name][1][i] else None) for name in _ARRAY_SHAPES}
+    return HandSample(
+        sample_id=cols["sample_id"][i], dataset=cols["dataset"][i], split=cols["split"][i],
+        image_id=cols["image_id"][i], width=cols["width"][i], height=cols["height"][i],
+        hand_side=cols["hand_side"][i], subset=cols["subset"][i],
+        bbox=cols["bbox"][0][i].copy(), visibility=cols["visibility"][0][i].copy(),
+        image_bytes=image.get("bytes"), image_path=image.get("path"),
+        mask=None if mask is None else {"size": list(mask["size"]), "counts": mask["counts"]},
+        label_source=cols["label_source"][i], confidence=cols["confidence"][i],
+        review_status=cols["review_status"][i],
+        extras=None if extras is None else json.loads(extras),
+        **arrays,
+    )
+
+
+def table_to_samples(table: pa.Table) -> list[HandSample]:
+    """Convert an Arrow table of :func:`arrow_schema` back into records."""
+    cols = table_columns(table)
+    return [sample_at(cols, i) for i in range(len(table))]

@@ -31,14 +31,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hiu_data.errors import HiuError, OutputExistsError, SchemaError
-from hiu_data.schema import SCHEMA_VERSION, SPLITS, HandSample, arrow_schema, check_schema, samples_to_table, table_to_samples
+from hiu_data.schema import (SCHEMA_VERSION, SPLITS, HandSample, arrow_schema, check_schema, sample_at, samples_to_table,
+                             table_columns, table_to_samples)
 from hiu_data.skeleton import SKELETON_NAME
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 DEFAULT_SHARD_BYTES = 512 * 1024 * 1024
-DEFAULT_ROW_GROUP_ROWS = 32
+DEFAULT_ROW_GROUP_ROWS = 16
 MAX_LISTED_SKIPS = 1000
 
 
@@ -307,6 +308,7 @@ class HandDataset:
         self._pid = os.getpid()
         self._files: dict[int, pq.ParquetFile] = {}
         self._groups: OrderedDict[tuple[int, int, tuple[str, ...] | None], pa.Table] = OrderedDict()
+        self._labels: dict[int, dict[str, Any]] = {}
 
     def __len__(self) -> int:
         return self._len
@@ -351,9 +353,19 @@ class HandDataset:
         table = self._group(s, g, tuple(columns) if columns else None)
         return {name: table.column(name)[r].as_py() for name in table.column_names}
 
+    def _label_columns(self, s: int) -> dict[str, Any]:
+        # Labels are small next to images: decode a shard's label columns once and keep them,
+        # so random access reads only the image of its row group.
+        cols = self._labels.get(s)
+        if cols is None:
+            names = [n for n in arrow_schema().names if n != "image"]
+            cols = self._labels[s] = table_columns(self._file(s).read(columns=names))
+        return cols
+
     def __getitem__(self, index: int) -> HandSample:
         s, g, r = self.locate(index)
-        return table_to_samples(self._group(s, g, None).slice(r, 1))[0]
+        image = self._group(s, g, ("image",)).column("image")[r].as_py()
+        return sample_at(self._label_columns(s), self.shards[s].group_starts[g] + r, image)
 
     def dataset_dir_of(self, index: int) -> Path:
         """The dataset folder a row comes from (root of its reference-mode image paths)."""
