@@ -1,0 +1,112 @@
+"""Process-group setup for one CPU, one GPU, or several ``torchrun`` processes.
+
+``torchrun --nproc_per_node N -m hiu_cli.main train ...`` sets ``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK`` and the rendezvous variables; :func:`setup` then joins the group with NCCL when
+CUDA is in use and gloo otherwise. Without those variables everything runs in one process and
+the helpers here become no-ops, so the training loop has a single code path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+
+from hiu_data.errors import HiuError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process stands: rank among ``world_size`` and its device."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that writes logs and checkpoints."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def pick_device(requested: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> CUDA (this process's local GPU) when available, else CPU; or the named device."""
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise HiuError(f"train.device={requested!r} but no CUDA device is available; use 'cpu' or 'auto'")
+        if requested == "cuda":
+            return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
+    return torch.device(requested)
+
+
+def setup(device: str = "auto", timeout_s: float = 600.0) -> DistInfo:
+    """Join the ``torchrun`` process group if there is one; pick this process's device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    target = pick_device(device, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if target.type == "cuda" else "gloo"
+        if target.type == "cuda":
+            torch.cuda.set_device(target)
+        dist.init_process_group(backend=backend, timeout=_dt.timedelta(seconds=timeout_s))
+        log.info("rank %d/%d joined the %s group on %s", rank, world_size, backend, target)
+    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=target)
+
+
+def teardown() -> None:
+    """Leave the process group (no-op in a single process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(info: DistInfo) -> None:
+    """Wait for every process (no-op in a single process)."""
+    if info.distributed:
+        dist.barrier()
+
+
+def mean_across(values: dict[str, float], info: DistInfo) -> dict[str, float]:
+    """Average a dict of floats over processes (for logging; keys must match on all ranks)."""
+    if not info.distributed or not values:
+        return values
+    keys = sorted(values)
+    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64,
+                          device=info.device if info.device.type == "cuda" else "cpu")
+    dist.all_reduce(tensor)
+    tensor /= info.world_size
+    return dict(zip(keys, tensor.tolist()))
+
+
+def broadcast_object(value: Any, info: DistInfo) -> Any:
+    """Rank 0's ``value`` on every process."""
+    if not info.distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+@contextlib.contextmanager
+def main_first(info: DistInfo) -> Iterator[None]:
+    """Run a block on rank 0 before the others (e.g. preparing a shared folder)."""
+    if not info.is_main:
+        barrier(info)
+    yield
+    if info.is_main:
+        barrier(info)

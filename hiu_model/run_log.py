@@ -1,0 +1,103 @@
+"""Scalar logging of a training run: ``metrics.csv`` always, TensorBoard when installed.
+
+``metrics.csv`` is in the long form TensorBoard itself uses, one scalar per row::
+
+    step,time_s,tag,value
+    100,12.41,train/loss,0.8123
+    100,12.41,train/lr,0.00099
+    500,61.02,val/synth/heatmap/pck@0.1,0.874
+
+so tags can come and go (a validation set, a loss switched on later) without breaking the
+file; ``pandas.read_csv(...).pivot_table(index="step", columns="tag", values="value")`` gives
+the wide table. ``time_s`` is training time since the run started, resumed runs included.
+On resume, rows logged after the checkpoint being resumed are dropped, so the file describes
+exactly one history.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.csv"
+COLUMNS = ("step", "time_s", "tag", "value")
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Rows of a run's ``metrics.csv`` as dicts with int step, float time_s and value."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [{"step": int(r["step"]), "time_s": float(r["time_s"]), "tag": r["tag"], "value": float(r["value"])}
+                for r in csv.DictReader(f)]
+
+
+class RunLog:
+    """Append scalars to ``metrics.csv`` (and TensorBoard) on the main process only.
+
+    Args:
+        run_dir: the run folder.
+        enabled: False on non-main processes (every call is then a no-op).
+        resume_step: when resuming, rows after this step are removed first.
+        tensorboard: write event files under ``run_dir/tensorboard`` if the ``tensorboard``
+            package is importable.
+    """
+
+    def __init__(self, run_dir: str | Path, enabled: bool = True, resume_step: int | None = None,
+                 tensorboard: bool = True) -> None:
+        self.path = Path(run_dir) / METRICS_FILE
+        self.enabled = enabled
+        self._writer: Any = None
+        self._file: Any = None
+        if not enabled:
+            return
+        if resume_step is not None and self.path.exists():
+            kept = [r for r in read_metrics(run_dir) if r["step"] <= resume_step]
+            self._rewrite(kept)
+        new = not self.path.exists()
+        self._file = open(self.path, "a", newline="")
+        self._csv = csv.writer(self._file)
+        if new:
+            self._csv.writerow(COLUMNS)
+            self._file.flush()
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"), purge_step=resume_step)
+            except ImportError:  # TensorBoard is optional; the CSV carries the same scalars
+                log.debug("tensorboard not installed; logging to %s only", self.path)
+
+    def _rewrite(self, rows: list[dict[str, Any]]) -> None:
+        tmp = self.path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(COLUMNS)
+            for r in rows:
+                writer.writerow([r["step"], f"{r['time_s']:.3f}", r["tag"], repr(r["value"])])
+        tmp.replace(self.path)
+
+    def scalars(self, step: int, time_s: float, values: dict[str, float], prefix: str = "") -> None:
+        """Log ``values`` under ``prefix + name`` at ``step``; non-finite values are kept as nan/inf."""
+        if not self.enabled:
+            return
+        for name, value in values.items():
+            value = float(value)
+            self._csv.writerow([int(step), f"{time_s:.3f}", prefix + name, repr(value)])
+            if self._writer is not None and math.isfinite(value):
+                self._writer.add_scalar(prefix + name, value, int(step))
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
