@@ -1,0 +1,344 @@
+"""FreiHAND v2 (Zimmermann et al., ICCV 2019): reader and writer of the released layout.
+
+Layout read (``RAW_ROOT`` = the unpacked ``FreiHAND_pub_v2`` folder, with the evaluation
+annotation release unpacked into it)::
+
+    training/rgb/%08d.jpg      4 x N images, file id = annotation index + N * version
+    training/mask/%08d.jpg     N masks, one per annotation, shared by its 4 versions (optional)
+    evaluation/rgb/%08d.jpg    M images (green-screen version only)
+    training_K.json  training_xyz.json  training_mano.json   (lists of N entries)
+    evaluation_K.json  [evaluation_xyz.json  evaluation_mano.json]   (lists of M entries)
+
+N = 32,560 and M = 3,960 in the release; the reader takes N and M from the length of the
+``*_K.json`` lists, so cut-down trees with the same layout read the same way.
+
+- **Versions** (``subset``): ``gs`` (green screen), ``hom``, ``sample``, ``auto``; file id
+  ``idx + N * v``. The versions present are those with at least one file in ``training/rgb``;
+  in a present version every one of the N files is expected. ``extras["annotation_index"]``
+  = idx, so the 4 versions of one annotation can be kept in the same split downstream.
+- **Joint order**: HAND21 already (identity gather table).
+- **3D**: ``*_xyz.json`` 21 x 3, metres, camera frame. **K**: per sample, principal point at
+  (112, 112) of the 224 x 224 crop. **2D**: the pinhole projection of the 3D with K (FreiHAND
+  has no separate 2D labels). **Visibility**: no occlusion labels, so 2 inside the image and
+  1 outside.
+- **MANO** (``*_mano.json``, one ``[[61 values]]`` per entry): ``[0:48]`` pose axis-angle
+  relative to the mean pose (``flat_hand_mean=False``), ``[48:58]`` betas, ``[58:60]`` uv_root
+  (pixel of keypoint 9, middle MCP), ``[60]`` scale (focal / Z of keypoint 9). Pose and betas
+  go to their columns; ``extras["mano_uv_root"]`` and ``extras["mano_scale"]`` keep the rest.
+- **Masks**: JPEG grey images, thresholded at ``mask_threshold`` (default 128, the midpoint;
+  HandMesh-style loaders use > 240, which shrinks the hand along its JPEG-blurred edge) into
+  one RLE per annotation, attached to all 4 versions. Evaluation segmentation maps are not
+  read (their encoding is not documented).
+- **Splits**: ``training`` -> ``train``; ``evaluation`` -> ``test``; without
+  ``evaluation_xyz.json`` the test rows have no keypoints (visibility 0, box = whole image,
+  where the centred hand is). ``*_verts.json`` (778 mesh vertices) and ``*_scale.json`` are
+  not read: the schema has no vertex column (meshes are recomputed from the MANO parameters)
+  and the scale is ``|xyz[9] - xyz[10]|``.
+- **Hands**: all right hands (MANO_RIGHT).
+- **Box**: tight box of the projected keypoints, clipped to the image (``_common``).
+- **Licence**: FreiHAND is for research only (see the dataset's website); nothing of it is
+  bundled here.
+
+Sample ids ``freihand/<split>/<file id %08d>``; the image id is the same (one hand per image).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from hiu_data.errors import CorruptImageError, DatasetFormatError
+from hiu_data.formats import Skipped
+from hiu_data.formats._common import (Failure, ImageFile, UnsupportedSampleError, bboxes_from_keypoints,
+                                      emit, encoded_image, guarded, image_file, json_floats, load_json, parallel_map,
+                                      project, require_dir, require_labels, sample_id, select_splits,
+                                      visibility_in_image)
+from hiu_data.io import images as image_io
+from hiu_data.io import rle
+from hiu_data.schema import HandSample
+from hiu_data.skeleton import NUM_JOINTS
+
+log = logging.getLogger(__name__)
+
+NAME = "freihand"
+SPLITS: tuple[str, ...] = ("train", "test")
+RAW_SPLIT = {"train": "training", "test": "evaluation"}
+VERSIONS: tuple[str, ...] = ("gs", "hom", "sample", "auto")
+IMAGE_SIZE: tuple[int, int] = (224, 224)
+"""(width, height) of every FreiHAND image."""
+PRINCIPAL_POINT: tuple[float, float] = (112.0, 112.0)
+CAMERA = None
+"""FreiHAND has no fixed camera: K is per sample (see PRINCIPAL_POINT)."""
+NUM_TRAINING, NUM_EVALUATION = 32560, 3960
+MASK_THRESHOLD = 128
+MANO_SIZE = 61
+_RGB_NAME = re.compile(r"^(\d{8})\.jpg$")
+
+
+class _Labels:
+    """The annotation lists of one split as arrays, plus per-entry problems (index -> message)."""
+
+    def __init__(self, root: Path, raw: str, split: str) -> None:
+        k_path = root / f"{raw}_K.json"
+        entries = load_json(k_path, f"the FreiHAND {raw} intrinsics ({raw}_K.json, a list of 3x3 matrices)")
+        if not isinstance(entries, list):
+            raise DatasetFormatError(k_path, "expected a JSON list of 3x3 matrices")
+        self.n = len(entries)
+        self.problems: dict[int, tuple[Path, str]] = {}
+        self.K = self._stack(entries, (3, 3), k_path, "K")
+        self.xyz = self._optional(root / f"{raw}_xyz.json", (NUM_JOINTS, 3), "xyz (21x3 metres)")
+        self.mano = self._optional(root / f"{raw}_mano.json", (MANO_SIZE,), "MANO parameters (61 values)")
+        if self.xyz is not None:
+            self.kp2d = project(self.xyz, self.K).astype(np.float32)
+            self.vis = visibility_in_image(self.kp2d, *IMAGE_SIZE)
+            self.bbox = bboxes_from_keypoints(self.kp2d, self.vis, *IMAGE_SIZE)
+            self.xyz32 = self.xyz.astype(np.float32)
+        self.K32 = self.K.astype(np.float32)
+        if self.mano is not None:
+            self.pose32 = self.mano[:, :48].astype(np.float32)
+            self.betas32 = self.mano[:, 48:58].astype(np.float32)
+
+    def _optional(self, path: Path, shape: tuple[int, ...], what: str) -> np.ndarray | None:
+        if not path.is_file():
+            return None
+        entries = load_json(path)
+        if not isinstance(entries, list) or len(entries) != self.n:
+            got = len(entries) if isinstance(entries, list) else type(entries).__name__
+            raise DatasetFormatError(path, f"expected a list of {self.n} entries like the _K.json beside it, got {got}")
+        return self._stack(entries, shape, path, what)
+
+    def _stack(self, entries: list[Any], shape: tuple[int, ...], path: Path, what: str) -> np.ndarray:
+        """(n, *shape) float64; entries of a wrong shape or with NaN/inf are NaN and noted in problems.
+
+        An entry may also carry a leading axis of 1 (``[[61 values]]`` in ``*_mano.json``).
+        """
+        accepted = (shape, (1,) + shape)
+        try:
+            arr = np.asarray(entries, dtype=np.float64)
+            if arr.shape[1:] not in accepted or len(arr) != self.n:
+                raise ValueError("ragged or wrong shape")
+            arr = arr.reshape((self.n,) + shape)
+        except (TypeError, ValueError):
+            arr = np.full((self.n,) + shape, np.nan)
+            for i, entry in enumerate(entries):
+                try:
+                    value = np.asarray(entry, dtype=np.float64)
+                except (TypeError, ValueError):
+                    value = np.zeros(0)
+                if value.shape not in accepted:
+                    self.problems.setdefault(i, (path, f"entry {i}: {what} has shape {value.shape}, expected {shape}"))
+                else:
+                    arr[i] = value.reshape(shape)
+        bad = ~np.isfinite(arr.reshape(self.n, -1)).all(axis=1)
+        for i in np.flatnonzero(bad):
+            self.problems.setdefault(int(i), (path, f"entry {i}: {what} contains NaN or inf"))
+        return arr
+
+
+def _image_job(job: tuple[str, str, str, str]) -> ImageFile:
+    root, relative, images, sid = job
+    return image_file(Path(root), relative, images, sid)
+
+
+def _mask_job(job: tuple[str, str, int]) -> dict[str, Any]:
+    path, sid, threshold = job
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise CorruptImageError(path, "missing mask file (expected one per training annotation)", sid) from None
+    grey = image_io.decode(data, path, sid, grayscale=True)
+    return rle.encode(grey >= threshold)
+
+
+def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embed", on_error: str = "fail",
+         workers: int = 1, mask_threshold: int = MASK_THRESHOLD) -> Iterator[HandSample | Skipped]:
+    """Read FreiHAND v2 into HandSample records (see the module docstring for the layout).
+
+    Without ``splits`` every split whose ``<raw>_K.json`` exists is read; a requested split must
+    exist. Image files are read (not decoded) in ``workers`` processes; training masks are decoded.
+    """
+    root = Path(root)
+    chosen = select_splits(NAME, SPLITS, splits, images, on_error)
+    if not splits:
+        chosen = tuple(s for s in chosen if (root / f"{RAW_SPLIT[s]}_K.json").is_file())
+        if not chosen:
+            raise DatasetFormatError(root, "not a FreiHAND v2 folder; expected training_K.json and/or evaluation_K.json here")
+    for split in chosen:
+        yield from emit(_read_split(root, split, images, workers, mask_threshold), on_error)
+
+
+def _read_split(root: Path, split: str, images: str, workers: int, threshold: int) -> Iterator[HandSample | Failure]:
+    raw = RAW_SPLIT[split]
+    labels = _Labels(root, raw, split)
+    if split == "train" and labels.xyz is None:
+        raise DatasetFormatError(root / "training_xyz.json", "missing file; expected the FreiHAND training keypoints here")
+    rgb = require_dir(root / raw / "rgb", f"the FreiHAND {raw} images {raw}/rgb/%08d.jpg")
+    n = labels.n
+    versions = _versions_present(rgb, n) if split == "train" else [0]
+    masks: list[Any] = [None] * n
+    mask_dir = root / raw / "mask"
+    if split == "train" and mask_dir.is_dir():
+        mask_jobs = [(str(mask_dir / f"{i:08d}.jpg"), sample_id(NAME, split, f"{i:08d}"), threshold) for i in range(n)]
+        masks = list(parallel_map(guarded(_mask_job), mask_jobs, workers, chunksize=64))
+    file_ids = [idx + n * v for v in versions for idx in range(n)]
+    jobs = [(str(root), f"{raw}/rgb/{fid:08d}.jpg", images, sample_id(NAME, split, f"{fid:08d}")) for fid in file_ids]
+    results = parallel_map(guarded(_image_job), jobs, workers, chunksize=64)
+    for fid, job, result in zip(file_ids, jobs, results):
+        idx, sid = fid % n, job[3]
+        if idx in labels.problems:
+            path, problem = labels.problems[idx]
+            yield Failure(str(path), problem, sid)
+        elif isinstance(result, Failure):
+            yield result
+        elif isinstance(masks[idx], Failure):
+            yield Failure(masks[idx].path, masks[idx].problem, sid, masks[idx].kind)
+        else:
+            yield _record(split, fid, idx, VERSIONS[fid // n], result, labels, masks[idx], root / raw)
+
+
+def _versions_present(rgb: Path, n: int) -> list[int]:
+    with os.scandir(rgb) as entries:
+        ids = {int(m.group(1)) for e in entries if (m := _RGB_NAME.match(e.name))}
+    versions = sorted({i // n for i in ids if n and i < n * len(VERSIONS)})
+    if not versions:
+        last = max(n * len(VERSIONS) - 1, 0)
+        raise DatasetFormatError(rgb, f"no training images 00000000.jpg..{last:08d}.jpg for the {n} annotations")
+    return versions
+
+
+def _record(split: str, fid: int, idx: int, version: str, image: ImageFile, labels: _Labels,
+            mask: dict[str, Any] | None, folder: Path) -> HandSample | Failure:
+    sid = sample_id(NAME, split, f"{fid:08d}")
+    width, height = image.width, image.height
+    if mask is not None and list(mask["size"]) != [height, width]:
+        return Failure(str(folder / "mask" / f"{idx:08d}.jpg"),
+                       f"mask is {mask['size'][1]}x{mask['size'][0]} but the image is {width}x{height}", sid, "image")
+    extras: dict[str, Any] = {"annotation_index": idx}
+    fields: dict[str, Any] = {"camera_K": labels.K32[idx]}
+    if labels.xyz is not None:
+        kp2d, vis, bbox = labels.kp2d[idx], labels.vis[idx], labels.bbox[idx]
+        if (width, height) != IMAGE_SIZE:  # precomputed for 224 x 224; redo for an odd image
+            vis = visibility_in_image(kp2d, width, height)
+            bbox = bboxes_from_keypoints(kp2d[None], vis[None], width, height)[0]
+        fields.update(keypoints_2d=kp2d, keypoints_3d=labels.xyz32[idx], visibility=vis, bbox=bbox)
+    else:
+        fields.update(visibility=np.zeros(NUM_JOINTS, np.uint8), bbox=np.array([0, 0, width, height], np.float32))
+    if labels.mano is not None:
+        fields.update(mano_pose=labels.pose32[idx], mano_betas=labels.betas32[idx])
+        extras.update(mano_uv_root=labels.mano[idx, 58:60].tolist(), mano_scale=float(labels.mano[idx, 60]))
+    return HandSample(sample_id=sid, dataset=NAME, split=split, subset=version, image_id=sid,
+                      image_bytes=image.data, image_path=image.path, width=width, height=height,
+                      hand_side="right", mask=mask, extras=extras, **fields)
+
+
+# --- writer -----------------------------------------------------------------------------
+
+
+def write(samples: Iterable[HandSample], root: Path, *, source_root: str | Path | None = None,
+          jpeg_quality: int = 95) -> None:
+    """Write records as a FreiHAND v2 tree under ``root`` (the inverse of :func:`read`).
+
+    - ``train`` records are grouped into annotations by ``extras["annotation_index"]`` (each
+      record without one is its own annotation); every annotation must come in the same set of
+      versions (``subset``; None = ``gs``), and the versions of one annotation must share
+      their labels. Annotations are renumbered 0..N-1 in order of first appearance.
+    - Needs ``keypoints_3d`` and ``camera_K`` (train) / ``camera_K`` (test); 2D is not written
+      (FreiHAND derives it by projection). MANO parameters and masks are written when every
+      record of the split has them; uv_root / scale come from ``extras`` or are computed from
+      the 3D and K as FreiHAND defines them. Test masks are dropped (the evaluation release's
+      segmentation encoding is not documented).
+    - Images are written as JPEG: the original bytes when they are JPEG, else re-encoded.
+    """
+    root = Path(root)
+    by_split: dict[str, list[HandSample]] = {"train": [], "test": []}
+    for s in samples:
+        if s.split not in by_split:
+            raise UnsupportedSampleError(f"sample {s.sample_id}: FreiHAND has splits train and test, not {s.split!r}")
+        if s.hand_side != "right":
+            raise UnsupportedSampleError(f"sample {s.sample_id}: FreiHAND holds right hands only")
+        by_split[s.split].append(s)
+    if by_split["train"]:
+        _write_training(by_split["train"], root, source_root, jpeg_quality)
+    if by_split["test"]:
+        _write_split("evaluation", [[s] for s in by_split["test"]], [0], root, source_root, jpeg_quality)
+
+
+def _write_training(samples: list[HandSample], root: Path, source_root: Any, quality: int) -> None:
+    groups: OrderedDict[Any, dict[int, HandSample]] = OrderedDict()
+    for s in samples:
+        key = s.extras["annotation_index"] if s.extras and "annotation_index" in s.extras else ("record", s.sample_id)
+        version = s.subset or "gs"
+        if version not in VERSIONS:
+            raise UnsupportedSampleError(f"sample {s.sample_id}: FreiHAND version (subset) {version!r} is not one of {VERSIONS}")
+        group = groups.setdefault(key, {})
+        if VERSIONS.index(version) in group:
+            raise UnsupportedSampleError(f"sample {s.sample_id}: annotation {key} has two {version!r} records")
+        group[VERSIONS.index(version)] = s
+    version_sets = {tuple(sorted(g)) for g in groups.values()}
+    if len(version_sets) > 1:
+        raise UnsupportedSampleError("FreiHAND needs every annotation in the same versions; got version sets "
+                                     + ", ".join(str([VERSIONS[v] for v in vs]) for vs in sorted(version_sets)))
+    versions = sorted(version_sets.pop())
+    for group in groups.values():
+        first = group[versions[0]]
+        for other in group.values():
+            diff = [f for f in ("keypoints_3d", "camera_K", "mano_pose", "mano_betas", "mask") if f in first.differences(other)]
+            if diff:
+                raise UnsupportedSampleError(f"sample {other.sample_id}: versions of one annotation differ in {diff}")
+    _write_split("training", [[g[v] for v in versions] for g in groups.values()], versions, root, source_root, quality)
+
+
+def _write_split(raw: str, groups: list[list[HandSample]], versions: list[int], root: Path, source_root: Any,
+                 quality: int) -> None:
+    reps = [g[0] for g in groups]
+    n = len(reps)
+    require = ["camera_K", "keypoints_3d"] if raw == "training" else ["camera_K"]
+    for s in reps:
+        require_labels(s, require, "FreiHAND " + raw)
+    dumps = {"K": [json_floats(s.camera_K) for s in reps]}
+    for name, field in (("xyz", "keypoints_3d"), ("mano", "mano_pose")):
+        have = [getattr(s, field) is not None for s in reps]
+        if any(have) and not all(have):
+            raise UnsupportedSampleError(f"FreiHAND {raw}: {field} on some records but not all (one JSON list per split)")
+        if all(have):
+            dumps[name] = [json_floats(s.keypoints_3d) if name == "xyz" else [_mano_entry(s)] for s in reps]
+    if "xyz" in dumps:
+        dumps["scale"] = [float(np.linalg.norm(s.keypoints_3d[9].astype(np.float64) - s.keypoints_3d[10])) for s in reps]
+    (root / raw / "rgb").mkdir(parents=True, exist_ok=True)
+    for stem, entries in dumps.items():
+        (root / f"{raw}_{stem}.json").write_text(json.dumps(entries))
+    for idx, group in enumerate(groups):
+        for v, s in zip(versions, group):
+            data = encoded_image(s, "jpeg", source_root, quality)
+            (root / raw / "rgb" / f"{idx + n * v:08d}.jpg").write_bytes(data)
+    if raw == "training" and all(s.mask is not None for s in reps):
+        (root / raw / "mask").mkdir(parents=True, exist_ok=True)
+        for idx, s in enumerate(reps):
+            grey = (rle.decode(s.mask) * 255).astype(np.uint8)
+            data = image_io.encode(np.repeat(grey[:, :, None], 3, axis=2), ".jpg", quality=quality)
+            (root / raw / "mask" / f"{idx:08d}.jpg").write_bytes(data)
+    elif any(s.mask is not None for s in reps):
+        log.warning("FreiHAND %s: masks not written (%s)", raw,
+                    "evaluation masks have no documented format" if raw == "evaluation" else "only some records have one")
+
+
+def _mano_entry(s: HandSample) -> list[float]:
+    """The 61 values: pose, betas, uv_root, scale (from extras, else computed from 3D and K)."""
+    extras = s.extras or {}
+    require_labels(s, ["mano_betas"], "FreiHAND MANO")
+    if "mano_uv_root" in extras and "mano_scale" in extras:
+        uv_root, scale = [float(x) for x in extras["mano_uv_root"]], float(extras["mano_scale"])
+    else:
+        require_labels(s, ["keypoints_3d"], "FreiHAND MANO uv_root / scale (not in extras)")
+        root3d = s.keypoints_3d[9].astype(np.float64)
+        K = s.camera_K.astype(np.float64)
+        uv_root = project(root3d[None], K)[0].tolist()
+        scale = float((K[0, 0] + K[1, 1]) / 2 / root3d[2])
+    return json_floats(s.mano_pose) + json_floats(s.mano_betas) + uv_root + [scale]
