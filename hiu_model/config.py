@@ -1,0 +1,376 @@
+"""Configuration of HIU-DMTL: dataclasses, the ``tiny`` and ``paper`` presets, YAML + overrides.
+
+A :class:`Config` has four sections: ``model`` (:class:`ModelConfig`, the network),
+``data`` (:class:`hiu_model.data.DataOptions`, crops and targets), ``loss``
+(:class:`LossConfig`, the loss weights) and ``train`` (:class:`TrainConfig`, owned by the
+training code). :func:`load_config` starts from a preset (or the dataclass defaults, which are
+the ``paper`` values), applies a YAML file, then ``a.b=c`` overrides. Unknown keys are errors
+that suggest the closest known key. Values are checked against the field types.
+
+The paper (HIU-DMTL, ICCV 2021) gives the stem, the ResNet-50 encoder and the 64x64 decoder
+features; it is silent on everything else. Every such default is a choice, written down at its
+field below. Sizes: the model's ``input_size`` / ``heatmap_size`` / ``mask_size`` and the data
+section's fields of the same names must agree; a value set on one side only is copied to the
+other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from hiu_data.errors import HiuError
+from hiu_data.targets import DEFAULT_SOFTARGMAX_BETA
+from hiu_model.data import DataOptions
+
+TASKS: tuple[str, ...] = ("heatmap", "mask", "pof", "mesh")
+"""Task names of ``ModelConfig.tasks``: 2D heat-maps, hand mask, part orientation fields, and
+the mesh branch (MANO regressor, projection, silhouette)."""
+
+SHARED_SIZES: tuple[str, ...] = ("input_size", "heatmap_size", "mask_size")
+
+
+class ConfigError(HiuError):
+    """A configuration file or override is malformed, names an unknown key, or is inconsistent."""
+
+
+@dataclass
+class ModelConfig:
+    """The network. Defaults are the ``paper`` preset.
+
+    Architecture (paper): stem of two 7x7 stride-2 convs (64, 128 channels); a ResNet-50 body
+    as the encoder of each stacked multi-task block; heat-map, mask and POF decoders with 256
+    feature channels at 64x64; the task attention module; iterative regressors; MANO.
+    Choices where the paper is silent are marked CHOICE.
+    """
+
+    input_size: int = 256
+    """Side of the square input crop in pixels (paper: 256)."""
+    heatmap_size: int = 64
+    """Side of the heat-map and POF predictions (CHOICE: 64 as HAMR; the paper's intermediate
+    heat-maps are 128). The features are always at input_size / 4 (after the stem)."""
+    mask_size: int = 64
+    """Side of the predicted mask and the rendered silhouette (CHOICE: 64; the paper's
+    intermediate mask is 256, which makes the silhouette 16x costlier)."""
+    stem_channels: tuple[int, int] = (64, 128)
+    encoder_block: str = "bottleneck"
+    """``bottleneck`` (ResNet-50) or ``basic`` (ResNet-18 style, for light presets)."""
+    encoder_widths: tuple[int, ...] = (256, 512, 1024, 2048)
+    encoder_blocks: tuple[int, ...] = (3, 4, 6, 3)
+    """Standard ResNet-50 (the appendix's "3, 4, 5, 6" is read as a typo)."""
+    decoder_channels: int = 256
+    num_stacks: int = 4
+    """Stacked multi-task blocks (the issue's paper preset: 4)."""
+    use_tam: bool = True
+    """Task attention module; off = concatenation + 3x3 conv (the paper's ablation)."""
+    tam_reduction: int = 4
+    """CHOICE (SKNet): TAM bottleneck width = max(decoder_channels // reduction, 32)."""
+    tasks: tuple[str, ...] = TASKS
+    """Enabled tasks, a subset of ``TASKS``; at least one of heatmap, mask, pof."""
+    regressor_channels: int = 256
+    """CHOICE: width of the stride-2 convs that shrink the last fused map for the regressor."""
+    regressor_grid: int = 4
+    """CHOICE: the regressor flattens a grid x grid map (keeps where the hand is)."""
+    regressor_hidden: int = 1024
+    """HMR/HAMR: two hidden layers of 1024 with dropout 0.5 and 3 iterations."""
+    regressor_layers: int = 2
+    regressor_dropout: float = 0.5
+    regressor_iterations: int = 3
+    regressor_uses_keypoints: bool = True
+    """CHOICE: the regressor also reads the heat-maps' soft-arg-max (21 x 2, normalised)."""
+    soft_argmax_beta: float = DEFAULT_SOFTARGMAX_BETA
+    """Inverse temperature of the soft-arg-max over heat-maps (peak 1); the targets' default."""
+    pose_representation: str = "6d"
+    """``6d`` (continuous rotations, HaMeR) or ``axis_angle`` (residuals, HMR): 16 joint
+    rotations relative to MANO's mean pose."""
+    hand_model: str = "auto"
+    """``auto`` (MANO when its files exist, else the procedural hand), ``mano`` or ``procedural``."""
+    mano_dir: str | None = None
+    crop_extent_m: float = 0.3
+    """CHOICE: the initial weak-perspective scale maps this many metres onto the crop width
+    (s = input_size / crop_extent_m pixels per metre); a hand is about 0.19 m long."""
+    silhouette_sigma: float | None = None
+    """Soft-rasteriser sharpness; ``None`` = the renderer's default for the mask size."""
+    silhouette_faces_per_pixel: int = 8
+
+
+@dataclass
+class LossConfig:
+    """Weights and forms of the loss terms (see :mod:`hiu_model.losses`). The paper gives no
+    weights; all are CHOICES balanced so that each term starts at order 1 with the targets of
+    :mod:`hiu_data.targets` (heat-map peak 1, unit POF vectors)."""
+
+    heatmap: float = 1.0
+    """Squared error summed over pixels, mean over valid joints and over stacks."""
+    pof: float = 1.0
+    """Squared error summed over pixels, mean over valid channels (z masked without 3D)."""
+    mask: float = 1.0
+    """Binary cross-entropy on the mask logits, mean over pixels, for every stack."""
+    bone_orientation: float = 1.0
+    """Squared distance of unit 3D bone directions, mean over bones; samples with 3D."""
+    reprojection: float = 10.0
+    """L1 of the mesh branch's projected joints in units of the crop side; visible joints."""
+    mask_reprojection: float = 1.0
+    """Squared error of the rendered silhouette against the mask target."""
+    mano_pose: float = 1.0
+    """Squared Frobenius distance of per-joint rotation matrices; samples with MANO labels."""
+    mano_betas: float = 0.1
+    pose_prior: float = 1e-3
+    """Prior on the pose (squared axis-angle offset from the mean pose), every sample."""
+    betas_prior: float = 1e-3
+    self_mask: float = 1.0
+    """Self-supervised: rendered silhouette vs. the predicted mask (unlabeled samples)."""
+    self_keypoints: float = 10.0
+    """Self-supervised: projected joints vs. the heat-maps' soft-arg-max, L1 in crop units."""
+    detach_self_targets: bool = True
+    """CHOICE: the dense predictions teach the mesh branch (not the other way round)."""
+    self_supervised_on_labeled: bool = False
+    """Also apply the self-supervised pair to labeled samples."""
+
+
+@dataclass
+class TrainConfig:
+    """Training options; the fields are defined by the training code (issue 9)."""
+
+
+@dataclass
+class Config:
+    """The full configuration: ``model``, ``data``, ``loss``, ``train``."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataOptions = field(default_factory=DataOptions)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples as lists), suitable for JSON and YAML."""
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "Config":
+        """Inverse of :meth:`to_dict`; unknown keys are :class:`ConfigError`."""
+        config = cls()
+        _merge(config, values, "", set())
+        validate(config)
+        return config
+
+
+def tiny() -> Config:
+    """CPU preset for tests, the demo and quick experiments (2 cores).
+
+    128x128 input, 32x32 heat-maps, POF and masks, ResNet-18-style blocks with widths
+    32-96, 32 decoder channels, 2 stacks and a 256-wide regressor without dropout. Sized so
+    that the training issue's target (about 15 minutes on 2 CPU cores, 5,000 synthetic hands:
+    heat-map PCK@0.1 >= 0.90, mask IoU >= 0.85, projected-mesh PCK@0.1 >= 0.70) is in reach.
+    """
+    config = Config()
+    config.model = ModelConfig(
+        input_size=128, heatmap_size=32, mask_size=32, stem_channels=(16, 32), encoder_block="basic",
+        encoder_widths=(32, 48, 64, 96), encoder_blocks=(1, 1, 1, 1), decoder_channels=32, num_stacks=2,
+        regressor_channels=32, regressor_grid=4, regressor_hidden=256, regressor_layers=2,
+        regressor_dropout=0.0, regressor_iterations=3, silhouette_faces_per_pixel=4)
+    _set_data_sizes(config)
+    # At 32 px maps one map pixel is 4 crop pixels: a narrower Gaussian and POF band than at 64.
+    _set_if_present(config.data, sigma=1.5, pof_band=1.0)
+    return config
+
+
+def paper() -> Config:
+    """The paper's network: 256x256 input, 64x64 maps, ResNet-50 encoders, 4 stacks."""
+    config = Config()
+    _set_data_sizes(config)
+    return config
+
+
+PRESETS: dict[str, typing.Callable[[], Config]] = {"tiny": tiny, "paper": paper}
+
+
+def load_config(path: str | Path | None = None, preset: str | None = None,
+                overrides: Iterable[str] = ()) -> Config:
+    """Build a :class:`Config`: preset, then the YAML file at ``path``, then ``overrides``.
+
+    Args:
+        path: YAML file with sections ``model``, ``data``, ``loss``, ``train`` and optionally
+            ``preset: tiny|paper`` (used when the ``preset`` argument is None).
+        preset: ``tiny`` or ``paper``; ``None`` = the file's preset or the dataclass defaults
+            (the paper values).
+        overrides: ``section.key=value`` strings; values are parsed as YAML (``3``, ``0.5``,
+            ``true``, ``[1, 2]``, ``null``).
+    Raises:
+        ConfigError: unreadable file, unknown key (with a suggestion), wrong value type, or
+            inconsistent sizes.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        values = _read_yaml(Path(path))
+    preset = preset or values.pop("preset", None)
+    values.pop("preset", None)
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
+    config = PRESETS[preset]() if preset else paper()
+    explicit: set[str] = set()
+    _merge(config, values, f"{path}: " if path else "", explicit)
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {override!r} is not of the form section.key=value")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override {override!r}: value is not valid YAML ({error})") from None
+        nested: Any = value
+        for part in reversed(key.strip().split(".")):
+            nested = {part: nested}
+        _merge(config, nested, f"--set {override}: ", explicit)
+    _sync_sizes(config, explicit)
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Check the cross-field rules of a configuration; raises :class:`ConfigError`."""
+    model = config.model
+    unknown = [task for task in model.tasks if task not in TASKS]
+    if unknown:
+        raise ConfigError(f"model.tasks: unknown task(s) {unknown}; available: {', '.join(TASKS)}")
+    if not set(model.tasks) & {"heatmap", "mask", "pof"}:
+        raise ConfigError("model.tasks: enable at least one of heatmap, mask, pof")
+    if model.input_size % 4:
+        raise ConfigError(f"model.input_size: {model.input_size} is not a multiple of 4 (the stem downsamples 4x)")
+    if len(model.encoder_widths) != len(model.encoder_blocks) or min(model.encoder_blocks, default=0) < 1:
+        raise ConfigError("model.encoder_widths and model.encoder_blocks need the same length and >= 1 block per stage")
+    if model.encoder_block not in ("basic", "bottleneck"):
+        raise ConfigError(f"model.encoder_block: {model.encoder_block!r} is not basic or bottleneck")
+    if model.pose_representation not in ("6d", "axis_angle"):
+        raise ConfigError(f"model.pose_representation: {model.pose_representation!r} is not 6d or axis_angle")
+    for name, value in (("num_stacks", model.num_stacks), ("regressor_iterations", model.regressor_iterations)):
+        if value < 1:
+            raise ConfigError(f"model.{name}: must be >= 1, got {value}")
+    for name in SHARED_SIZES:
+        if hasattr(config.data, name) and getattr(config.data, name) != getattr(model, name):
+            raise ConfigError(f"data.{name} ({getattr(config.data, name)}) differs from model.{name} "
+                              f"({getattr(model, name)}); set one of them")
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: cannot read the config ({str(error).splitlines()[0]})") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of sections (model, data, loss, train)")
+    return values
+
+
+def _merge(target: Any, values: dict[str, Any], where: str, explicit: set[str], prefix: str = "") -> None:
+    """Set the fields of dataclass ``target`` from ``values`` recursively, checking names and types."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}{prefix.rstrip('.') or 'config'} must be a mapping, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(target)}
+    hints = typing.get_type_hints(type(target))
+    for key, value in values.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            known = [f"{prefix}{name}" for name in fields]
+            close = difflib.get_close_matches(dotted, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+            raise ConfigError(f"{where}unknown key {dotted!r}{hint}")
+        current = getattr(target, key)
+        if dataclasses.is_dataclass(current):
+            _merge(current, value, where, explicit, dotted + ".")
+        else:
+            setattr(target, key, _coerce(value, hints[key], f"{where}{dotted}"))
+            explicit.add(dotted)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check ``value`` against the type annotation ``hint``; lists become tuples."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, option, where)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if errors else f"{where}: {value!r} is not allowed")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            items = [_coerce(v, args[0], where) for v in value]
+        elif origin is tuple and args:
+            if len(value) != len(args):
+                raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+            items = [_coerce(v, a, where) for v, a in zip(value, args)]
+        else:
+            items = [_coerce(v, args[0], where) if args else v for v in value]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _sync_sizes(config: Config, explicit: set[str]) -> None:
+    for name in SHARED_SIZES:
+        if not hasattr(config.data, name):
+            continue
+        model_set, data_set = f"model.{name}" in explicit, f"data.{name}" in explicit
+        if data_set and not model_set:
+            setattr(config.model, name, getattr(config.data, name))
+        elif model_set and not data_set:
+            setattr(config.data, name, getattr(config.model, name))
+
+
+def _set_data_sizes(config: Config) -> None:
+    _set_if_present(config.data, **{name: getattr(config.model, name) for name in SHARED_SIZES})
+
+
+def _set_if_present(options: Any, **values: Any) -> None:
+    for name, value in values.items():
+        if hasattr(options, name):
+            setattr(options, name, value)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value

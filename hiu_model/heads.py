@@ -1,0 +1,151 @@
+"""Task decoders, the task attention module and the iterative mesh regressor of HIU-DMTL.
+
+- :class:`TaskDecoder`: top-down decoder with lateral skip connections from every encoder
+  stage (FPN-like: upsample, add the 1x1-projected skip, 3x3 conv). It returns its task
+  feature map at the finest encoder resolution (the heat-map resolution; 256 channels in the
+  paper) and its intermediate prediction through a small head. A head at another resolution
+  (the mask at ``mask_size``) resizes the features bilinearly first.
+- :class:`TaskAttention`: the paper's task attention module, "SKNet-like selection with global
+  pooling and concatenation instead of addition". SKNet sums its branches, pools the sum, and
+  selects with a softmax over branches per channel. Here each task feature is globally pooled
+  on its own and the pooled vectors are concatenated (so the descriptor keeps which task said
+  what); a bottleneck MLP maps the descriptor to one logit per task and channel; a softmax
+  over the tasks gives per-channel selection weights; the fused feature is the weighted sum
+  of the task features. (The paper gives no layer sizes: the bottleneck width is
+  ``max(channels // reduction, 32)`` as in SKNet.)
+- :class:`ConcatFusion`: the ablation without TAM: concatenation + 3x3 conv.
+- :class:`MeshRegressor`: HMR/HAMR-style iterative regression with parameters shared across
+  iterations: ``theta <- theta + MLP([features, extra, theta])`` starting from a learned mean
+  (initialised at the identity pose, zero betas and the default camera).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hiu_model.backbone import conv_bn_relu
+
+
+class TaskDecoder(nn.Module):
+    """Decoder of one task over the encoder stages.
+
+    Args:
+        encoder_widths: channels of the encoder stages, finest first.
+        channels: channels of the task feature map (paper: 256).
+        out_channels: channels of the intermediate prediction (21 heat-maps, 1 mask logit,
+            60 POF values).
+        out_size: side of the prediction in pixels; ``None`` keeps the finest encoder size.
+    Forward: encoder features (finest first) -> (features (B, channels, h, h),
+    prediction (B, out_channels, out_size, out_size)).
+    """
+
+    def __init__(self, encoder_widths: Sequence[int], channels: int, out_channels: int,
+                 out_size: int | None = None) -> None:
+        super().__init__()
+        self.laterals = nn.ModuleList(conv_bn_relu(width, channels, 1) for width in encoder_widths)
+        self.smooth = nn.ModuleList(conv_bn_relu(channels, channels, 3) for _ in encoder_widths[:-1])
+        self.head = nn.Sequential(conv_bn_relu(channels, channels, 3), nn.Conv2d(channels, out_channels, 1))
+        self.out_size = out_size
+
+    def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.laterals[-1](features[-1])
+        for level in range(len(features) - 2, -1, -1):
+            skip = features[level]
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = self.smooth[level](x + self.laterals[level](skip))
+        head_input = x
+        if self.out_size is not None and self.out_size != x.shape[-1]:
+            head_input = F.interpolate(x, size=(self.out_size, self.out_size), mode="bilinear", align_corners=False)
+        return x, self.head(head_input)
+
+
+class TaskAttention(nn.Module):
+    """Fuse T task feature maps (B, C, h, w) into one (B, C, h, w) by per-channel selection.
+
+    Weights: ``softmax_t(MLP(concat_t(mean_hw(F_t))))``, shape (B, T, C); output
+    ``sum_t a_t * F_t``. With a single task the weights are all one.
+    """
+
+    def __init__(self, channels: int, num_tasks: int, reduction: int = 4, min_hidden: int = 32) -> None:
+        super().__init__()
+        hidden = max(channels // reduction, min_hidden)
+        # No normalisation in the MLP: BatchNorm1d fails on a batch of one in training mode.
+        self.squeeze = nn.Sequential(nn.Linear(num_tasks * channels, hidden), nn.ReLU(inplace=True))
+        self.select = nn.Linear(hidden, num_tasks * channels)
+        self.num_tasks = num_tasks
+        self.channels = channels
+
+    def forward(self, task_features: list[torch.Tensor]) -> torch.Tensor:
+        pooled = torch.cat([feature.mean(dim=(2, 3)) for feature in task_features], dim=1)
+        logits = self.select(self.squeeze(pooled)).view(-1, self.num_tasks, self.channels)
+        weights = logits.softmax(dim=1)
+        stacked = torch.stack(task_features, dim=1)  # (B, T, C, h, w)
+        return (weights[..., None, None] * stacked).sum(dim=1)
+
+
+class ConcatFusion(nn.Module):
+    """Ablation of the TAM: concatenate the T task features and apply a 3x3 conv to C channels."""
+
+    def __init__(self, channels: int, num_tasks: int) -> None:
+        super().__init__()
+        self.fuse = conv_bn_relu(num_tasks * channels, channels, 3)
+
+    def forward(self, task_features: list[torch.Tensor]) -> torch.Tensor:
+        return self.fuse(torch.cat(task_features, dim=1))
+
+
+class MeshRegressor(nn.Module):
+    """Iterative regressor of the parameter vector theta (pose, betas, camera), shared weights.
+
+    Args:
+        in_channels: channels of the input map (fused features + the last predictions).
+        map_size: side of the input map.
+        channels: width of the stride-2 convolutions that shrink the map to ``grid``.
+        grid: side of the map that is flattened; keeping a small grid (rather than a global
+            average) keeps where the hand is, which the camera translation needs.
+        extra_dim: length of an extra input vector (the heat-maps' soft-arg-max), 0 for none.
+        hidden, layers, dropout: the MLP (paper defaults from HMR/HAMR: 1024, 2, 0.5).
+        iterations: regression iterations (HMR/HAMR: 3).
+        theta_init: (P,) initial parameter vector (learned afterwards).
+    Forward: (map (B, in_channels, map_size, map_size), extra (B, extra_dim) or None) -> list
+    of theta (B, P) after each iteration; the last one is the prediction.
+    """
+
+    def __init__(self, in_channels: int, map_size: int, channels: int, grid: int, extra_dim: int,
+                 hidden: int, layers: int, dropout: float, iterations: int, theta_init: torch.Tensor) -> None:
+        super().__init__()
+        downs: list[nn.Module] = [conv_bn_relu(in_channels, channels, 1)]
+        size = map_size
+        while size >= 2 * grid:
+            downs.append(conv_bn_relu(channels, channels, 3, 2))
+            size = (size + 1) // 2
+        downs.append(nn.AdaptiveAvgPool2d(grid))
+        self.down = nn.Sequential(*downs)
+        theta_dim = theta_init.numel()
+        width = channels * grid * grid + extra_dim + theta_dim
+        mlp: list[nn.Module] = []
+        for _ in range(layers):
+            mlp += [nn.Linear(width, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+            width = hidden
+        last = nn.Linear(width, theta_dim)
+        # Small updates at the start, so the first forward passes stay near the mean hand.
+        nn.init.xavier_uniform_(last.weight, gain=0.01)
+        nn.init.zeros_(last.bias)
+        self.mlp = nn.Sequential(*mlp, last)
+        self.theta_init = nn.Parameter(theta_init.clone().float())
+        self.iterations = iterations
+
+    def forward(self, feature_map: torch.Tensor, extra: torch.Tensor | None = None) -> list[torch.Tensor]:
+        features = self.down(feature_map).flatten(1)
+        if extra is not None:
+            features = torch.cat([features, extra], dim=1)
+        theta = self.theta_init.expand(features.shape[0], -1)
+        thetas = []
+        for _ in range(self.iterations):
+            theta = theta + self.mlp(torch.cat([features, theta], dim=1))
+            thetas.append(theta)
+        return thetas

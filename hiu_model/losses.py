@@ -1,0 +1,175 @@
+"""Losses of HIU-DMTL, every term weighted by the batch's availability flags.
+
+A batch (see :mod:`hiu_model.data`) carries per-sample flags ``has_2d``, ``has_3d``,
+``has_mask``, ``has_mano`` (float 0/1). Each supervised term is a weighted mean over the
+samples (and joints / channels) that have its label, so a batch mixing FreiHAND (3D + MANO +
+mask), CMU (2D only) and unlabeled crops needs no special case: a sample without a label
+contributes exactly zero to that term and to its gradient, and a term with no labeled sample
+in the batch is zero.
+
+Terms (weights in :class:`hiu_model.config.LossConfig`; forms are CHOICES where the paper is
+silent):
+
+- ``heatmap`` (every stack, mean over stacks): squared error summed over the map's pixels, mean
+  over joints with ``heatmap_weights * has_2d``;
+- ``pof`` (every stack): the same per POF channel with ``pof_weights * has_2d`` (the z channel
+  carries weight only with 3D labels; the data pipeline sets that);
+- ``mask`` (every stack): binary cross-entropy of the logits, mean over pixels, ``has_mask``;
+- ``bone_orientation``: squared distance of the unit 3D bone directions of the mesh branch and
+  the label, mean over the 20 bones, ``has_3d`` (3D labels are complete per hand in every
+  supported dataset, so visibility does not gate it);
+- ``reprojection``: L1 of the mesh branch's projected joints, in units of the crop side,
+  joints with ``visibility > 0`` and ``has_2d``;
+- ``mask_reprojection``: squared error of the rendered silhouette against the mask, ``has_mask``;
+- ``mano_pose`` / ``mano_betas``: squared Frobenius distance of the 16 joint rotation matrices
+  (free of the axis-angle ambiguity) / squared error of the betas, ``has_mano``;
+- ``pose_prior`` / ``betas_prior``: squared finger pose offset from the mean pose / squared
+  betas, every sample (label-free regularisers: zero at the mean hand);
+- ``self_mask`` / ``self_keypoints`` (unlabeled samples, or all with
+  ``self_supervised_on_labeled``): rendered silhouette vs. the last predicted mask
+  probability (squared error), and projected joints vs. the last heat-maps' soft-arg-max (L1 in
+  crop units). With ``detach_self_targets`` the dense predictions are the teacher.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from hiu_data.skeleton import BONES
+from hiu_model.config import LossConfig
+from hiu_model.model import HIUOutput
+from hiu_model.rotations import axis_angle_to_matrix
+
+_PARENTS = [parent for parent, _ in BONES]
+_CHILDREN = [child for _, child in BONES]
+
+
+def compute_losses(output: HIUOutput, batch: dict[str, torch.Tensor], cfg: LossConfig,
+                   labeled: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """All loss terms of one batch.
+
+    Args:
+        output: the model's :class:`HIUOutput`.
+        batch: collated items of :class:`hiu_model.data.HandCropDataset` (keys ``image``,
+            ``keypoints_2d``, ``visibility``, ``heatmaps``, ``heatmap_weights``, ``pof``,
+            ``pof_weights``, ``mask``, ``keypoints_3d``, ``mano_pose``, ``mano_betas`` and the
+            ``has_*`` flags); only the keys of the enabled terms are read.
+        cfg: loss weights and options.
+        labeled: (B,) which samples count as labeled for the self-supervised terms; ``None``
+            = samples with any label (any ``has_*`` flag set).
+    Returns:
+        (total, terms): the weighted sum (scalar tensor) and each unweighted term by name.
+        Terms with weight 0 or whose prediction is absent are left out.
+    """
+    device = _first_tensor(output).device
+    flags = {name: batch[name].to(device=device, dtype=torch.float32).reshape(-1)
+             for name in ("has_2d", "has_3d", "has_mask", "has_mano") if name in batch}
+    if labeled is None:
+        labeled = sum(flags.values()) > 0 if flags else torch.zeros(0, device=device)
+    labeled = labeled.to(device=device, dtype=torch.float32).reshape(-1)
+    terms: dict[str, torch.Tensor] = {}
+
+    if output.heatmaps and cfg.heatmap:
+        weights = batch["heatmap_weights"] * flags["has_2d"][:, None]
+        terms["heatmap"] = _mean_over_stacks([
+            _weighted_mean(((prediction - batch["heatmaps"]) ** 2).sum(dim=(2, 3)), weights)
+            for prediction in _check_shapes(output.heatmaps, batch["heatmaps"], "heatmaps")])
+    if output.pofs and cfg.pof:
+        weights = batch["pof_weights"] * flags["has_2d"][:, None]
+        terms["pof"] = _mean_over_stacks([
+            _weighted_mean(((prediction - batch["pof"]) ** 2).sum(dim=(2, 3)), weights)
+            for prediction in _check_shapes(output.pofs, batch["pof"], "pof")])
+    if output.masks and cfg.mask:
+        target = batch["mask"][:, None]
+        terms["mask"] = _mean_over_stacks([
+            _weighted_mean(F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=(1, 2, 3)),
+                           flags["has_mask"])
+            for logits in _check_shapes(output.masks, target, "masks")])
+
+    if output.joints_3d is not None:
+        _mesh_terms(output, batch, cfg, flags, terms)
+        _self_supervised_terms(output, batch, cfg, labeled, terms)
+
+    weights = {name: getattr(cfg, name) for name in terms}
+    total = sum((weights[name] * value for name, value in terms.items()),
+                start=torch.zeros((), device=device))
+    return total, terms
+
+
+def _mesh_terms(output: HIUOutput, batch: dict[str, torch.Tensor], cfg: LossConfig,
+                flags: dict[str, torch.Tensor], terms: dict[str, torch.Tensor]) -> None:
+    assert output.joints_3d is not None and output.joints_2d is not None
+    if cfg.bone_orientation:
+        predicted = _bone_directions(output.joints_3d)
+        target = _bone_directions(batch["keypoints_3d"])
+        terms["bone_orientation"] = _weighted_mean(((predicted - target) ** 2).sum(-1).mean(-1), flags["has_3d"])
+    if cfg.reprojection:
+        crop = batch["image"].shape[-1]
+        error = (output.joints_2d - batch["keypoints_2d"]).abs().sum(-1) / crop
+        weights = (batch["visibility"] > 0).float() * flags["has_2d"][:, None]
+        terms["reprojection"] = _weighted_mean(error, weights)
+    if cfg.mask_reprojection and output.silhouette is not None:
+        error = ((output.silhouette - batch["mask"]) ** 2).mean(dim=(1, 2))
+        terms["mask_reprojection"] = _weighted_mean(error, flags["has_mask"])
+    if cfg.mano_pose and output.mano_pose is not None:
+        predicted = axis_angle_to_matrix(output.mano_pose.reshape(-1, 16, 3))
+        target = axis_angle_to_matrix(batch["mano_pose"].reshape(-1, 16, 3))
+        terms["mano_pose"] = _weighted_mean(((predicted - target) ** 2).sum(dim=(-1, -2)).mean(-1), flags["has_mano"])
+    if cfg.mano_betas and output.mano_betas is not None:
+        error = ((output.mano_betas - batch["mano_betas"]) ** 2).mean(-1)
+        terms["mano_betas"] = _weighted_mean(error, flags["has_mano"])
+    if cfg.pose_prior and output.mano_pose is not None:
+        terms["pose_prior"] = (output.mano_pose[:, 3:] ** 2).mean()
+    if cfg.betas_prior and output.mano_betas is not None:
+        terms["betas_prior"] = (output.mano_betas ** 2).mean()
+
+
+def _self_supervised_terms(output: HIUOutput, batch: dict[str, torch.Tensor], cfg: LossConfig,
+                           labeled: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
+    assert output.joints_2d is not None
+    weights = torch.ones_like(labeled) if cfg.self_supervised_on_labeled else 1.0 - labeled
+    if cfg.self_mask and output.masks and output.silhouette is not None:
+        teacher = torch.sigmoid(output.masks[-1][:, 0])
+        teacher = teacher.detach() if cfg.detach_self_targets else teacher
+        if teacher.shape[-2:] != output.silhouette.shape[-2:]:
+            raise ValueError(f"mask {tuple(teacher.shape[-2:])} and silhouette "
+                             f"{tuple(output.silhouette.shape[-2:])} sizes differ")
+        terms["self_mask"] = _weighted_mean(((output.silhouette - teacher) ** 2).mean(dim=(1, 2)), weights)
+    if cfg.self_keypoints and output.heatmap_keypoints is not None:
+        teacher = output.heatmap_keypoints.detach() if cfg.detach_self_targets else output.heatmap_keypoints
+        crop = batch["image"].shape[-1]
+        error = ((output.joints_2d - teacher).abs().sum(-1) / crop).mean(-1)
+        terms["self_keypoints"] = _weighted_mean(error, weights)
+
+
+def _bone_directions(joints: torch.Tensor) -> torch.Tensor:
+    """(B, 21, 3) joints -> (B, 20, 3) unit child-minus-parent directions (zero for zero bones)."""
+    return F.normalize(joints[:, _CHILDREN] - joints[:, _PARENTS], dim=-1, eps=1e-8)
+
+
+def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """sum(w * v) / sum(w) over all elements; zero (with a graph) when every weight is zero."""
+    weights = weights.to(values.dtype).expand_as(values)
+    total = weights.sum()
+    return (weights * values).sum() / total.clamp_min(1e-8) * (total > 0)
+
+
+def _mean_over_stacks(values: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack(values).mean()
+
+
+def _check_shapes(predictions: list[torch.Tensor], target: torch.Tensor, name: str) -> list[torch.Tensor]:
+    if predictions[0].shape != target.shape:
+        raise ValueError(f"predicted {name} {tuple(predictions[0].shape)} do not match the batch's "
+                         f"{tuple(target.shape)}: model and data sizes differ")
+    return predictions
+
+
+def _first_tensor(output: HIUOutput) -> torch.Tensor:
+    for candidate in (output.heatmaps, output.masks, output.pofs):
+        if candidate:
+            return candidate[0]
+    if output.joints_3d is not None:
+        return output.joints_3d
+    raise ValueError("the model output holds no prediction")

@@ -1,0 +1,265 @@
+"""HIU-DMTL: stacked multi-task blocks, the mesh regressor, MANO, projection and silhouette.
+
+Forward of :class:`HIUDMTL` on a batch of crops (B, 3, S, S):
+
+1. stem (two 7x7 stride-2 convs) -> features at h = S / 4;
+2. S stacked multi-task blocks; block k encodes [stem features, fused features of block
+   k-1 (zeros for the first)], decodes heat-maps, mask and POF (each an intermediate
+   prediction plus a task feature map) and fuses the task features with the task attention
+   module;
+3. the mesh branch: the last fused features and predictions -> iterative regressor -> MANO
+   pose (16 rotations relative to the mean pose), betas and a weak-perspective camera
+   (s, tx, ty) -> hand model -> vertices and 21 joints (root-relative, metres, right-hand
+   frame) -> ``joints_2d = s * joints_3d[..., :2] + (tx, ty)`` in crop pixels -> the soft
+   silhouette at the mask resolution.
+
+Weak perspective: ``s`` is in crop pixels per metre and ``(tx, ty)`` is the wrist's position
+in crop pixels. The silhouette is rendered with exactly this camera: each vertex is placed at
+``(u z, v z, z)`` with ``(u, v)`` its weak-perspective projection and ``z`` its depth plus a
+constant, and rendered with ``K = diag(m/S, m/S, 1)``; a perspective projection of these points
+returns ``(u, v)`` scaled to the mask, while ``z`` keeps the faces' depth order. When the crop's
+intrinsics are given, the wrist's camera-frame position follows from the scale
+(``z = fx / s``) and is returned as ``root_3d``.
+
+The hand model (MANO or the procedural hand) is not a registered submodule: its arrays are
+constants (and MANO's are licensed), so they stay out of ``state_dict()`` and checkpoints; the
+model moves it along in ``.to()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hiu_data.skeleton import NUM_BONES, NUM_JOINTS
+from hiu_model.backbone import Encoder, Stem
+from hiu_model.config import ModelConfig
+from hiu_model.heads import ConcatFusion, MeshRegressor, TaskAttention, TaskDecoder
+from hiu_model.rotations import IDENTITY_6D, rot6d_to_axis_angle
+
+NUM_POSE_JOINTS = 16
+NUM_BETAS = 10
+DENSE_TASKS = ("heatmap", "mask", "pof")
+_DEPTH_OFFSET_M = 1.0  # any constant larger than a hand keeps every vertex in front of the camera
+_MAX_LOG_SCALE = 4.0  # keeps exp() of the scale update finite early in training
+
+
+@dataclass
+class HIUOutput:
+    """Everything one forward pass predicts. Lists hold one entry per stack (last = final);
+    disabled tasks give empty lists / ``None``.
+
+    Attributes:
+        heatmaps: (B, 21, hm, hm) float heat-maps (peak 1 at a joint), heat-map pixels.
+        masks: (B, 1, m, m) mask logits.
+        pofs: (B, 3 * 20, hm, hm) part orientation fields, channels [dx, dy, dz] per bone.
+        heatmap_keypoints: (B, 21, 2) soft-arg-max of the last heat-maps in crop pixels.
+        mano_pose: (B, 48) axis-angle (global + 15 joints) relative to the mean pose, radians.
+        mano_betas: (B, 10) shape coefficients.
+        camera: (B, 3) weak perspective (s px/m, tx px, ty px) in crop pixels.
+        vertices: (B, V, 3) mesh, metres, relative to the wrist, right-hand camera frame.
+        joints_3d: (B, 21, 3) HAND21 joints, metres, relative to the wrist (joint 0 is zero).
+        joints_2d: (B, 21, 2) the mesh branch's joints projected with ``camera``, crop pixels.
+        silhouette: (B, m, m) soft silhouette of the mesh in [0, 1].
+        root_3d: (B, 3) wrist in the camera frame, metres, when ``camera_K`` was given.
+    """
+
+    heatmaps: list[torch.Tensor] = field(default_factory=list)
+    masks: list[torch.Tensor] = field(default_factory=list)
+    pofs: list[torch.Tensor] = field(default_factory=list)
+    heatmap_keypoints: torch.Tensor | None = None
+    mano_pose: torch.Tensor | None = None
+    mano_betas: torch.Tensor | None = None
+    camera: torch.Tensor | None = None
+    vertices: torch.Tensor | None = None
+    joints_3d: torch.Tensor | None = None
+    joints_2d: torch.Tensor | None = None
+    silhouette: torch.Tensor | None = None
+    root_3d: torch.Tensor | None = None
+
+
+class MTLBlock(nn.Module):
+    """One stacked multi-task block: encoder, the enabled task decoders and their fusion.
+
+    Forward: (B, in_channels, h, h) -> (predictions {task: tensor}, fused (B, C, h, h) or None).
+    """
+
+    def __init__(self, cfg: ModelConfig, in_channels: int, with_fusion: bool) -> None:
+        super().__init__()
+        self.encoder = Encoder(in_channels, cfg.encoder_widths, cfg.encoder_blocks, cfg.encoder_block)
+        outputs = {"heatmap": (NUM_JOINTS, cfg.heatmap_size), "mask": (1, cfg.mask_size),
+                   "pof": (3 * NUM_BONES, cfg.heatmap_size)}
+        self.decoders = nn.ModuleDict({
+            task: TaskDecoder(cfg.encoder_widths, cfg.decoder_channels, *outputs[task])
+            for task in DENSE_TASKS if task in cfg.tasks})
+        self.fusion: nn.Module | None = None
+        if with_fusion:
+            count = len(self.decoders)
+            self.fusion = (TaskAttention(cfg.decoder_channels, count, cfg.tam_reduction) if cfg.use_tam
+                           else ConcatFusion(cfg.decoder_channels, count))
+
+    def forward(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        encoded = self.encoder(x)
+        features, predictions = [], {}
+        for task, decoder in self.decoders.items():
+            feature, predictions[task] = decoder(encoded)
+            features.append(feature)
+        fused = self.fusion(features) if self.fusion is not None else None
+        return predictions, fused
+
+
+class HIUDMTL(nn.Module):
+    """The HIU-DMTL network (see the module docstring). ``cfg``: :class:`ModelConfig`."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.with_mesh = "mesh" in cfg.tasks
+        self.stem = Stem(cfg.stem_channels)
+        self.feature_size = cfg.input_size // 4
+        in_channels = self.stem.out_channels + cfg.decoder_channels
+        # The last block's fusion only feeds the regressor: without the mesh branch it is left
+        # out, so that every parameter of the model receives a gradient.
+        self.blocks = nn.ModuleList(
+            MTLBlock(cfg, in_channels, with_fusion=index < cfg.num_stacks - 1 or self.with_mesh)
+            for index in range(cfg.num_stacks))
+        self.regressor: MeshRegressor | None = None
+        object.__setattr__(self, "hand_model", None)
+        if self.with_mesh:
+            from hiu_model.mano import HandModel
+
+            hand = HandModel(side="right", model_dir=cfg.mano_dir, kind=cfg.hand_model)
+            for parameter in hand.parameters():
+                parameter.requires_grad_(False)
+            object.__setattr__(self, "hand_model", hand)
+            self.register_buffer("faces", torch.as_tensor(hand.faces, dtype=torch.long), persistent=False)
+            pose_init = (torch.tensor(IDENTITY_6D).repeat(NUM_POSE_JOINTS) if cfg.pose_representation == "6d"
+                         else torch.zeros(3 * NUM_POSE_JOINTS))
+            theta_init = torch.cat([pose_init, torch.zeros(NUM_BETAS + 3)])
+            channels = {"heatmap": NUM_JOINTS, "mask": 1, "pof": 3 * NUM_BONES}
+            map_channels = cfg.decoder_channels + sum(channels[t] for t in DENSE_TASKS if t in cfg.tasks)
+            extra = 2 * NUM_JOINTS if self._regressor_reads_keypoints else 0
+            self.regressor = MeshRegressor(
+                map_channels, self.feature_size, cfg.regressor_channels, cfg.regressor_grid, extra,
+                cfg.regressor_hidden, cfg.regressor_layers, cfg.regressor_dropout, cfg.regressor_iterations,
+                theta_init)
+
+    @property
+    def _regressor_reads_keypoints(self) -> bool:
+        return self.cfg.regressor_uses_keypoints and "heatmap" in self.cfg.tasks
+
+    @property
+    def hand_model_name(self) -> str | None:
+        """Name of the hand model of the mesh branch (``None`` without it)."""
+        return None if self.hand_model is None else str(self.hand_model.name)
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        super()._apply(fn, recurse)
+        if self.hand_model is not None:
+            self.hand_model._apply(fn)
+        return self
+
+    def forward(self, image: torch.Tensor, camera_K: torch.Tensor | None = None) -> HIUOutput:
+        """Run the network.
+
+        Args:
+            image: (B, 3, S, S) float32 normalised crops (S = ``cfg.input_size``).
+            camera_K: optional (B, 3, 3) crop intrinsics (pixels); only used for ``root_3d``.
+        Returns:
+            :class:`HIUOutput`.
+        """
+        size = self.cfg.input_size
+        if image.shape[-2:] != (size, size):
+            raise ValueError(f"HIUDMTL expects {size}x{size} crops, got {tuple(image.shape[-2:])}")
+        stem = self.stem(image)
+        fused = stem.new_zeros(stem.shape[0], self.cfg.decoder_channels, *stem.shape[-2:])
+        output = HIUOutput()
+        predictions: dict[str, torch.Tensor] = {}
+        for block in self.blocks:
+            predictions, block_fused = block(torch.cat([stem, fused], dim=1))
+            output.heatmaps += [predictions["heatmap"]] if "heatmap" in predictions else []
+            output.masks += [predictions["mask"]] if "mask" in predictions else []
+            output.pofs += [predictions["pof"]] if "pof" in predictions else []
+            if block_fused is not None:
+                fused = block_fused
+        if output.heatmaps:
+            from hiu_data.targets import soft_argmax
+
+            map_to_crop = size / output.heatmaps[-1].shape[-1]
+            output.heatmap_keypoints = soft_argmax(output.heatmaps[-1], beta=self.cfg.soft_argmax_beta) * map_to_crop
+        if self.regressor is not None:
+            self._mesh_branch(fused, predictions, output, camera_K)
+        return output
+
+    def _mesh_branch(self, fused: torch.Tensor, predictions: dict[str, torch.Tensor], output: HIUOutput,
+                     camera_K: torch.Tensor | None) -> None:
+        assert self.regressor is not None and self.hand_model is not None
+        size, batch = self.cfg.input_size, fused.shape[0]
+        maps = [fused]
+        for task in DENSE_TASKS:
+            if task in predictions:
+                prediction = torch.sigmoid(predictions[task]) if task == "mask" else predictions[task]
+                if prediction.shape[-1] != fused.shape[-1]:
+                    prediction = F.interpolate(prediction, size=fused.shape[-2:], mode="bilinear", align_corners=False)
+                maps.append(prediction)
+        extra = None
+        if self._regressor_reads_keypoints and output.heatmap_keypoints is not None:
+            extra = (output.heatmap_keypoints / size * 2.0 - 1.0).flatten(1)
+        theta = self.regressor(torch.cat(maps, dim=1), extra)[-1]
+        pose_width = 6 * NUM_POSE_JOINTS if self.cfg.pose_representation == "6d" else 3 * NUM_POSE_JOINTS
+        pose_params, betas, camera_raw = theta.split([pose_width, NUM_BETAS, 3], dim=1)
+        if self.cfg.pose_representation == "6d":
+            pose = rot6d_to_axis_angle(pose_params.reshape(batch, NUM_POSE_JOINTS, 6)).reshape(batch, -1)
+        else:
+            pose = pose_params
+        scale = (size / self.cfg.crop_extent_m) * torch.exp(camera_raw[:, :1].clamp(-_MAX_LOG_SCALE, _MAX_LOG_SCALE))
+        camera = torch.cat([scale, size * (0.5 + camera_raw[:, 1:])], dim=1)
+        hand = self.hand_model(pose, betas, None)
+        root = hand.joints[:, :1]
+        output.mano_pose, output.mano_betas, output.camera = pose, betas, camera
+        output.joints_3d = hand.joints - root
+        output.vertices = hand.vertices - root
+        output.joints_2d = weak_perspective_project(output.joints_3d, camera)
+        output.silhouette = self.render_silhouette(output.vertices, camera)
+        if camera_K is not None:
+            output.root_3d = root_from_weak_perspective(camera, camera_K)
+
+    def render_silhouette(self, vertices: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
+        """Soft silhouette (B, m, m) of root-relative vertices (B, V, 3) under ``camera`` (B, 3)."""
+        from hiu_model.render import soft_silhouette
+
+        size, mask_size = self.cfg.input_size, self.cfg.mask_size
+        uv = weak_perspective_project(vertices, camera)
+        depth = vertices[..., 2:] + _DEPTH_OFFSET_M
+        points = torch.cat([uv * depth, depth], dim=-1)
+        intrinsics = torch.diag(vertices.new_tensor([mask_size / size, mask_size / size, 1.0]))
+        intrinsics = intrinsics.expand(vertices.shape[0], 3, 3)
+        return soft_silhouette(points, self.faces, intrinsics, (mask_size, mask_size),
+                               sigma=self.cfg.silhouette_sigma,
+                               faces_per_pixel=self.cfg.silhouette_faces_per_pixel)
+
+
+def weak_perspective_project(points: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
+    """Weak-perspective projection ``s * p_xy + (tx, ty)``.
+
+    Args:
+        points: (B, N, 3) root-relative metres (camera axes: x right, y down).
+        camera: (B, 3) (s px/m, tx px, ty px).
+    Returns:
+        (B, N, 2) crop pixels.
+    """
+    return camera[:, None, :1] * points[..., :2] + camera[:, None, 1:]
+
+
+def root_from_weak_perspective(camera: torch.Tensor, camera_K: torch.Tensor) -> torch.Tensor:
+    """Camera-frame wrist position (B, 3) metres from the weak-perspective camera (B, 3) and the
+    crop intrinsics (B, 3, 3): depth ``fx / s``, then back-projection of ``(tx, ty)``."""
+    fx, fy = camera_K[:, 0, 0], camera_K[:, 1, 1]
+    cx, cy = camera_K[:, 0, 2], camera_K[:, 1, 2]
+    depth = fx / camera[:, 0]
+    x = (camera[:, 1] - cx) * depth / fx
+    y = (camera[:, 2] - cy) * depth / fy
+    return torch.stack([x, y, depth], dim=1)

@@ -1,0 +1,83 @@
+"""Configuration: presets, YAML + overrides, unknown keys with suggestions, size consistency."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hiu_model.config import Config, ConfigError, load_config, tiny
+
+
+def test_presets_differ_and_default_is_paper() -> None:
+    small, paper, default = load_config(preset="tiny"), load_config(preset="paper"), load_config()
+    assert small.model.input_size == 128 and small.model.heatmap_size == 32 and small.model.num_stacks == 2
+    assert paper.model.input_size == 256 and paper.model.heatmap_size == 64 and paper.model.num_stacks == 4
+    assert paper.model.encoder_blocks == (3, 4, 6, 3)
+    assert default.to_dict() == paper.to_dict()
+    assert small.data.input_size == 128 and small.data.heatmap_size == 32 and small.data.mask_size == 32
+
+
+def test_yaml_then_overrides(tmp_path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("preset: tiny\nmodel:\n  num_stacks: 3\n  use_tam: false\nloss:\n  heatmap: 2\n")
+    config = load_config(path, overrides=["model.num_stacks=1", "model.tasks=[heatmap, mask]",
+                                          "loss.self_mask=0.5", "model.mano_dir=null"])
+    assert config.model.input_size == 128  # from the preset named in the file
+    assert config.model.num_stacks == 1  # the override wins over the file
+    assert config.model.use_tam is False
+    assert config.model.tasks == ("heatmap", "mask")
+    assert config.loss.heatmap == 2.0 and isinstance(config.loss.heatmap, float)
+    assert config.loss.self_mask == 0.5
+    assert config.model.mano_dir is None
+
+
+def test_round_trip_through_json() -> None:
+    config = load_config(preset="tiny", overrides=["model.use_tam=false"])
+    again = Config.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.num_stack=3", "did you mean 'model.num_stacks'"),
+    ("modle.num_stacks=3", "did you mean 'model'"),
+    ("loss.heatmapp=1", "did you mean 'loss.heatmap'"),
+    ("model.num_stacks=two", "expected an integer"),
+    ("model.use_tam=3", "expected true or false"),
+    ("model.tasks=[heatmap, depth]", "unknown task"),
+    ("model.tasks=[mesh]", "at least one of"),
+    ("model.input_size=130", "multiple of 4"),
+    ("model.num_stacks", "section.key=value"),
+    ("model.stem_channels=[1, 2, 3]", "expected 2 values"),
+])
+def test_bad_overrides_are_one_line_errors(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")) as error:
+        load_config(preset="tiny", overrides=[override])
+    assert "\n" not in str(error.value)
+
+
+def test_sizes_follow_the_side_that_was_set() -> None:
+    assert load_config(preset="tiny", overrides=["data.input_size=96"]).model.input_size == 96
+    assert load_config(preset="tiny", overrides=["model.mask_size=64"]).data.mask_size == 64
+    with pytest.raises(ConfigError, match="differs from model.input_size"):
+        load_config(preset="tiny", overrides=["data.input_size=96", "model.input_size=64"])
+
+
+def test_file_errors_name_the_file(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="missing.yaml: config file not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [1, 2\n")
+    with pytest.raises(ConfigError, match="bad.yaml: cannot read"):
+        load_config(bad)
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("model:\n  decoder_channel: 8\n")
+    with pytest.raises(ConfigError, match=r"unknown.yaml: unknown key 'model.decoder_channel'"):
+        load_config(unknown)
+    with pytest.raises(ConfigError, match="unknown preset"):
+        load_config(preset="huge")
+
+
+def test_tiny_is_small() -> None:
+    model = tiny().model
+    assert model.encoder_block == "basic" and model.decoder_channels <= 64
