@@ -124,6 +124,10 @@ def load(source: str | Path | bytes | IO[bytes], allow: Iterable[str] | Mapping[
         raise DatasetFormatError(label, "pickle file not found") from None
     except EOFError:
         raise DatasetFormatError(label, "truncated pickle (ended before its STOP opcode)") from None
-    except (pickle.UnpicklingError, ValueError, TypeError, IndexError, KeyError, AttributeError, ImportError,
+    except pickle.UnpicklingError as e:
+        if "truncated" in str(e):
+            raise DatasetFormatError(label, "truncated pickle (the data ends early)") from None
+        raise DatasetFormatError(label, f"malformed pickle ({e})") from None
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError, ImportError,
             UnicodeDecodeError, OverflowError, MemoryError) as e:
         raise DatasetFormatError(label, f"malformed pickle ({type(e).__name__}: {e})") from None
