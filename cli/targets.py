@@ -1,0 +1,43 @@
+"""``hiu-data targets preview``: contact sheets of crops and training targets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hiu_cli._common import DatasetDir, console, progress_bar
+
+targets_app = typer.Typer(help="Training targets (heat-maps, POF, masks) as the data loader makes them.",
+                          no_args_is_help=True)
+
+
+@targets_app.command("preview")
+def preview(
+    dataset_dir: DatasetDir,
+    out_dir: Annotated[Path, typer.Argument(help="Folder for the PNG contact sheets (created).", show_default=False)],
+    n: Annotated[int, typer.Option("-n", "--num", min=1, help="Samples to show, spread over the dataset.")] = 16,
+    augment: Annotated[bool, typer.Option("--augment", help="Apply training augmentation (scale, rotation, shift, colour, blur).")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the augmentation draws.")] = 0,
+    split: Annotated[str | None, typer.Option("--split", "-s", help="Only this split.")] = None,
+    input_size: Annotated[int, typer.Option("--input-size", min=16, help="Crop side in pixels.")] = 256,
+    heatmap_size: Annotated[int, typer.Option("--heatmap-size", min=4, help="Heat-map / POF / mask side in pixels.")] = 64,
+) -> None:
+    """Draw crops with their 2D skeleton, heat-maps, POF (direction and z) and mask as PNG sheets.
+
+    Example: hiu-data targets preview ~/hiu/freihand previews/ -n 16 --augment
+    """
+    from hiu_model.data import DataOptions
+    from hiu_model.target_preview import preview_targets
+
+    options = DataOptions(input_size=input_size, heatmap_size=heatmap_size, mask_size=heatmap_size)
+    with progress_bar("drawing targets", total=n) as advance:
+        paths = preview_targets(dataset_dir, out_dir, n=n, augment=augment, seed=seed, split=split,
+                                options=options, progress=advance)
+    for path in paths:
+        console.print(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(targets_app, name="targets")
