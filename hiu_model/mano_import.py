@@ -1,0 +1,323 @@
+"""Chumpy-free import of the official MANO model files (``hiu-data mano import``).
+
+The official ``MANO_RIGHT.pkl`` / ``MANO_LEFT.pkl`` (v1.2) are Python-2 pickles whose
+``shapedirs`` is a chumpy object and whose ``J_regressor`` is a scipy CSC matrix; chumpy does
+not import on Python 3.11 with numpy 2 (``model.md`` §3.3). They are read here with a
+restricted unpickler that resolves exactly the globals such a file names:
+
+- ``numpy.core.multiarray._reconstruct`` (also spelled ``numpy._core.multiarray``), ``numpy.ndarray``,
+  ``numpy.dtype``, ``__builtin__.set`` / ``builtins.set``: rebuilt by numpy and Python;
+- ``chumpy.ch.Ch``, ``chumpy.reordering.Select``, ``scipy.sparse.csc.csc_matrix`` (also
+  ``scipy.sparse._csc``): inert stand-ins that only store their pickled state, turned into
+  numpy arrays afterwards (``Ch`` -> its ``x``; ``Select`` -> ``a.ravel()[idxs]`` reshaped to
+  ``preferred_shape``; CSC -> a dense array from ``data``, ``indices``, ``indptr``, ``_shape``).
+
+Any other global is refused with :class:`UnsafePickleError` when the unpickler meets its name,
+before anything it names can be called. Every array's shape and values are checked, and the
+result is written as a compressed ``.npz`` without pickled objects (``MANO_RIGHT.npz``) into the
+asset folder, with a ``manifest.json`` holding the sha256 of each written file and its source.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hiu_data.errors import DatasetFormatError, UnsafePickleError
+from hiu_data.skeleton import MANO_PARENTS
+
+log = logging.getLogger(__name__)
+
+NUM_MANO_JOINTS = len(MANO_PARENTS)
+MANO_NUM_VERTS = 778
+MANO_NUM_FACES = 1538
+REQUIRED_KEYS = ("v_template", "f", "J_regressor", "kintree_table", "weights", "posedirs", "shapedirs",
+                 "hands_components", "hands_mean")
+OPTIONAL_KEYS = ("J", "hands_coeffs", "tip_vertex_ids", "model_name")
+MANIFEST = "manifest.json"
+
+
+class _Inert:
+    """Stand-in for a pickled class: keeps the pickled state and runs nothing."""
+
+    def __init__(self, *args: Any) -> None:
+        self.args = args
+        self.state: Any = None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+class ChStandIn(_Inert):
+    """``chumpy.ch.Ch``: the value is ``state['x']``."""
+
+
+class SelectStandIn(_Inert):
+    """``chumpy.reordering.Select``: the value is ``a.ravel()[idxs].reshape(preferred_shape)``."""
+
+
+class CscStandIn(_Inert):
+    """``scipy.sparse.csc_matrix``: state ``data``, ``indices``, ``indptr``, ``_shape``."""
+
+
+def _numpy_reconstruct() -> Any:
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray  # type: ignore[no-redef]
+    return multiarray._reconstruct
+
+
+ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct(),
+    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct(),
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("__builtin__", "set"): set,
+    ("builtins", "set"): set,
+    ("chumpy.ch", "Ch"): ChStandIn,
+    ("chumpy.reordering", "Select"): SelectStandIn,
+    ("scipy.sparse.csc", "csc_matrix"): CscStandIn,
+    ("scipy.sparse._csc", "csc_matrix"): CscStandIn,
+}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only :data:`ALLOWED_GLOBALS` and refuses everything else."""
+
+    def __init__(self, file: Any, path: Path) -> None:
+        super().__init__(file, encoding="latin1")
+        self._path = path
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(
+                self._path, f"refused to load: the pickle asks for {module}.{name}, which a MANO model "
+                "file does not need (nothing was run)") from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise UnsafePickleError(self._path, "refused to load: the pickle uses persistent ids")
+
+
+def csc_to_dense(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Dense (rows, cols) float64 array of a compressed-sparse-column matrix."""
+    dense = np.zeros(shape, dtype=np.float64)
+    cols = np.repeat(np.arange(shape[1]), np.diff(indptr))
+    np.add.at(dense, (np.asarray(indices), cols), np.asarray(data, dtype=np.float64))
+    return dense
+
+
+def resolve(obj: Any, path: Path) -> Any:
+    """Turn stand-ins (recursively) into numpy arrays; other values pass through."""
+    if isinstance(obj, ChStandIn):
+        return resolve(_state(obj, path, ("x",))["x"], path)
+    if isinstance(obj, SelectStandIn):
+        st = _state(obj, path, ("a", "idxs", "preferred_shape"))
+        flat = np.asarray(resolve(st["a"], path)).ravel()
+        return flat[np.asarray(st["idxs"])].reshape(tuple(st["preferred_shape"]))
+    if isinstance(obj, CscStandIn):
+        st = _state(obj, path, ("data", "indices", "indptr", "_shape"))
+        return csc_to_dense(st["data"], st["indices"], st["indptr"], tuple(int(s) for s in st["_shape"]))
+    return obj
+
+
+def _state(obj: _Inert, path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    st = obj.state
+    if not isinstance(st, dict) or any(k not in st for k in keys):
+        raise DatasetFormatError(path, f"{type(obj).__name__[:-7]} object lacks {', '.join(keys)}")
+    return st
+
+
+def read_mano_pickle(path: Path) -> dict[str, np.ndarray]:
+    """Read an official MANO ``.pkl`` (or a chumpy-free re-save of one) without chumpy or scipy.
+
+    Returns:
+        MANO arrays (float64; ``f`` and ``kintree_table`` int64; ``J_regressor`` dense), checked
+        by :func:`check_arrays`.
+    Raises:
+        UnsafePickleError: the pickle names a global outside the allow-list.
+        DatasetFormatError: not a MANO model (unreadable, missing keys, wrong shapes).
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            raw = RestrictedUnpickler(f, path).load()
+    except (UnsafePickleError, DatasetFormatError):
+        raise
+    except FileNotFoundError:
+        raise DatasetFormatError(path, "file not found") from None
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a malformed file
+        raise DatasetFormatError(path, f"not a readable MANO pickle ({type(exc).__name__}: {exc})") from None
+    if not isinstance(raw, dict):
+        raise DatasetFormatError(path, f"expected a dict of model arrays, found {type(raw).__name__}")
+    arrays = {}
+    for key in REQUIRED_KEYS + OPTIONAL_KEYS:
+        if key in raw:
+            arrays[key] = np.asarray(resolve(raw[key], path))
+    arrays = normalise_arrays(arrays, path)
+    check_arrays(arrays, path, num_verts=None)
+    return arrays
+
+
+def normalise_arrays(arrays: dict[str, np.ndarray], path: Path) -> dict[str, np.ndarray]:
+    """Coerce dtypes: faces and the tree to int64 (root parent -1), numeric arrays to float64."""
+    out = {}
+    for key, value in arrays.items():
+        if key == "model_name":
+            out[key] = np.asarray(str(value))
+        elif key in ("f", "kintree_table", "tip_vertex_ids"):
+            if not np.issubdtype(value.dtype, np.integer):
+                raise DatasetFormatError(path, f"{key} must hold integers, found {value.dtype}")
+            out[key] = value.astype(np.int64)
+        else:
+            try:
+                out[key] = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise DatasetFormatError(path, f"{key} is not numeric") from None
+    if "kintree_table" in out and out["kintree_table"].ndim == 2:
+        # The root's stored parent is a sentinel (2**32 - 1 in the official files).
+        out["kintree_table"][0, 0] = -1
+    return out
+
+
+def check_arrays(arrays: dict[str, np.ndarray], path: Path, num_verts: int | None = MANO_NUM_VERTS,
+                 num_faces: int | None = None) -> None:
+    """Check a MANO-format model's keys, shapes and values; raise :class:`DatasetFormatError`.
+
+    ``num_verts`` / ``num_faces`` pin the mesh size (778 / 1538 for MANO); None accepts any.
+    """
+    missing = [k for k in REQUIRED_KEYS if k not in arrays]
+    if missing:
+        raise DatasetFormatError(path, f"not a MANO model: missing {', '.join(missing)}")
+    v = arrays["v_template"].shape[0]
+    f = arrays["f"].shape[0]
+    if num_verts is not None and v != num_verts:
+        raise DatasetFormatError(path, f"v_template has {v} vertices, MANO has {num_verts}")
+    if num_faces is not None and f != num_faces:
+        raise DatasetFormatError(path, f"f has {f} faces, MANO has {num_faces}")
+    j = NUM_MANO_JOINTS
+    shapes = {
+        "v_template": (v, 3), "f": (f, 3), "J_regressor": (j, v), "kintree_table": (2, j),
+        "weights": (v, j), "posedirs": (v, 3, 9 * (j - 1)), "shapedirs": (v, 3, 10),
+        "hands_components": (45, 45), "hands_mean": (45,), "J": (j, 3), "tip_vertex_ids": (5,),
+    }
+    for key, shape in shapes.items():
+        if key in arrays and arrays[key].shape != shape:
+            raise DatasetFormatError(path, f"{key} has shape {arrays[key].shape}, expected {shape}")
+    if "hands_coeffs" in arrays and (arrays["hands_coeffs"].ndim != 2 or arrays["hands_coeffs"].shape[1] != 45):
+        raise DatasetFormatError(path, f"hands_coeffs has shape {arrays['hands_coeffs'].shape}, expected (N, 45)")
+    for key, value in arrays.items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise DatasetFormatError(path, f"{key} holds NaN or infinite values")
+    faces = arrays["f"]
+    if faces.min() < 0 or faces.max() >= v:
+        raise DatasetFormatError(path, f"f indexes vertices outside 0..{v - 1}")
+    parents = arrays["kintree_table"][0]
+    if any(not 0 <= parents[k] < k for k in range(1, j)):
+        raise DatasetFormatError(path, f"kintree_table is not a tree rooted at joint 0: parents {parents.tolist()}")
+    sums = arrays["J_regressor"].sum(axis=1)
+    if not np.allclose(sums, 1.0, atol=1e-3):
+        raise DatasetFormatError(path, f"J_regressor rows must sum to 1, found {np.round(sums, 4).tolist()}")
+    if not np.allclose(arrays["weights"].sum(axis=1), 1.0, atol=1e-3):
+        raise DatasetFormatError(path, "skinning weights of some vertex do not sum to 1")
+    if "tip_vertex_ids" in arrays and (arrays["tip_vertex_ids"].min() < 0 or arrays["tip_vertex_ids"].max() >= v):
+        raise DatasetFormatError(path, "tip_vertex_ids index vertices outside the mesh")
+
+
+def side_of(path: Path) -> str:
+    """"right" or "left" from a file name (``MANO_RIGHT.pkl``); DatasetFormatError otherwise."""
+    stem = Path(path).name.lower()
+    sides = [s for s in ("right", "left") if s in stem]
+    if len(sides) != 1:
+        raise DatasetFormatError(path, "cannot tell the hand side: the file name must contain RIGHT or LEFT "
+                                       "(as the official MANO_RIGHT.pkl / MANO_LEFT.pkl do)")
+    return sides[0]
+
+
+def read_model_file(path: Path, num_verts: int | None = MANO_NUM_VERTS) -> dict[str, np.ndarray]:
+    """Read a MANO ``.pkl`` (restricted unpickler) or a pickle-free ``.npz``, checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetFormatError(path, "file not found")
+    if path.suffix.lower() == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files if k in REQUIRED_KEYS + OPTIONAL_KEYS}
+        except ValueError as exc:
+            raise DatasetFormatError(path, f"unreadable .npz ({exc})") from None
+        arrays = normalise_arrays(arrays, path)
+    else:
+        arrays = read_mano_pickle(path)
+    check_arrays(arrays, path, num_verts=num_verts,
+                 num_faces=MANO_NUM_FACES if num_verts == MANO_NUM_VERTS else None)
+    return arrays
+
+
+def _write_npz_atomic(arrays: dict[str, np.ndarray], dest: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=dest.name, suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def import_mano(paths: list[Path] | list[str], out_dir: Path | str | None = None,
+                num_verts: int | None = MANO_NUM_VERTS) -> list[Path]:
+    """Convert official MANO files into chumpy-free ``MANO_<SIDE>.npz`` in the asset folder.
+
+    Args:
+        paths: one or two model files (``.pkl`` or ``.npz``); the side comes from the name.
+        out_dir: destination; default :func:`hiu_model.mano.mano_dir` (``$HIU_MANO_DIR`` or
+            ``$HIU_HOME/mano``).
+        num_verts: expected vertex count (MANO: 778); None accepts any (tests, other meshes).
+    Returns:
+        the written ``.npz`` paths. ``manifest.json`` beside them records, per file, its sha256,
+        the source path and sha256, and whether the left model's shape directions were fixed.
+    """
+    from hiu_model.mano import MANO_FILES, fix_left_shapedirs, mano_dir, sha256_file
+
+    models: dict[str, tuple[Path, dict[str, np.ndarray]]] = {}
+    for p in map(Path, paths):
+        side = side_of(p)
+        if side in models:
+            raise DatasetFormatError(p, f"two {side}-hand files given ({models[side][0]} and {p})")
+        models[side] = (p, read_model_file(p, num_verts))
+    out = mano_dir(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fixed = False
+    if "left" in models:
+        right = models["right"][1] if "right" in models else None
+        if right is None and (out / (MANO_FILES["right"] + ".npz")).is_file():
+            right = read_model_file(out / (MANO_FILES["right"] + ".npz"), num_verts)
+        if right is not None:
+            fixed = fix_left_shapedirs(models["left"][1], right)
+        else:
+            log.warning("importing MANO_LEFT without MANO_RIGHT: its shapedirs sign cannot be checked")
+    manifest_path = out / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    written = []
+    for side, (src, arrays) in models.items():
+        dest = out / (MANO_FILES[side] + ".npz")
+        _write_npz_atomic(arrays, dest)
+        manifest[dest.name] = {
+            "sha256": sha256_file(dest), "source": str(src.resolve()), "source_sha256": sha256_file(src),
+            "shapedirs_x_negated": bool(fixed and side == "left"),
+            "imported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        written.append(dest)
+        log.info("imported %s -> %s", src, dest)
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return written
