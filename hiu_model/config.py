@@ -137,7 +137,44 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
-    """Training options; the fields are defined by the training code (issue 9)."""
+    """Training options (see :mod:`hiu_model.train`). A data source is a path or a mapping
+    ``{path, weight, split}``; ``weight`` is its relative drawing probability (default 1)."""
+
+    datasets: list[Any] = field(default_factory=list)
+    """Labeled sources: converted dataset folders (default split ``train``)."""
+    unlabeled: list[Any] = field(default_factory=list)
+    """Unlabeled sources: converted folders or plain image folders; only the self-supervised
+    losses see them (their labels, if any, are ignored)."""
+    val: list[Any] = field(default_factory=list)
+    """Validation sources (default split ``val``, else ``test``), evaluated every ``eval_every``."""
+    steps: int = 100_000
+    batch_size: int = 32
+    """Per process; the effective batch is ``batch_size * world_size``."""
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    """AdamW (decoupled) weight decay, not applied to norms and biases."""
+    warmup_steps: int = 1000
+    schedule: str = "cosine"
+    """``cosine`` (to ``min_lr_ratio * lr`` at ``steps``), ``step`` (x0.1 at 60% and 85%) or ``constant``."""
+    min_lr_ratio: float = 0.01
+    grad_clip: float = 5.0
+    """Max global gradient norm; 0 disables clipping."""
+    amp: str = "auto"
+    """Mixed precision: ``auto`` (bf16 on a GPU that supports it, else fp16; off on CPU), ``off``, ``bf16``, ``fp16``."""
+    device: str = "auto"
+    seed: int = 0
+    num_workers: int = 2
+    log_every: int = 20
+    eval_every: int = 2000
+    eval_samples: int = 500
+    """Rows per validation source at each periodic evaluation (0 = all)."""
+    checkpoint_every: int = 2000
+    keep_checkpoints: int = 3
+    best_metric: str = "heatmap/pck@0.1"
+    """Overall validation metric that picks ``best.json`` (higher is better unless it ends in
+    ``_px``/``_mm``)."""
+    max_minutes: float = 0.0
+    """Stop (with a checkpoint) after this much training time; 0 = no limit."""
 
 
 @dataclass
