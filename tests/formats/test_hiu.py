@@ -1,0 +1,161 @@
+"""HIU-Data (assumed layout): two-hand round trips with split masks and 3D, hand_type
+consistency reports, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from hiu_data.errors import CorruptImageError, DatasetFormatError
+from hiu_data.formats import Skipped, hiu
+from hiu_data.formats._common import UnsupportedSampleError, bbox_from_keypoints, project, visibility_in_image
+from hiu_data.io import rle
+from hiu_data.schema import HandSample
+from hiu_data.skeleton import BONES, NUM_JOINTS
+from tests.formats.hands import noise_image, random_hand
+
+W, H = 160, 120
+
+
+def _skeleton_mask(kp2: np.ndarray) -> np.ndarray:
+    mask = np.zeros((H, W), np.uint8)
+    for a, b in BONES:
+        if np.isfinite(kp2[[a, b]]).all():
+            cv2.line(mask, tuple(np.floor(kp2[a]).astype(int).tolist()), tuple(np.floor(kp2[b]).astype(int).tolist()),
+                     1, 5)
+    return mask
+
+
+def hiu_records(n: int, seed: int = 0) -> list[HandSample]:
+    """Images with a right hand on the left half and, every other image, a left hand on the right half."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        split = ("train", "test")[i % 2]
+        stem = f"{split}/{hiu.DEFAULT_SUBSET}/{'abcdefghij'[i]}{i:09d}" if i % 3 else f"{'qwertyuiop'[i]}{i:09d}"
+        split = split if i % 3 else "train"
+        image = noise_image(rng, W, H, ".jpg" if i % 2 else ".png")
+        sides = ("right", "left") if i % 2 == 0 else ("right",)
+        with_3d = i % 4 == 0
+        for side in sides:
+            kp3, K = random_hand(rng, (W, H), side=side, fill=0.35)
+            kp2 = project(kp3, K)
+            kp2[:, 0] += -W / 4 if side == "right" else W / 4
+            kp2[rng.uniform(size=NUM_JOINTS) < 0.1] = np.nan
+            kp3[np.isnan(kp2).any(axis=1)] = np.nan
+            vis = visibility_in_image(kp2, W, H)
+            out.append(HandSample(
+                sample_id=f"hiu/{split}/{stem}/{side}", dataset="hiu", split=split,
+                subset=hiu.DEFAULT_SUBSET if i % 3 else None, image_id=f"hiu/{stem}", image_bytes=image,
+                width=W, height=H, hand_side=side, keypoints_2d=kp2.astype(np.float32),
+                keypoints_3d=kp3.astype(np.float32) if with_3d else None, visibility=vis,
+                bbox=bbox_from_keypoints(kp2, vis, W, H), mask=rle.encode(_skeleton_mask(kp2)) if i % 3 != 1 else None,
+            ))
+    return out
+
+
+def _read(root: Path, **kwargs) -> list:
+    return list(hiu.read(root, **kwargs))
+
+
+def test_round_trip_two_hands_masks_and_3d(tmp_path: Path) -> None:
+    records = hiu_records(6)
+    hiu.write(records, tmp_path)
+    assert (tmp_path / "test" / hiu.DEFAULT_SUBSET / "b000000001.json").is_file()
+    assert (tmp_path / "q000000000_mask.png").is_file()
+    raw = json.loads((tmp_path / "q000000000.json").read_text())
+    assert raw["hand_type"] == [1, 1] and np.array(raw["pts3d_2hand"]).max() > 10  # millimetres
+    back = {r.sample_id: r for r in _read(tmp_path)}
+    assert set(back) == {r.sample_id for r in records}
+    for r in records:
+        assert r.differences(back[r.sample_id], atol=1e-4) == [], (r.sample_id, r.differences(back[r.sample_id], 1e-4))
+
+
+def test_blocks_are_right_then_left(tmp_path: Path) -> None:
+    records = [r for r in hiu_records(1)]
+    hiu.write(records, tmp_path)
+    raw = np.array(json.loads((tmp_path / "q000000000.json").read_text())["pts2d_2hand"])
+    left = next(r for r in _read(tmp_path) if r.hand_side == "left")
+    ok = np.isfinite(left.keypoints_2d).all(axis=1)
+    np.testing.assert_allclose(left.keypoints_2d[ok], raw[NUM_JOINTS:][ok], atol=1e-4)
+    assert raw[NUM_JOINTS:, 0][ok].mean() > W / 2  # the left hand was drawn on the right half
+
+
+def test_metres_are_recognised(tmp_path: Path) -> None:
+    hiu.write(hiu_records(1), tmp_path)
+    path = tmp_path / "q000000000.json"
+    data = json.loads(path.read_text())
+    data["pts3d_2hand"] = (np.array(data["pts3d_2hand"]) / 1000).tolist()
+    path.write_text(json.dumps(data))
+    (a, b) = _read(tmp_path)
+    assert np.nanmax(np.abs(a.keypoints_3d)) < 5
+
+
+@pytest.mark.parametrize("hand_type", [[1, 0], [0, 1], [0, 0]])
+def test_inconsistent_hand_type_is_reported_not_fixed(tmp_path: Path, hand_type: list[int]) -> None:
+    hiu.write(hiu_records(1), tmp_path)
+    path = tmp_path / "q000000000.json"
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "hand_type": hand_type}))
+    with pytest.raises(DatasetFormatError, match="inconsistent hand_type") as err:
+        _read(tmp_path)
+    assert "q000000000" in str(err.value)
+    (item,) = _read(tmp_path, on_error="skip")
+    assert isinstance(item, Skipped)
+    path.write_text(json.dumps({**data, "hand_type": hand_type, "hand_type_valid": 0}))
+    rows = _read(tmp_path)
+    assert sorted(r.hand_side for r in rows) == ["left", "right"]
+    assert all(r.extras == {"hand_type_valid": 0} for r in rows)
+
+
+@pytest.mark.parametrize("kind", ["malformed", "shape", "flags", "not_pixels", "mask_size"])
+def test_bad_samples(tmp_path: Path, kind: str) -> None:
+    hiu.write(hiu_records(2), tmp_path)
+    path = tmp_path / "q000000000.json"
+    data = json.loads(path.read_text())
+    if kind == "malformed":
+        path.write_text("{'pts2d_2hand': ")
+    elif kind == "shape":
+        path.write_text(json.dumps({**data, "pts2d_2hand": data["pts2d_2hand"][:21]}))
+    elif kind == "flags":
+        path.write_text(json.dumps({**data, "hand_type": ["right"]}))
+    elif kind == "not_pixels":
+        data["pts2d_2hand"][3] = [2000.0, -900.0]
+        path.write_text(json.dumps(data))
+    else:
+        (tmp_path / "q000000000_mask.png").write_bytes(cv2.imencode(".png", np.zeros((10, 10), np.uint8))[1].tobytes())
+    with pytest.raises(DatasetFormatError, match="q000000000"):
+        _read(tmp_path)
+    items = _read(tmp_path, on_error="skip")
+    assert sum(isinstance(i, Skipped) for i in items) == 1 and len(items) == 2
+
+
+def test_missing_root_image_and_splits(tmp_path: Path) -> None:
+    with pytest.raises(DatasetFormatError, match="no HIU-Data"):
+        _read(tmp_path)
+    hiu.write(hiu_records(3), tmp_path)
+    assert {r.split for r in _read(tmp_path, splits=["test"])} == {"test"}
+    (tmp_path / "test" / hiu.DEFAULT_SUBSET / "b000000001.jpg").unlink()
+    with pytest.raises(CorruptImageError, match="b000000001.jpg"):
+        _read(tmp_path)
+
+
+def test_writer_refuses_partial_masks_and_duplicate_sides(tmp_path: Path) -> None:
+    a, b = hiu_records(1)
+    with pytest.raises(UnsupportedSampleError, match="mask"):
+        hiu.write([a, HandSample(**{**b.__dict__, "mask": None})], tmp_path / "x")
+    with pytest.raises(UnsupportedSampleError, match="second right"):
+        hiu.write([a, HandSample(**{**a.__dict__, "sample_id": "other"})], tmp_path / "y")
+
+
+def test_foreign_records_get_a_layout(tmp_path: Path) -> None:
+    records = [HandSample(**{**r.__dict__, "dataset": "synth", "image_id": "synth/0007", "sample_id": f"synth/{k}",
+                             "subset": None, "split": "val"}) for k, r in enumerate(hiu_records(1))]
+    hiu.write(records, tmp_path)
+    back = _read(tmp_path)
+    assert {b.split for b in back} == {"val"} and len(back) == 2
+    assert back[0].image_id == f"hiu/val/{hiu.DEFAULT_SUBSET}/synth_0007"
