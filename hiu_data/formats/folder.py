@@ -1,0 +1,231 @@
+"""Unlabeled image folders: the input of pseudo-labelling.
+
+Layout read: every ``.jpg``, ``.jpeg``, ``.png`` and ``.webp`` file under ``root``, searched
+recursively (hidden files and folders are ignored), in sorted path order. Rows have
+``split="unlabeled"``, ``label_source="dataset"`` and no labels (keypoints, 3D, K, MANO and mask
+are None, visibility 0).
+
+- Without boxes: one row per image with ``bbox`` = the whole image.
+- With ``boxes=DETECTIONS.json`` (``--boxes``): one row per hand box. Accepted files: a COCO
+  dict (``images`` with ``id`` / ``file_name``, ``annotations`` with ``image_id`` / ``bbox``
+  [x, y, w, h] pixels / optional ``score`` / ``category_id``), or a COCO results list whose
+  ``image_id`` (or ``file_name``) is the image's path relative to ``root`` (or its unique file
+  stem). Images without a box get no row; a box naming an image that is not under ``root``
+  is an error. ``min_score`` drops weaker boxes; the score is kept in
+  ``extras["detection_score"]``.
+- ``hand_side``: from a box's ``hand_side`` ("left"/"right") or ``is_left`` key, or a category
+  name containing "left"/"right"; otherwise unknown, stored as the placeholder ``"right"``
+  with ``extras["hand_side_known"] = False`` (the schema needs a side).
+
+``sample_id`` is ``folder/unlabeled/<relative path>`` (+ ``/box<k>``), ``image_id``
+``folder/<relative path>``. A corrupt or truncated image is reported (or skipped and counted
+with ``on_error="skip"``); image sizes come from the file headers, images are not decoded
+(webp excepted).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from hiu_data.errors import DatasetFormatError
+from hiu_data.formats import Skipped
+from hiu_data.formats._common import (UnsupportedSampleError, emit, guarded, image_file, load_json, parallel_map,
+                                      select_splits)
+from hiu_data.io.images import decode, encode, sample_image_bytes
+from hiu_data.schema import HandSample
+from hiu_data.skeleton import NUM_JOINTS
+
+log = logging.getLogger(__name__)
+
+NAME = "folder"
+SPLITS: tuple[str, ...] = ("unlabeled",)
+CAMERA = None
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp")
+BOXES_FILE = "detections.json"
+"""Name of the COCO detections file :func:`write` puts beside the images when records have boxes."""
+
+Box = tuple[list[float], str | None, float | None]
+
+
+def image_paths(root: Path) -> list[str]:
+    """Root-relative POSIX paths of the images under ``root``, sorted, hidden entries skipped."""
+    found = []
+    for path in root.rglob("*"):
+        rel = path.relative_to(root)
+        if path.suffix.lower() in IMAGE_SUFFIXES and not any(p.startswith(".") for p in rel.parts) and path.is_file():
+            found.append(rel.as_posix())
+    return sorted(found)
+
+
+def _side_of(det: dict[str, Any], category: str) -> str | None:
+    side = det.get("hand_side")
+    if side in ("left", "right"):
+        return side
+    if det.get("is_left") in (0, 1, True, False):
+        return "left" if det["is_left"] else "right"
+    for name in ("left", "right"):
+        if name in category.lower():
+            return name
+    return None
+
+
+def load_boxes(path: Path, known: Sequence[str], min_score: float = 0.0) -> dict[str, list[Box]]:
+    """Parse a detections JSON into ``{relative image path: [(bbox, side, score), ...]}``.
+
+    Raises:
+        DatasetFormatError: malformed file, boxes that are not finite with positive size, or a
+            detection naming an image that is not in ``known``.
+    """
+    data = load_json(Path(path), "a COCO-format detections JSON")
+    names: dict[Any, str] = {}
+    categories: dict[Any, str] = {}
+    if isinstance(data, dict):
+        if not isinstance(data.get("annotations"), list):
+            raise DatasetFormatError(path, "expected a COCO dict with 'annotations' (and 'images') or a list of detections")
+        names = {im.get("id"): im.get("file_name") for im in data.get("images", []) if isinstance(im, dict)}
+        categories = {c.get("id"): str(c.get("name", "")) for c in data.get("categories", []) if isinstance(c, dict)}
+        detections = data["annotations"]
+    elif isinstance(data, list):
+        detections = data
+    else:
+        raise DatasetFormatError(path, "expected a COCO dict or a list of detections")
+    known_set = set(known)
+    by_stem: dict[str, list[str]] = {}
+    for rel in known:
+        by_stem.setdefault(Path(rel).stem, []).append(rel)
+    boxes: dict[str, list[Box]] = {}
+    for number, det in enumerate(detections):
+        if not isinstance(det, dict):
+            raise DatasetFormatError(path, f"detection {number} is not an object")
+        name = det.get("file_name") or names.get(det.get("image_id"), det.get("image_id"))
+        if not isinstance(name, str):
+            raise DatasetFormatError(path, f"detection {number}: image_id {det.get('image_id')!r} names no image "
+                                           "(give an 'images' list or file names)")
+        rel = name if name in known_set else (by_stem.get(Path(name).stem, [None])[0]
+                                              if len(by_stem.get(Path(name).stem, [])) == 1 else None)
+        if rel is None:
+            raise DatasetFormatError(path, f"detection {number}: image {name!r} is not in the folder")
+        try:
+            bbox = [float(v) for v in det["bbox"]]
+        except (KeyError, TypeError, ValueError):
+            raise DatasetFormatError(path, f"detection {number}: needs 'bbox' [x, y, w, h]") from None
+        if len(bbox) != 4 or not np.isfinite(bbox).all() or bbox[2] <= 0 or bbox[3] <= 0:
+            raise DatasetFormatError(path, f"detection {number}: bbox {bbox} is not a finite box of positive size")
+        score = det.get("score")
+        if score is not None and float(score) < min_score:
+            continue
+        side = _side_of(det, categories.get(det.get("category_id"), ""))
+        boxes.setdefault(rel, []).append((bbox, side, None if score is None else float(score)))
+    return boxes
+
+
+def _load_image(job: tuple[str, str, str, list[Box] | None]) -> list[HandSample]:
+    root_s, rel, images, boxes = job
+    base_id = f"{NAME}/unlabeled/{rel}"
+    image = image_file(Path(root_s), rel, images, base_id)
+    if boxes is None:
+        boxes_ids = [([0.0, 0.0, float(image.width), float(image.height)], None, None, base_id)]
+    else:
+        boxes_ids = [(b, s, sc, f"{base_id}/box{k}") for k, (b, s, sc) in enumerate(boxes)]
+    rows = []
+    for bbox, side, score, sid in boxes_ids:
+        extras: dict[str, Any] = {}
+        if side is None:
+            extras["hand_side_known"] = False
+        if score is not None:
+            extras["detection_score"] = score
+        rows.append(HandSample(
+            sample_id=sid, dataset=NAME, split="unlabeled", image_id=f"{NAME}/{rel}", image_bytes=image.data,
+            image_path=image.path, width=image.width, height=image.height, hand_side=side or "right",
+            bbox=np.asarray(bbox, np.float32), visibility=np.zeros(NUM_JOINTS, np.uint8), extras=extras or None,
+        ))
+    return rows
+
+
+def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embed", on_error: str = "fail",
+         workers: int = 1, boxes: Path | str | None = None, min_score: float = 0.0,
+         **options: Any) -> Iterator[HandSample | Skipped]:
+    """Read an image folder as unlabeled rows (see the module docstring).
+
+    Args:
+        boxes: optional COCO-format detections JSON; one row per box instead of per image.
+        min_score: boxes with a lower ``score`` are dropped.
+    Yields:
+        HandSample rows without labels, or Skipped markers for corrupt images with ``on_error="skip"``.
+    Raises:
+        DatasetFormatError: not a folder, no image in it, a bad detections file, a corrupt image.
+    """
+    select_splits(NAME, SPLITS, splits, images, on_error)
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetFormatError(root, "missing folder; expected a folder of images here")
+    rels = image_paths(root)
+    if not rels:
+        raise DatasetFormatError(root, f"no images ({', '.join(IMAGE_SUFFIXES)}) found (searched recursively)")
+    per_image = None if boxes is None else load_boxes(Path(boxes), rels, float(min_score))
+    if per_image is not None:
+        log.info("folder: %d of %d images have hand boxes", len(per_image), len(rels))
+        rels = [rel for rel in rels if rel in per_image]
+    jobs = [(str(root), rel, images, None if per_image is None else per_image[rel]) for rel in rels]
+    yield from emit(parallel_map(guarded(_load_image), jobs, workers), on_error)
+
+
+# --- writing ----------------------------------------------------------------------------
+
+
+def _file_name(sample: HandSample, data: bytes) -> str:
+    prefix = f"{NAME}/"
+    if sample.image_id.startswith(prefix) and Path(sample.image_id).suffix.lower() in IMAGE_SUFFIXES:
+        return sample.image_id[len(prefix):]
+    suffix = ".jpg" if data[:2] == b"\xff\xd8" else ".png" if data[:4] == b"\x89PNG" else ".webp"
+    parts = [re.sub(r"[^A-Za-z0-9._-]+", "_", p) for p in sample.image_id.split("/") if p not in ("", ".", "..")]
+    return "/".join(parts or ["image"]) + suffix
+
+
+def write(samples: Iterable[HandSample], root: Path, *, source_root: Path | None = None, **options: Any) -> None:
+    """Write the images of records as a folder under ``root`` (labels are not written).
+
+    Each image is written once, as stored (webp/JPEG/PNG; anything else as PNG). When some
+    record's box is not the whole image, or an image has several records, the boxes go to
+    ``root/detections.json`` (COCO dict) so that ``read(root, boxes=root / BOXES_FILE)``
+    gives the same rows back.
+    """
+    root = Path(root)
+    written: dict[str, str] = {}
+    numbers: dict[str, int] = {}
+    images, annotations = [], []
+    need_boxes = False
+    for sample in samples:
+        rel = written.get(sample.image_id)
+        if rel is None:
+            data = sample_image_bytes(sample.image_bytes, sample.image_path, source_root, sample.sample_id)
+            if not (data[:2] == b"\xff\xd8" or data[:4] == b"\x89PNG" or data[8:12] == b"WEBP"):
+                data = encode(decode(data, sample.image_path or "<bytes>", sample.sample_id), ".png")
+            rel = written[sample.image_id] = _file_name(sample, data)
+            if rel in numbers:
+                raise UnsupportedSampleError(f"{sample.sample_id}: a second image would be written as {rel}")
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(data)
+            numbers[rel] = len(images) + 1
+            images.append({"id": numbers[rel], "file_name": rel, "width": sample.width, "height": sample.height})
+        else:
+            need_boxes = True
+        image_number = numbers[rel]
+        full = np.allclose(sample.bbox, [0, 0, sample.width, sample.height])
+        need_boxes |= not full
+        det: dict[str, Any] = {"id": len(annotations) + 1, "image_id": image_number, "category_id": 1,
+                               "bbox": [float(v) for v in sample.bbox]}
+        if (sample.extras or {}).get("hand_side_known", True):
+            det["hand_side"] = sample.hand_side
+        if (sample.extras or {}).get("detection_score") is not None:
+            det["score"] = float(sample.extras["detection_score"])
+        annotations.append(det)
+    if need_boxes:
+        content = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "hand"}]}
+        (root / BOXES_FILE).write_text(json.dumps(content))

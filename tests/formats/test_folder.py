@@ -1,0 +1,121 @@
+"""Unlabeled folders: nested folders, jpg/png/webp, a corrupt image (reported; skipped with
+--on-error skip), detection boxes, and the writer round trip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hiu_cli.main import main
+from hiu_data.errors import CorruptImageError, DatasetFormatError
+from hiu_data.formats import Skipped, folder
+from hiu_data.io import images
+from hiu_data.io.parquet import HandDataset
+from tests.formats.hands import noise_image
+
+
+def _tree(root: Path) -> list[str]:
+    rng = np.random.default_rng(0)
+    files = {"a.jpg": (40, 30, ".jpg"), "sub/b.png": (32, 32, ".png"), "sub/deeper/c.webp": (48, 20, ".webp"),
+             "sub/deeper/D.JPEG": (20, 24, ".jpg")}
+    for rel, (w, h, ext) in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+        (root / rel).write_bytes(images.encode(pixels, ext) if ext == ".webp" else noise_image(rng, w, h, ext))
+    (root / "notes.txt").write_text("not an image")
+    (root / ".hidden").mkdir()
+    (root / ".hidden" / "x.jpg").write_bytes(noise_image(rng, 8, 8))
+    return sorted(files)
+
+
+def test_nested_folders_give_unlabeled_rows(tmp_path: Path) -> None:
+    rels = _tree(tmp_path)
+    rows = list(folder.read(tmp_path))
+    assert [r.sample_id for r in rows] == [f"folder/unlabeled/{rel}" for rel in rels]
+    c = next(r for r in rows if r.sample_id.endswith("c.webp"))
+    assert (c.width, c.height) == (48, 20) and c.bbox.tolist() == [0, 0, 48, 20]
+    for r in rows:
+        assert r.split == "unlabeled" and r.keypoints_2d is None and r.mask is None and r.visibility.max() == 0
+        assert r.extras == {"hand_side_known": False}
+        assert r.image_bytes == (tmp_path / r.image_id.removeprefix("folder/")).read_bytes()
+
+
+def test_corrupt_image_reported_or_skipped_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    raw = tmp_path / "raw"
+    _tree(raw)
+    bad = raw / "sub" / "b.png"
+    bad.write_bytes(bad.read_bytes()[:60])
+    with pytest.raises(CorruptImageError, match="b.png"):
+        list(folder.read(raw))
+    items = list(folder.read(raw, on_error="skip"))
+    assert [type(i) for i in items].count(Skipped) == 1 and len(items) == 4
+
+    assert main(["convert", "folder", str(raw), str(tmp_path / "out")]) == 1
+    assert "b.png" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "folder").exists()
+    assert main(["convert", "folder", str(raw), str(tmp_path / "out"), "--on-error", "skip"]) == 0
+    ds = HandDataset(tmp_path / "out" / "folder")
+    assert len(ds) == 3 and ds.manifests[ds.dataset_dirs[0]]["skipped"]["count"] == 1
+    assert ds.manifests[ds.dataset_dirs[0]]["skipped"]["samples"][0]["sample_id"] == "folder/unlabeled/sub/b.png"
+
+
+def test_boxes_give_one_row_per_box(tmp_path: Path) -> None:
+    _tree(tmp_path / "img")
+    dets = {"images": [{"id": 7, "file_name": "a.jpg"}, {"id": 8, "file_name": "sub/b.png"}],
+            "categories": [{"id": 1, "name": "left_hand"}, {"id": 2, "name": "hand"}],
+            "annotations": [{"image_id": 7, "bbox": [1, 2, 10, 12], "score": 0.9, "category_id": 1},
+                            {"image_id": 7, "bbox": [20, 2, 10, 12], "score": 0.2, "category_id": 2},
+                            {"image_id": 8, "bbox": [3, 3, 5, 5], "score": 0.8, "category_id": 2, "hand_side": "right"}]}
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    rows = list(folder.read(tmp_path / "img", boxes=tmp_path / "dets.json"))
+    assert [r.sample_id for r in rows] == ["folder/unlabeled/a.jpg/box0", "folder/unlabeled/a.jpg/box1",
+                                           "folder/unlabeled/sub/b.png/box0"]
+    assert rows[0].hand_side == "left" and rows[0].extras == {"detection_score": 0.9}
+    assert rows[1].extras == {"hand_side_known": False, "detection_score": 0.2}
+    assert rows[2].hand_side == "right" and rows[0].image_id == rows[1].image_id
+    assert len(list(folder.read(tmp_path / "img", boxes=tmp_path / "dets.json", min_score=0.5))) == 2
+    results = [{"image_id": "c.webp", "bbox": [0, 0, 4, 4], "score": 1.0, "is_left": 1}]
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    (row,) = folder.read(tmp_path / "img", boxes=tmp_path / "results.json")
+    assert row.image_id == "folder/sub/deeper/c.webp" and row.hand_side == "left"
+
+
+@pytest.mark.parametrize("dets, expected", [
+    ([{"image_id": "missing.jpg", "bbox": [0, 0, 1, 1]}], "not in the folder"),
+    ([{"image_id": "a.jpg", "bbox": [0, 0, -1, 1]}], "positive size"),
+    ([{"image_id": "a.jpg"}], "needs 'bbox'"),
+    ([{"image_id": 3, "bbox": [0, 0, 1, 1]}], "names no image"),
+    ({"images": []}, "expected a COCO dict"),
+])
+def test_bad_boxes_file(tmp_path: Path, dets: object, expected: str) -> None:
+    _tree(tmp_path / "img")
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    with pytest.raises(DatasetFormatError, match=expected) as err:
+        list(folder.read(tmp_path / "img", boxes=tmp_path / "dets.json"))
+    assert "dets.json" in str(err.value)
+
+
+def test_empty_or_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(DatasetFormatError, match="no images"):
+        list(folder.read(tmp_path))
+    with pytest.raises(DatasetFormatError, match="missing folder"):
+        list(folder.read(tmp_path / "nope"))
+
+
+def test_writer_round_trip_with_and_without_boxes(tmp_path: Path) -> None:
+    _tree(tmp_path / "img")
+    plain = list(folder.read(tmp_path / "img"))
+    folder.write(plain, tmp_path / "copy")
+    assert not (tmp_path / "copy" / folder.BOXES_FILE).exists()
+    again = list(folder.read(tmp_path / "copy"))
+    assert [a.differences(b) for a, b in zip(plain, again)] == [[]] * len(plain)
+    dets = [{"image_id": "a.jpg", "bbox": [1, 2, 10, 12], "score": 0.5, "hand_side": "left"},
+            {"image_id": "a.jpg", "bbox": [5, 2, 10, 12]}, {"image_id": "c.webp", "bbox": [0, 0, 4, 4]}]
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    boxed = list(folder.read(tmp_path / "img", boxes=tmp_path / "dets.json"))
+    folder.write(boxed, tmp_path / "boxed")
+    back = list(folder.read(tmp_path / "boxed", boxes=tmp_path / "boxed" / folder.BOXES_FILE))
+    assert [a.differences(b) for a, b in zip(boxed, back)] == [[]] * 3
