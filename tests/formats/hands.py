@@ -36,7 +36,8 @@ def hand_pose(rng: np.random.Generator, side: str = "right", max_flex_deg: float
     for chain in FINGERS.values():
         for k in range(len(chain) - 1):
             pivot = pts[chain[k]].copy()
-            rot = _rotation(np.array([1.0, 0.0, 0.0]), -np.deg2rad(rng.uniform(0, max_flex_deg)))
+            # flexion curls the finger towards the palm, which faces the camera (-z)
+            rot = _rotation(np.array([1.0, 0.0, 0.0]), np.deg2rad(rng.uniform(0, max_flex_deg)))
             rest = list(chain[k + 1:])
             pts[rest] = (pts[rest] - pivot) @ rot.T + pivot
     axis = rng.normal(size=3)
