@@ -1,0 +1,237 @@
+"""COCO-style hand keypoint files: hiu's own export, COCO-WholeBody hands, OneHand10K-style files.
+
+``hiu-data convert coco ANNOTATIONS.json IMAGE_ROOT OUT`` (``read(annotations, image_root=...)``)
+reads either kind of annotation, or both in one file:
+
+- **Hand category**: a category whose ``keypoints`` has 21 names (hiu's export, OneHand10K,
+  mmpose's hand files); its annotations carry ``keypoints`` [x, y, v] x 21. The order is
+  HAND21 / OpenPose unless the 21 names are exactly hiu's HAND21 names in another order, in
+  which case they are reordered by name.
+- **COCO-WholeBody**: person annotations with ``lefthand_kpts`` / ``righthand_kpts`` (21 x 3,
+  OpenPose hand order), ``lefthand_box`` / ``righthand_box`` and ``*hand_valid``; each valid
+  hand is a row (the person's left hand is ``hand_side="left"``: images are not mirrored).
+  The person's ``segmentation`` is not a hand mask and is not read.
+
+Values: keypoints are COCO pixel indices; :data:`hiu_data.io.coco.PIXEL_OFFSET` (0.5) is added
+so that pixel centres sit at +0.5 (``pixel_offset=0`` keeps them as stored). ``v`` keeps its
+COCO meaning (0 unlabelled -> NaN, 1 occluded, 2 visible; other positive values are rounded
+and clipped to 1..2). ``bbox`` comes from the annotation (else from the keypoints);
+``segmentation`` (RLE or polygons) of hand annotations becomes ``mask``. ``hand_side`` comes
+from a ``hand_side`` / ``is_left`` key or a category name with left/right, else it is the
+placeholder ``"right"`` with ``extras["hand_side_known"] = False``. hiu's extra keys
+(``keypoints_3d``, ``camera_K``, ``mano_pose``, ``mano_betas``, ``hiu``) are restored; the
+original sample id is kept in ``extras["origin_sample_id"]``.
+
+Split: the ``hiu`` key's split, else the ``split`` option, else the file name (``train``,
+``val`` or ``test`` in it), else ``train``. Ids: ``coco/<split>/<annotation id>[/<side>]``,
+``image_id`` ``coco/<image id>``, ``subset`` the file stem. In reference mode the image path
+is stored absolute (the manifest's source root is the JSON file, not the image folder).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from hiu_data.errors import DatasetFormatError
+from hiu_data.formats import Skipped
+from hiu_data.formats._common import (as_array, bbox_from_keypoints, emit, guarded, image_file, load_json,
+                                      parallel_map, select_splits)
+from hiu_data.io.coco import PIXEL_OFFSET, write_coco
+from hiu_data.schema import HandSample
+from hiu_data.skeleton import JOINT_NAMES, NUM_JOINTS
+
+log = logging.getLogger(__name__)
+
+NAME = "coco"
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+INPUTS: tuple[str, ...] = ("annotations", "image_root")
+CAMERA = None
+ANNOTATION_FILE = "annotations.json"
+IMAGE_DIR = "images"
+
+
+def _split_from_name(path: Path) -> str:
+    stem = path.stem.lower()
+    return next((s for s in ("train", "val", "test") if s in stem), "train")
+
+
+def _array_or_none(value: Any, shape: tuple[int, ...], path: Path, what: str, sid: str) -> np.ndarray | None:
+    """A nullable JSON array (null elements -> NaN) as float32 of ``shape``, or None."""
+    if value is None:
+        return None
+    flat = np.asarray(value, dtype=object).reshape(-1)
+    cleaned = [np.nan if v is None else v for v in flat]
+    return as_array(cleaned, (int(np.prod(shape)),), path, what, sid, allow_nan=True).reshape(shape).astype(np.float32)
+
+
+def _mask(segm: Any, height: int, width: int, path: Path, sid: str) -> dict[str, Any] | None:
+    if not segm:
+        return None
+    try:
+        if isinstance(segm, dict) and isinstance(segm.get("counts"), str):
+            rle = {"size": [int(segm["size"][0]), int(segm["size"][1])], "counts": segm["counts"].encode("ascii")}
+        else:
+            objs = mask_utils.frPyObjects(segm, height, width)
+            rle = mask_utils.merge(objs) if isinstance(objs, list) else objs
+    except (TypeError, ValueError, KeyError, IndexError) as e:
+        raise DatasetFormatError(path, f"segmentation is neither RLE nor polygons ({e})", sid) from None
+    if [int(rle["size"][0]), int(rle["size"][1])] != [height, width]:
+        raise DatasetFormatError(path, f"segmentation size {list(rle['size'])} is not the image's [{height}, {width}]", sid)
+    return {"size": [height, width], "counts": bytes(rle["counts"])}
+
+
+def _keypoints(raw: Any, order: np.ndarray, offset: float, path: Path, what: str, sid: str
+               ) -> tuple[np.ndarray | None, np.ndarray]:
+    pts = as_array(raw, (NUM_JOINTS * 3,), path, what, sid).reshape(NUM_JOINTS, 3)[order]
+    labelled = pts[:, 2] > 0
+    vis = np.where(labelled, np.clip(np.rint(pts[:, 2]), 1, 2), 0).astype(np.uint8)
+    if not labelled.any():
+        return None, vis
+    return np.where(labelled[:, None], pts[:, :2] + offset, np.nan).astype(np.float32), vis
+
+
+def _side(ann: dict[str, Any], category: str) -> str | None:
+    if ann.get("hand_side") in ("left", "right"):
+        return ann["hand_side"]
+    if ann.get("is_left") in (0, 1, True, False):
+        return "left" if ann["is_left"] else "right"
+    return next((s for s in ("left", "right") if s in category.lower()), None)
+
+
+def _hand_rows(ann: dict[str, Any], ctx: dict[str, Any], width: int, height: int, image_id: str,
+               base: dict[str, Any]) -> list[HandSample]:
+    path, offset = ctx["path"], ctx["pixel_offset"]
+    rows = []
+    if ann.get("category_id") in ctx["hand_categories"] and "keypoints" in ann:
+        hiu = ann.get("hiu") if isinstance(ann.get("hiu"), dict) else {}
+        split = ann["_split"]
+        sid = f"{NAME}/{split}/{ann.get('id')}"
+        kp2, vis = _keypoints(ann["keypoints"], ctx["order"], offset, path, "keypoints", sid)
+        side = _side(ann, ctx["hand_categories"][ann["category_id"]])
+        extras = dict(hiu.get("extras") or {}) if "extras" in hiu else {}
+        if side is None:
+            extras["hand_side_known"] = False
+        if hiu.get("sample_id"):
+            extras["origin_sample_id"] = hiu["sample_id"]
+        bbox = ann.get("bbox")
+        bbox = (as_array(bbox, (4,), path, "bbox", sid) if bbox is not None
+                else bbox_from_keypoints(kp2, vis, width, height))
+        rows.append(HandSample(
+            sample_id=sid, split=split, subset=hiu["subset"] if "subset" in hiu else ctx["subset"],
+            hand_side=side or "right", keypoints_2d=kp2, visibility=vis, bbox=bbox,
+            mask=_mask(ann.get("segmentation"), height, width, path, sid),
+            keypoints_3d=_array_or_none(ann.get("keypoints_3d"), (NUM_JOINTS, 3), path, "keypoints_3d", sid),
+            camera_K=_array_or_none(ann.get("camera_K"), (3, 3), path, "camera_K", sid),
+            mano_pose=_array_or_none(ann.get("mano_pose"), (48,), path, "mano_pose", sid),
+            mano_betas=_array_or_none(ann.get("mano_betas"), (10,), path, "mano_betas", sid),
+            label_source=hiu.get("label_source") or "dataset",
+            keypoint_confidence=_array_or_none(hiu.get("keypoint_confidence"), (NUM_JOINTS,), path,
+                                               "keypoint_confidence", sid),
+            confidence=hiu.get("confidence"), review_status=hiu.get("review_status"), extras=extras or None,
+            image_id=image_id, **base,
+        ))
+    for side in ("left", "right"):
+        raw = ann.get(f"{side}hand_kpts")
+        if raw is None or not ann.get(f"{side}hand_valid", True):
+            continue
+        sid = f"{NAME}/{ann['_split']}/{ann.get('id')}/{side}"
+        kp2, vis = _keypoints(raw, np.arange(NUM_JOINTS), offset, path, f"{side}hand_kpts", sid)
+        if kp2 is None:
+            continue
+        box = ann.get(f"{side}hand_box")
+        box = as_array(box, (4,), path, f"{side}hand_box", sid) if box is not None else None
+        if box is None or box[2] <= 0 or box[3] <= 0:
+            box = bbox_from_keypoints(kp2, vis, width, height)
+        rows.append(HandSample(sample_id=sid, split=ann["_split"], subset=ctx["subset"], hand_side=side,
+                               keypoints_2d=kp2, visibility=vis, bbox=box, image_id=image_id, **base))
+    return rows
+
+
+def _load_image(job: tuple[str, dict[str, Any], list[dict[str, Any]], str, dict[str, Any]]) -> list[HandSample]:
+    image_root_s, entry, anns, images, ctx = job
+    image_root = Path(image_root_s)
+    first = f"{NAME}/{anns[0]['_split']}/{anns[0].get('id')}"
+    image = image_file(image_root, entry["file_name"], images, first)
+    for key, actual in (("width", image.width), ("height", image.height)):
+        if entry.get(key) is not None and int(entry[key]) != actual:
+            raise DatasetFormatError(ctx["path"], f"image {entry['file_name']}: {key} {entry[key]} but the file "
+                                                  f"has {actual}", first)
+    path = None if image.path is None else str((image_root / entry["file_name"]).resolve())
+    base = {"dataset": NAME, "image_bytes": image.data, "image_path": path, "width": image.width, "height": image.height}
+    image_id = f"{NAME}/{entry.get('id')}"
+    return [row for ann in anns for row in _hand_rows(ann, ctx, image.width, image.height, image_id, base)]
+
+
+def _hand_categories(data: dict[str, Any], path: Path) -> tuple[dict[Any, str], np.ndarray]:
+    categories = [c for c in data.get("categories") or [] if isinstance(c, dict)]
+    hands = [c for c in categories if isinstance(c.get("keypoints"), list) and len(c["keypoints"]) == NUM_JOINTS]
+    order = np.arange(NUM_JOINTS)
+    if hands and sorted(hands[0]["keypoints"]) == sorted(JOINT_NAMES):
+        order = np.array([hands[0]["keypoints"].index(name) for name in JOINT_NAMES])
+    return {c.get("id"): str(c.get("name", "")) for c in hands}, order
+
+
+def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embed", on_error: str = "fail",
+         workers: int = 1, image_root: Path | str | None = None, pixel_offset: float = PIXEL_OFFSET,
+         split: str | None = None, **options: Any) -> Iterator[HandSample | Skipped]:
+    """Read a COCO-style hand keypoint JSON (``root``) with images under ``image_root``.
+
+    Args:
+        image_root: folder that ``file_name`` is relative to (default: ``images/`` beside the
+            JSON when it exists, else the JSON's folder).
+        pixel_offset: added to keypoint x, y (COCO pixel indices -> hiu pixel centres at +0.5).
+        split: the split of annotations without a ``hiu`` key (default: from the file name).
+    Yields:
+        HandSample per hand annotation (``keypoints_2d`` (21, 2) float32 pixels or None), or
+        Skipped markers with ``on_error="skip"``.
+    Raises:
+        DatasetFormatError: not a COCO dict, no hand keypoints in it, bad values, bad images.
+    """
+    wanted = select_splits(NAME, SPLITS, splits, images, on_error)
+    path = Path(root)
+    if path.is_dir():
+        path = path / ANNOTATION_FILE
+    data = load_json(path, "a COCO-format hand keypoint JSON")
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("annotations"), list):
+        raise DatasetFormatError(path, "expected a COCO dict with 'images' and 'annotations' lists")
+    if image_root is None:
+        image_root = path.parent / IMAGE_DIR if (path.parent / IMAGE_DIR).is_dir() else path.parent
+    image_root = Path(image_root)
+    if not image_root.is_dir():
+        raise DatasetFormatError(image_root, "missing folder; expected the images of the COCO file here")
+    if split is not None and split not in SPLITS:
+        raise DatasetFormatError(path, f"split {split!r} is not one of {SPLITS}")
+    hand_categories, order = _hand_categories(data, path)
+    wholebody = any(isinstance(a, dict) and ("lefthand_kpts" in a or "righthand_kpts" in a) for a in data["annotations"])
+    if not hand_categories and not wholebody:
+        raise DatasetFormatError(path, "no hand keypoints: expected a category with 21 keypoints or COCO-WholeBody "
+                                       "lefthand_kpts/righthand_kpts")
+    default_split = split or _split_from_name(path)
+    by_image: dict[Any, list[dict[str, Any]]] = {}
+    for ann in data["annotations"]:
+        if not isinstance(ann, dict) or ann.get("iscrowd"):
+            continue
+        hiu = ann.get("hiu") if isinstance(ann.get("hiu"), dict) else {}
+        ann_split = hiu.get("split") if hiu.get("split") in SPLITS else default_split
+        if ann_split in wanted:
+            by_image.setdefault(ann.get("image_id"), []).append({**ann, "_split": ann_split})
+    entries = {im.get("id"): im for im in data["images"] if isinstance(im, dict)}
+    missing = [i for i in by_image if i not in entries or not isinstance(entries[i].get("file_name"), str)]
+    if missing:
+        raise DatasetFormatError(path, f"annotations refer to image id {missing[0]!r}, which has no images entry "
+                                       "with a file_name")
+    ctx = {"path": path, "pixel_offset": float(pixel_offset), "hand_categories": hand_categories, "order": order,
+           "subset": path.stem}
+    jobs = [(str(image_root), entries[i], anns, images, ctx) for i, anns in by_image.items()]
+    log.info("coco %s: %d images with hand annotations", path.name, len(jobs))
+    yield from emit(parallel_map(guarded(_load_image), jobs, workers), on_error)
+
+
+def write(samples: Iterable[HandSample], root: Path, *, source_root: Path | None = None, **options: Any) -> None:
+    """Write records as ``root/annotations.json`` + ``root/images/`` (see :mod:`hiu_data.io.coco`)."""
+    write_coco(samples, Path(root) / ANNOTATION_FILE, Path(root) / IMAGE_DIR, source_root=source_root, overwrite=True)
