@@ -114,7 +114,7 @@ def _flags(value: Any, path: Path, what: str, sid: str) -> list[int]:
 
 def _metres(points: np.ndarray, labelled: np.ndarray) -> np.ndarray:
     """3D points in metres: millimetre files are recognised by their bone lengths."""
-    lengths = [np.linalg.norm(points[a] - points[b]) for block in (0, NUM_JOINTS) for a, b in BONES
+    lengths = [np.linalg.norm(points[a + block] - points[b + block]) for block in (0, NUM_JOINTS) for a, b in BONES
                if labelled[a + block] and labelled[b + block]]
     typical = np.median(lengths) if lengths else np.median(np.linalg.norm(points[labelled], axis=1)) / 10
     return points / 1000.0 if typical > 1.0 else points

@@ -95,6 +95,14 @@ def test_metres_are_recognised(tmp_path: Path) -> None:
     assert np.nanmax(np.abs(a.keypoints_3d)) < 5
 
 
+def test_millimetres_of_a_lone_left_hand(tmp_path: Path) -> None:
+    left = next(r for r in hiu_records(1) if r.hand_side == "left")
+    hiu.write([left], tmp_path)
+    (back,) = _read(tmp_path)
+    assert back.hand_side == "left"
+    np.testing.assert_allclose(back.keypoints_3d, left.keypoints_3d, atol=1e-6)
+
+
 @pytest.mark.parametrize("hand_type", [[1, 0], [0, 1], [0, 0]])
 def test_inconsistent_hand_type_is_reported_not_fixed(tmp_path: Path, hand_type: list[int]) -> None:
     hiu.write(hiu_records(1), tmp_path)
