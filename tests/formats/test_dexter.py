@@ -13,7 +13,7 @@ import pytest
 from hiu_data.errors import CorruptImageError, DatasetFormatError
 from hiu_data.formats import Skipped, dexter
 from hiu_data.formats._common import UnsupportedSampleError, bbox_from_keypoints, project, visibility_in_image
-from hiu_data.io import images
+from hiu_data.io import images, rle
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import NUM_JOINTS, TIPS
 from tests.formats.hands import random_hand
@@ -132,3 +132,25 @@ def test_missing_root_and_corrupt_frame(tmp_path: Path) -> None:
     items = list(dexter.read(tmp_path, on_error="skip"))
     assert [type(i).__name__ for i in items].count("Skipped") == 1 and len(items) == 2
     assert isinstance(items[0], Skipped) and "dexter/test/Grasp1/00000" == items[0].sample_id
+
+
+@pytest.mark.slow
+def test_rendered_synthetic_hands_fingertips_land_on_the_hand(tmp_path: Path) -> None:
+    """The same check on hands rendered by hiu_data.synth (about 6 s: the renderer's set-up)."""
+    synth = pytest.importorskip("hiu_data.synth.generate")
+    from hiu_data.synth.profiles import profile_for
+
+    records = [r for _, _, rows in synth.generate_scenes(3, 0, profile_for("dexter")) for r in rows]
+    dexter.write(records, tmp_path)
+    back = list(dexter.read(tmp_path))
+    assert len(back) == len(records)
+    checked = 0
+    for original, got in zip(records, back):
+        np.testing.assert_allclose(got.keypoints_2d[list(TIPS)], original.keypoints_2d[list(TIPS)], atol=1e-3)
+        hand = rle.decode(original.mask)
+        for tip in TIPS:
+            if original.visibility[tip] == 2:
+                x, y = np.floor(got.keypoints_2d[tip]).astype(int)
+                assert hand[max(y - 2, 0):y + 3, max(x - 2, 0):x + 3].any(), (original.sample_id, tip)
+                checked += 1
+    assert checked >= 5
