@@ -183,3 +183,10 @@ def test_writer_accepts_foreign_records(tmp_path: Path) -> None:
     for f in foreign:
         match = next(b for b in back if b.image_id.endswith(f.image_id.replace("/", "_")) and b.hand_side == f.hand_side)
         np.testing.assert_allclose(match.keypoints_2d, f.keypoints_2d, atol=1e-4)
+
+
+def test_workers_give_the_same_rows_in_order(tmp_path: Path) -> None:
+    cmu.write(cmu_records(8), tmp_path)
+    one, two = _read_all(tmp_path), _read_all(tmp_path, workers=2)
+    assert [a.sample_id for a in one] == [b.sample_id for b in two]
+    assert all(a.equals(b) for a, b in zip(one, two))

@@ -194,3 +194,10 @@ def test_corrupt_image_is_reported(tmp_path: Path) -> None:
     jpg.write_bytes(b"not a jpeg")
     with pytest.raises(CorruptImageError, match="image1000.jpg"):
         _read(tmp_path)
+
+
+def test_workers_give_the_same_rows_in_order(tmp_path: Path) -> None:
+    ih.write(interhand_records(2), tmp_path)
+    one, two = _read(tmp_path), _read(tmp_path, workers=2)
+    assert [a.sample_id for a in one] == [b.sample_id for b in two]
+    assert all(a.equals(b) for a, b in zip(one, two))
