@@ -47,6 +47,8 @@ sigma >= 2.2 (no snapping to pixel centres) while the flat background of a 64 x 
 
 _BONE_PARENTS = np.array([parent for parent, _ in BONES], dtype=np.int64)
 _BONE_CHILDREN = np.array([child for _, child in BONES], dtype=np.int64)
+_BONE_ENDS = np.stack([_BONE_PARENTS, _BONE_CHILDREN], axis=1)
+"""(NUM_BONES, 2) joint indices (parent, child) of every bone."""
 
 
 def pixel_centres(n: int) -> np.ndarray:
@@ -73,10 +75,10 @@ def encode_heatmaps(keypoints: np.ndarray, valid: np.ndarray, size: tuple[int, i
     """
     height, width = int(size[0]), int(size[1])
     kp = np.asarray(keypoints, dtype=np.float32).reshape(-1, 2)
-    keep = np.asarray(valid, dtype=bool).reshape(-1) & np.isfinite(kp).all(axis=1)
     reach = HEATMAP_REACH * sigma
-    with np.errstate(invalid="ignore"):
-        keep &= (kp[:, 0] > -reach) & (kp[:, 0] < width + reach) & (kp[:, 1] > -reach) & (kp[:, 1] < height + reach)
+    # Comparisons with NaN are False, so missing coordinates drop out here as well.
+    keep = np.asarray(valid, dtype=bool).reshape(-1) & (kp > -reach).all(axis=1)
+    keep &= (kp < np.array([width + reach, height + reach], np.float32)).all(axis=1)
     weights = keep.astype(np.float32)
     centres = np.where(keep[:, None], kp, np.float32(0.0))
     scale = np.float32(-0.5 / (sigma * sigma))
@@ -168,23 +170,23 @@ def bone_directions(keypoints_2d: np.ndarray, keypoints_3d: np.ndarray | None,
             least ``MIN_BONE_PIXELS``) on ``dx, dy``; on ``dz`` additionally both 3D endpoints
             finite and distinct.
     """
-    kp = np.asarray(keypoints_2d, dtype=np.float64).reshape(-1, 2)
-    ok = np.asarray(valid, dtype=bool).reshape(-1) & np.isfinite(kp).all(axis=1)
-    vec = kp[_BONE_CHILDREN] - kp[_BONE_PARENTS]
+    kp = np.where(np.asarray(valid, dtype=bool).reshape(-1, 1), np.asarray(keypoints_2d, dtype=np.float64).reshape(-1, 2),
+                  np.nan)
+    ends = kp[_BONE_ENDS]
+    vec = ends[:, 1] - ends[:, 0]  # NaN for bones with a missing endpoint
     length = np.hypot(vec[:, 0], vec[:, 1])
-    with np.errstate(invalid="ignore"):
-        ok2d = ok[_BONE_PARENTS] & ok[_BONE_CHILDREN] & (length >= MIN_BONE_PIXELS)
+    ok2d = length >= MIN_BONE_PIXELS
     directions = np.zeros((NUM_BONES, 3), dtype=np.float64)
-    directions[ok2d, :2] = vec[ok2d] / length[ok2d, None]
-    ok3d = np.zeros(NUM_BONES, dtype=bool)
+    np.divide(vec, length[:, None], out=directions[:, :2], where=ok2d[:, None])
+    weights = np.zeros((NUM_BONES, 3), dtype=np.float32)
+    weights[:, 0] = weights[:, 1] = ok2d
     if keypoints_3d is not None:
-        k3 = np.asarray(keypoints_3d, dtype=np.float64).reshape(-1, 3)
-        vec3 = k3[_BONE_CHILDREN] - k3[_BONE_PARENTS]
-        norm3 = np.linalg.norm(vec3, axis=1)
-        with np.errstate(invalid="ignore"):
-            ok3d = ok2d & np.isfinite(vec3).all(axis=1) & (norm3 > 1e-9)
-        directions[ok3d, 2] = vec3[ok3d, 2] / norm3[ok3d]
-    weights = np.stack([ok2d, ok2d, ok3d], axis=1).astype(np.float32)
+        ends3 = np.asarray(keypoints_3d, dtype=np.float64).reshape(-1, 3)[_BONE_ENDS]
+        vec3 = ends3[:, 1] - ends3[:, 0]
+        norm3 = np.sqrt(np.einsum("ij,ij->i", vec3, vec3))
+        ok3d = ok2d & (norm3 > 1e-9)
+        np.divide(vec3[:, 2], norm3, out=directions[:, 2], where=ok3d)
+        weights[:, 2] = ok3d
     return directions.astype(np.float32), weights
 
 
@@ -209,33 +211,34 @@ def encode_pof(keypoints_2d: np.ndarray, keypoints_3d: np.ndarray | None, valid:
     """
     height, width = int(size[0]), int(size[1])
     directions, weights = bone_directions(keypoints_2d, keypoints_3d, valid)
-    pof = np.zeros((NUM_BONES, 3, height, width), dtype=np.float32)
-    on = weights[:, 0] > 0
-    if on.any():
-        kp = np.nan_to_num(np.asarray(keypoints_2d, dtype=np.float32).reshape(-1, 2))
-        start, end = kp[_BONE_PARENTS], kp[_BONE_CHILDREN]
-        # Work only inside the box around all labelled bones: typically a third of the map.
-        lo = np.floor(np.minimum(start[on], end[on]).min(axis=0) - band).astype(np.int64)
-        hi = np.ceil(np.maximum(start[on], end[on]).max(axis=0) + band).astype(np.int64) + 1
-        x0, y0 = max(int(lo[0]), 0), max(int(lo[1]), 0)
-        x1, y1 = min(int(hi[0]), width), min(int(hi[1]), height)
-        if x1 > x0 and y1 > y0:
-            # Bones without weight have zero directions, so they write zeros.
-            mid = 0.5 * (start + end)
-            half = 0.5 * np.hypot(*(end - start).T).astype(np.float32)
-            ux, uy = directions[:, 0], directions[:, 1]
-            dx = pixel_centres(width)[None, x0:x1] - mid[:, :1]  # (NB, w)
-            dy = pixel_centres(height)[None, y0:y1] - mid[:, 1:]  # (NB, h)
-            along = (dy * uy[:, None])[:, :, None] + (dx * ux[:, None])[:, None, :]
-            across = (dx * uy[:, None])[:, None, :] - (dy * ux[:, None])[:, :, None]
-            np.abs(along, out=along)
-            along -= half[:, None, None]
+    pof = np.zeros(NUM_BONES * 3 * height * width, dtype=np.float32)
+    bones = np.flatnonzero(weights[:, 0])
+    if len(bones):
+        ends = np.asarray(keypoints_2d, dtype=np.float32).reshape(-1, 2)[_BONE_ENDS[bones]]  # (n, 2, 2)
+        # Each bone is evaluated on its own box (the pixels whose centre can be within the band),
+        # all boxes padded to one common size so that every bone is done in the same arrays.
+        lo = np.maximum(np.ceil(ends.min(axis=1) - (band + 0.5)), 0).astype(np.int64)
+        extent = (np.floor(ends.max(axis=1) + (band + 0.5)).astype(np.int64) - lo).max(axis=0)
+        if extent.min() > 0:
+            cols = lo[:, :1] + np.arange(extent[0])  # (n, w) pixel columns of each box
+            rows = lo[:, 1:] + np.arange(extent[1])  # (n, h)
+            mid = ends.mean(axis=1)
+            dirs = directions[bones]
+            dx = cols + np.float32(0.5) - mid[:, :1]
+            dy = rows + np.float32(0.5) - mid[:, 1:]
+            along = np.abs((dy * dirs[:, 1:2])[:, :, None] + (dx * dirs[:, :1])[:, None, :])
+            along -= np.float32(0.5) * np.hypot(*(ends[:, 1] - ends[:, 0]).T)[:, None, None]
             np.maximum(along, 0, out=along)
-            along *= along
-            across *= across
-            across += along
-            inside = across <= np.float32(band * band)
-            np.multiply(inside[:, None], directions[:, :, None, None], out=pof[:, :, y0:y1, x0:x1])
+            across = (dx * dirs[:, 1:2])[:, None, :] - (dy * dirs[:, :1])[:, :, None]
+            inside = across * across + along * along <= np.float32(band * band)
+            inside &= (cols < width)[:, None, :] & (rows < height)[:, :, None]
+            which, i, j = np.nonzero(inside)
+            plane = height * width
+            flat = bones[which] * (3 * plane) + rows[which, i] * width + cols[which, j]
+            values = dirs[which].astype(np.float32)
+            pof[flat] = values[:, 0]
+            pof[flat + plane] = values[:, 1]
+            pof[flat + 2 * plane] = values[:, 2]
     return pof.reshape(3 * NUM_BONES, height, width), weights.reshape(-1)
 
 
@@ -307,11 +310,17 @@ def mask_target(mask: np.ndarray | dict[str, Any], size: tuple[int, int],
     if isinstance(mask, dict):
         from hiu_data.io import rle
 
-        mask = rle.decode(mask)
-    source = (np.asarray(mask) != 0).astype(np.uint8) * 255
+        source = rle.decode(mask)  # uint8 0 / 1 already, column-major
+    else:
+        source = (np.asarray(mask) != 0).astype(np.uint8)
     height, width = int(size[0]), int(size[1])
     if affine is None:
         affine = np.array([[width / source.shape[1], 0, 0], [0, height / source.shape[0], 0]])
+    affine = np.asarray(affine, dtype=np.float64)
+    if not source.flags.c_contiguous and source.flags.f_contiguous:
+        # pycocotools decodes column-major: warp the transpose (a free view) with x and y swapped.
+        source, affine = source.T, affine[:, [1, 0, 2]]
+    # Bilinear on 0 / 1 values rounds to the nearest integer: the threshold at one half.
     warped = cv2.warpAffine(source, to_cv2_affine(affine), (width, height), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return (warped >= 128).astype(np.float32)
+    return warped.astype(np.float32)
