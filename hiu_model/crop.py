@@ -30,24 +30,14 @@ from hiu_data.targets import to_cv2_affine
 _MIRROR_X = np.diag([-1.0, 1.0, 1.0])
 
 
-def _local_mirror_pose(pose: np.ndarray) -> np.ndarray:
-    # Reflecting x conjugates every rotation by diag(-1, 1, 1), which keeps an axis-angle's
-    # x component and negates y and z.
-    out = np.array(pose, dtype=np.float32, copy=True).reshape(-1, 3)
-    out[:, 1:] *= -1
-    return out.reshape(np.shape(pose))
-
-
 def mirror_pose(pose: np.ndarray) -> np.ndarray:
     """Mirror a MANO pose (..., 48) axis-angle between the left and the right hand.
 
-    Uses :func:`hiu_model.mano.mirror_pose` when it exists; the same formula otherwise
-    (negate the y and z of every axis-angle triplet). Returns float32 of the same shape.
+    :func:`hiu_model.mano.mirror_pose` (keeps x, negates y and z of every axis-angle triplet),
+    imported on first use because the MANO module pulls in smplx. Returns float32.
     """
-    try:
-        from hiu_model.mano import mirror_pose as mano_mirror_pose
-    except ImportError:
-        return _local_mirror_pose(pose)
+    from hiu_model.mano import mirror_pose as mano_mirror_pose
+
     return np.asarray(mano_mirror_pose(np.asarray(pose, dtype=np.float32)), dtype=np.float32)
 
 
