@@ -167,7 +167,7 @@ def make_example(sample: HandSample, image_bytes: bytes, options: DataOptions,
     S, h, m = options.input_size, options.heatmap_size, options.mask_size
     t = crop_for(sample, options, params)
     side = S / float(np.hypot(*t.affine[:, 0]))
-    decoded, scale = decode_for_crop(image_bytes, side, S, sample.sample_id, sample.sample_id)
+    decoded, scale = decode_for_crop(image_bytes, side, S, sample.image_path or "embedded image", sample.sample_id)
     # The decoded image may be a reduced copy: compose its scale into the warp.
     warp = t.affine @ np.diag([1.0 / scale[0], 1.0 / scale[1], 1.0])
     border = tuple(round(255 * v) for v in options.mean)

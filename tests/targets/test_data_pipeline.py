@@ -12,7 +12,7 @@ import torch
 from hiu_data.io import images, rle
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import NUM_BONES, NUM_JOINTS
-from hiu_model.crop import PhotometricParams, denormalise
+from hiu_model.crop import PhotometricParams, decode_for_crop, denormalise
 from hiu_model.data import AugmentParams, DataOptions, HandCropDataset, crop_for, make_example
 from tests.targets.handmade import make_hand, write_hands
 
@@ -82,10 +82,9 @@ def test_mirroring_flips_image_mask_and_targets() -> None:
     np.testing.assert_allclose(pa[:, 1:], pb[:, 1:], atol=1e-5)
 
 
-@pytest.mark.parametrize("params", GEOMETRIES[:3], ids=["plain", "zoom-in-rot", "zoom-out-rot"])
-def test_image_mask_and_keypoints_stay_aligned(params: AugmentParams) -> None:
-    options = DataOptions(input_size=128, heatmap_size=32, mask_size=128)
-    sample = make_hand(14, "left", jpeg=False)
+def _check_alignment(sample: HandSample, params: AugmentParams, options: DataOptions, min_iou: float) -> None:
+    """The hand's pixels in the crop, the mask target and the 2D keypoints coincide."""
+    S = options.input_size
     ex = _example(sample, params, options)
     crop = denormalise(ex["image"], options.mean, options.std).astype(np.int32)
     full = images.decode(sample.image_bytes).astype(np.int32)
@@ -97,12 +96,28 @@ def test_image_mask_and_keypoints_stay_aligned(params: AugmentParams) -> None:
         moved = np.roll(mask, shift, axis=(0, 1))
         return (is_skin & moved).sum() / (is_skin | moved).sum()
 
-    assert iou((0, 0)) > 0.9
+    assert iou((0, 0)) > min_iou
     # A one-pixel misalignment of mask and image would fit better than the real one.
     assert all(iou((dy, dx)) < iou((0, 0)) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
-    inside = (ex["keypoints_2d"] >= 0).all(1) & (ex["keypoints_2d"] < 128).all(1)
+    inside = (ex["keypoints_2d"] >= 0).all(1) & (ex["keypoints_2d"] < S).all(1)
     cols, rows = np.floor(ex["keypoints_2d"][inside]).astype(int).T
     assert mask[rows, cols].mean() > 0.9
+
+
+@pytest.mark.parametrize("params", GEOMETRIES[:3], ids=["plain", "zoom-in-rot", "zoom-out-rot"])
+def test_image_mask_and_keypoints_stay_aligned(params: AugmentParams) -> None:
+    options = DataOptions(input_size=128, heatmap_size=32, mask_size=128)
+    _check_alignment(make_hand(14, "left", jpeg=False), params, options, 0.9)
+
+
+@pytest.mark.parametrize("jpeg", [True, False], ids=["jpeg-reduced-decode", "png-area-resize"])
+def test_large_images_are_decoded_reduced_and_stay_aligned(jpeg: bool) -> None:
+    options = DataOptions(input_size=96, heatmap_size=24, mask_size=96)
+    sample = make_hand(21, "right", size=(1280, 960), jpeg=jpeg)
+    side = max(sample.bbox[2:]) * (1 + 2 * options.margin)
+    _, scale = decode_for_crop(sample.image_bytes, side, options.input_size)
+    assert scale[0] <= 0.25  # the hand spans hundreds of pixels: a 1/4 (or smaller) decode
+    _check_alignment(sample, AugmentParams(rotation_deg=20.0), options, 0.85)
 
 
 def test_photometric_augmentation_changes_only_the_image() -> None:
