@@ -216,3 +216,82 @@ def pixel_centres(px: Tensor, py: Tensor, dtype: torch.dtype) -> Tensor:
 def margin_from_blur(blur_radius: float) -> float:
     """Box growth in pixels for a blur radius given in pixels squared."""
     return math.sqrt(max(blur_radius, 0.0))
+
+
+FACE_TABLE_ROWS = 16
+"""Rows of :func:`face_table`: a, b, c (6), edges b-a, c-b, a-c (6), 1/|edge|^2 (3),
+1/(2 * signed area) (1)."""
+
+
+def face_table(tri_xy: Tensor) -> Tensor:
+    """Per-face constants of the pair tests, one column per face: (16, N).
+
+    Stored row-major by quantity so that gathering the pairs' faces gives contiguous rows.
+
+    Args:
+        tri_xy: (N, 3, 2) face corners in pixels.
+    """
+    a, b, c = tri_xy[:, 0], tri_xy[:, 1], tri_xy[:, 2]
+    e0, e1, e2 = b - a, c - b, a - c
+    inv_len = 1.0 / torch.stack([(e * e).sum(-1) for e in (e0, e1, e2)], -1).clamp_min(1e-30)
+    area2 = _cross(e0, c - a)
+    inv_area = torch.where(area2.abs() > 0, 1.0 / area2, torch.zeros_like(area2))
+    return torch.cat([a, b, c, e0, e1, e2, inv_len, inv_area[:, None]], dim=1).t().contiguous()
+
+
+def pair_tests(rows: Tensor, px: Tensor, py: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Inside test, unsigned squared boundary distance and screen barycentrics of pairs.
+
+    Same results as :func:`barycentric` and :func:`signed_sq_dist`, with fewer temporaries
+    (this is the hot loop of the silhouette's first pass).
+
+    Args:
+        rows: (16, P) columns of :func:`face_table`, one per pair.
+        px, py: (P,) pixel-centre coordinates, pixels.
+    Returns:
+        ``inside (P,) bool``, ``d2 (P,)`` pixels squared (unsigned), ``bary (P, 3)``.
+    """
+    t = rows.unbind(0)
+    corners = ((t[0], t[1]), (t[2], t[3]), (t[4], t[5]))
+    d2 = None
+    edge_fn = []
+    for k, (ox, oy) in enumerate(corners):
+        ex, ey = t[6 + 2 * k], t[7 + 2 * k]
+        vx, vy = px - ox, py - oy
+        # Edge k runs from corner k to corner k+1; its edge function is the weight of the
+        # opposite corner k+2.
+        edge_fn.append((ex * vy - ey * vx) * t[15])
+        s = ((vx * ex + vy * ey) * t[12 + k]).clamp_(0.0, 1.0)
+        dist = (vx - s * ex).square_() + (vy - s * ey).square_()
+        d2 = dist if d2 is None else torch.minimum(d2, dist)
+    w = torch.stack([edge_fn[1], edge_fn[2], edge_fn[0]], dim=-1)
+    inside = (edge_fn[0] > 0) & (edge_fn[1] > 0) & (edge_fn[2] > 0)
+    return inside, d2, w
+
+
+def nearest_edge(rows: Tensor, px: Tensor, py: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The triangle edge nearest to each point and where on it.
+
+    Args:
+        rows: (16, P) columns of :func:`face_table`, one per pair.
+        px, py: (P,) point coordinates, pixels.
+    Returns:
+        ``k (P,)`` int64 edge index (edge k joins corner k to corner (k+1) % 3), ``t (P,)``
+        position of the nearest point q on that edge in [0, 1], ``rx, ry (P,)`` = p - q.
+    """
+    t = rows.unbind(0)
+    best = None
+    for k in range(3):
+        ox, oy, ex, ey = t[2 * k], t[2 * k + 1], t[6 + 2 * k], t[7 + 2 * k]
+        vx, vy = px - ox, py - oy
+        s = ((vx * ex + vy * ey) * t[12 + k]).clamp_(0.0, 1.0)
+        rx, ry = vx - s * ex, vy - s * ey
+        d2 = rx * rx + ry * ry
+        if best is None:
+            best = [d2, torch.zeros_like(px, dtype=torch.long), s, rx, ry]
+            continue
+        closer = d2 < best[0]
+        best = [torch.where(closer, new, old) for new, old in
+                zip((d2, torch.full_like(best[1], k), s, rx, ry), best)]
+    assert best is not None
+    return best[1], best[2], best[3], best[4]
