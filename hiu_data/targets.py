@@ -218,7 +218,8 @@ def encode_pof(keypoints_2d: np.ndarray, keypoints_3d: np.ndarray | None, valid:
         # Each bone is evaluated on its own box (the pixels whose centre can be within the band),
         # all boxes padded to one common size so that every bone is done in the same arrays.
         lo = np.maximum(np.ceil(ends.min(axis=1) - (band + 0.5)), 0).astype(np.int64)
-        extent = (np.floor(ends.max(axis=1) + (band + 0.5)).astype(np.int64) - lo).max(axis=0)
+        hi = np.minimum(np.floor(ends.max(axis=1) + (band + 0.5)), (width, height)).astype(np.int64)
+        extent = (hi - lo).max(axis=0)  # at most the map: bones reaching far outside stay cheap
         if extent.min() > 0:
             cols = lo[:, :1] + np.arange(extent[0])  # (n, w) pixel columns of each box
             rows = lo[:, 1:] + np.arange(extent[1])  # (n, h)

@@ -79,9 +79,13 @@ def _segment_distance(px: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarra
     return np.linalg.norm(px - (a + t[:, None] * ab), axis=1)
 
 
-def test_pof_is_unit_on_the_band_and_zero_off_it() -> None:
+@pytest.mark.parametrize("far", [False, True], ids=["inside", "reaching-far-outside"])
+def test_pof_is_unit_on_the_band_and_zero_off_it(far: bool) -> None:
     rng = np.random.default_rng(5)
     kp2 = _hand_2d(rng)
+    if far:  # a zoomed-in crop: the thumb and the little finger leave the map by far
+        kp2[4] = (-900.0, 20.0)
+        kp2[20] = (2000.0, 3000.0)
     kp3 = rng.normal(size=(NUM_JOINTS, 3))
     band = 1.5
     pof, weights = encode_pof(kp2, kp3, ALL, (64, 64), band)
