@@ -76,9 +76,11 @@ def test_export_pycocotools_convert_round_trip(tmp_path: Path) -> None:
     for image in api.loadImgs(api.getImgIds()):
         assert (tmp_path / "coco" / "images" / image["file_name"]).is_file()
 
-    result = convert("coco", tmp_path / "coco" / "hands.json", tmp_path / "back", image_root=tmp_path / "coco" / "images")
-    assert result.counts == {"train": 4, "val": 6}
-    back = list(HandDataset(result.path))
+    assert main(["convert", "coco", str(tmp_path / "coco" / "hands.json"), str(tmp_path / "coco" / "images"),
+                 str(tmp_path / "back")]) == 0
+    converted = HandDataset(tmp_path / "back" / "coco")
+    assert converted.manifests[converted.dataset_dirs[0]]["counts"] == {"train": 4, "val": 6}
+    back = list(converted)
     by_origin = {b.extras["origin_sample_id"]: b for b in back}
     for r in records:
         got = by_origin[r.sample_id]
@@ -106,6 +108,9 @@ def test_export_options_splits_and_refusals(tmp_path: Path) -> None:
 def test_coco_writer_and_reader_as_a_format(tmp_path: Path) -> None:
     records = mixed_records(3)
     coco.write(records, tmp_path / "raw")
+    result = convert("coco", tmp_path / "raw" / coco.ANNOTATION_FILE, tmp_path / "out", images="reference",
+                     image_root=tmp_path / "raw" / "images")
+    assert sum(result.counts.values()) == len(records)
     back = list(coco.read(tmp_path / "raw", images="reference"))
     assert len(back) == len(records) and all(Path(b.image_path).is_absolute() and b.image_bytes is None for b in back)
     assert {b.split for b in coco.read(tmp_path / "raw" / coco.ANNOTATION_FILE, splits=["val"])} == {"val"}

@@ -154,3 +154,12 @@ def test_rendered_synthetic_hands_fingertips_land_on_the_hand(tmp_path: Path) ->
                 assert hand[max(y - 2, 0):y + 3, max(x - 2, 0):x + 3].any(), (original.sample_id, tip)
                 checked += 1
     assert checked >= 5
+
+
+def test_missing_colour_folder(tmp_path: Path) -> None:
+    dexter.write(dexter_records(1), tmp_path)
+    for frame in (tmp_path / "data" / "Grasp1" / "color").iterdir():
+        frame.unlink()
+    (tmp_path / "data" / "Grasp1" / "color").rmdir()
+    with pytest.raises(DatasetFormatError, match="color"):
+        list(dexter.read(tmp_path))
