@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import logging
+import mimetypes
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,7 +129,8 @@ def _add_samples(fo: Any, dataset: Any, images: list[tuple[str, dict[str, Any]]]
         is_low = score is not None and score < threshold
         low += is_low
         sample = fo.Sample(filepath=image["filepath"], tags=[L.LOW_CONFIDENCE] if is_low else [],
-                           metadata=fo.ImageMetadata(width=image["width"], height=image["height"]))
+                           metadata=fo.ImageMetadata(width=image["width"], height=image["height"],
+                                                     size_bytes=image["size_bytes"], mime_type=image["mime_type"]))
         sample["hiu_image_id"] = image_id
         sample["confidence"] = score
         sample[KEYPOINTS_FIELD] = fo.Keypoints(keypoints=image["keypoints"])
@@ -176,8 +178,9 @@ def push(pseudo_dir: str | Path, name: str | None = None, *, threshold: float = 
         for hand in batch:
             image = images.get(hand.image_id)
             if image is None:
+                path = materialise_image(hand, manifest.get("source_root"), cache)
                 image = images[hand.image_id] = {
-                    "filepath": str(materialise_image(hand, manifest.get("source_root"), cache)),
+                    "filepath": str(path), "size_bytes": path.stat().st_size, "mime_type": mimetypes.guess_type(path.name)[0],
                     "width": hand.width, "height": hand.height, "keypoints": [], "detections": [], "hands": [],
                 }
             keypoint, detection = _hand_labels(fo, hand, threshold)
