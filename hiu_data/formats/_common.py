@@ -323,3 +323,43 @@ def emit(results: Iterable[Any], on_error: str) -> Iterator[HandSample | Skipped
             yield result
         else:
             yield from result
+
+
+# --- writers ----------------------------------------------------------------------------
+
+
+def image_format(data: bytes) -> str | None:
+    """``"png"``, ``"jpeg"`` or None, from the magic bytes."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:2] == b"\xff\xd8":
+        return "jpeg"
+    return None
+
+
+def encoded_image(sample: HandSample, fmt: str, source_root: str | Path | None = None, quality: int = 95) -> bytes:
+    """A record's image bytes in the encoding a raw format requires (``"png"`` or ``"jpeg"``).
+
+    The original bytes are returned untouched when they already have that encoding; otherwise
+    the image is decoded and re-encoded (PNG losslessly, JPEG at ``quality``). Reference-mode
+    records are resolved against ``source_root``.
+    """
+    from hiu_data.io import images
+
+    data = images.sample_image_bytes(sample.image_bytes, sample.image_path, source_root, sample.sample_id)
+    if image_format(data) == fmt:
+        return data
+    pixels = images.decode(data, sample.image_path or "<embedded image>", sample.sample_id)
+    return images.encode(pixels, ".png" if fmt == "png" else ".jpg", quality=quality)
+
+
+def require_labels(sample: HandSample, names: Sequence[str], fmt: str) -> None:
+    """Raise :class:`UnsupportedSampleError` unless every field in ``names`` is set on ``sample``."""
+    missing = [n for n in names if getattr(sample, n) is None]
+    if missing:
+        raise UnsupportedSampleError(f"sample {sample.sample_id}: the {fmt} format needs {', '.join(missing)}")
+
+
+def json_floats(array: np.ndarray) -> list[Any]:
+    """Nested lists of Python floats; float32 values survive the JSON round trip exactly."""
+    return np.asarray(array, dtype=np.float64).tolist()
