@@ -1,0 +1,359 @@
+"""Training of HIU-DMTL: mixed datasets, AdamW with a schedule, checkpoints, exact resume, DDP.
+
+``train(cfg, out)`` runs ``cfg.train.steps`` optimizer steps and leaves a run folder (layout
+in :mod:`hiu_model.checkpoint`). One code path serves one CPU, one GPU and ``torchrun``
+(``torchrun --nproc_per_node N $(which hiu-data) train ...``): every process builds the same
+model from the same seed, DDP averages the gradients (gloo on CPU, NCCL on GPU), and each rank
+reads its own positions of one shared sampling sequence (:class:`hiu_model.sampling.MixedSampler`).
+Rank 0 logs, evaluates and saves.
+
+Data: ``cfg.train.datasets`` (labeled) and ``cfg.train.unlabeled`` are drawn with their
+weights from one sequence; rows of unlabeled sources have every ``has_*`` flag cleared, so
+only the self-supervised losses see them. An unlabeled source may be a plain image folder;
+it is converted once into ``RUN_DIR/data/`` with the ``folder`` format.
+
+Determinism (CPU): the sampling sequence depends on (seed, epoch) only, augmentation on the
+draw's key, and the torch generator is reseeded from (seed, step, rank) before every step
+(dropout and any other random op). A checkpoint stores weights, optimizer, schedule and
+scaler, so ``resume`` continues with exactly the batches and updates an uninterrupted run
+would have made: the next loss is the same bit for bit on the CPU.
+
+Schedule: linear warm-up over ``warmup_steps`` from ``lr / warmup_steps``, then ``cosine``
+decay to ``min_lr_ratio * lr`` at ``steps`` (or ``step``: x0.1 at 60% and 85%, or
+``constant``). AdamW with weight decay on conv / linear weights only. Mixed precision on GPU
+(``amp``): bf16 where supported, else fp16 with a gradient scaler. A step whose gradient norm
+is not finite is skipped (counted in ``train/skipped_steps``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+import yaml
+from torch import nn
+
+from hiu_data.errors import HiuError, OutputExistsError
+from hiu_model import checkpoint as ckpt
+from hiu_model import distributed
+from hiu_model.run_log import RunLog
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, dict[str, float]], None]
+
+
+def lr_factor(step: int, cfg: Any) -> float:
+    """Multiplier of ``cfg.lr`` at optimizer step ``step`` (0-based) under ``cfg`` (TrainConfig)."""
+    if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    if cfg.schedule == "step":
+        fraction = step / max(cfg.steps, 1)
+        return 0.01 if fraction >= 0.85 else 0.1 if fraction >= 0.6 else 1.0
+    if cfg.schedule == "cosine":
+        span = max(cfg.steps - cfg.warmup_steps, 1)
+        progress = min(max(step - cfg.warmup_steps, 0) / span, 1.0)
+        return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise HiuError(f"train.schedule: {cfg.schedule!r} is not cosine, step or constant")
+
+
+def make_optimizer(model: nn.Module, cfg: Any) -> torch.optim.AdamW:
+    """AdamW with weight decay on weights of rank >= 2 (convolutions, linear layers) only."""
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            (decay if parameter.ndim >= 2 else no_decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def amp_dtype(cfg: Any, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``cfg.amp`` on ``device`` (None: full precision)."""
+    if cfg.amp not in ("auto", "off", "bf16", "fp16"):
+        raise HiuError(f"train.amp: {cfg.amp!r} is not auto, off, bf16 or fp16")
+    if device.type != "cuda" or cfg.amp == "off":
+        return None
+    if cfg.amp == "fp16" or (cfg.amp == "auto" and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
+def seed_step(seed: int, step: int, rank: int) -> None:
+    """Reseed torch (CPU and CUDA) for one step: random ops depend on (seed, step, rank) only."""
+    torch.manual_seed((int(seed) * 1_000_003 + int(step) * 9_973 + int(rank)) % (2**63 - 1))
+
+
+def _sources(entries: list[Any], default_split: str | None) -> list[dict[str, Any]]:
+    out = []
+    for entry in entries:
+        if isinstance(entry, (str, Path)):
+            entry = {"path": str(entry)}
+        if not isinstance(entry, dict) or "path" not in entry:
+            raise HiuError(f"data source {entry!r}: expected a path or a mapping with 'path' (and 'weight', 'split')")
+        unknown = set(entry) - {"path", "weight", "split"}
+        if unknown:
+            raise HiuError(f"data source {entry['path']}: unknown keys {sorted(unknown)} (path, weight, split)")
+        out.append({"path": str(entry["path"]), "weight": float(entry.get("weight", 1.0)),
+                    "split": entry.get("split", default_split)})
+    return out
+
+
+def _prepare_unlabeled(sources: list[dict[str, Any]], run_dir: Path, info: distributed.DistInfo) -> list[dict[str, Any]]:
+    """Convert plain image folders among the unlabeled sources (rank 0 first) and return converted paths."""
+    from hiu_data.io.parquet import MANIFEST
+
+    out = []
+    for i, src in enumerate(sources):
+        path = Path(src["path"])
+        if not path.exists():
+            raise HiuError(f"{path}: unlabeled folder not found")
+        if (path / MANIFEST).exists() or any((p / MANIFEST).exists() for p in path.iterdir() if p.is_dir()):
+            out.append(src)
+            continue
+        target = run_dir / "data" / f"unlabeled-{i}"
+        with distributed.main_first(info):
+            if info.is_main and not target.exists():
+                from hiu_data.convert import convert
+
+                log.info("converting image folder %s into %s", path, target)
+                convert("folder", path, target, images="reference")
+        out.append({**src, "path": str(target)})
+    return out
+
+
+class _Batches:
+    """Endless batches from a training loader, positioned at any step (epochs chained)."""
+
+    def __init__(self, loader: torch.utils.data.DataLoader, steps_per_epoch: int, batch_size: int) -> None:
+        self.loader, self.steps_per_epoch, self.batch_size = loader, steps_per_epoch, batch_size
+
+    def from_step(self, step: int) -> Iterator[dict[str, torch.Tensor]]:
+        epoch, offset = divmod(step, self.steps_per_epoch)
+        while True:
+            self.loader.sampler.set_epoch(epoch, offset * self.batch_size)  # type: ignore[attr-defined]
+            yield from self.loader
+            epoch, offset = epoch + 1, 0
+
+
+def build_training_data(cfg: Any, run_dir: Path, info: distributed.DistInfo) -> tuple[_Batches, int]:
+    """The training batches and the number of labeled sources (sources after them are unlabeled)."""
+    from hiu_model.sampling import build_loader
+
+    labeled = _sources(cfg.train.datasets, "train")
+    unlabeled = _prepare_unlabeled(_sources(cfg.train.unlabeled, None), run_dir, info)
+    if not labeled and not unlabeled:
+        raise HiuError("no training data: set train.datasets (or pass --data DIR)")
+    sources = labeled + unlabeled
+    per_step = cfg.train.batch_size * info.world_size
+    probe = build_loader(sources, cfg.data, batch_size=cfg.train.batch_size, train=True, num_samples=per_step,
+                         seed=cfg.train.seed)
+    rows = len(probe.dataset)
+    steps_per_epoch = max(1, rows // per_step)
+    loader = build_loader(sources, cfg.data, batch_size=cfg.train.batch_size, train=True,
+                          num_samples=steps_per_epoch * per_step, seed=cfg.train.seed,
+                          num_workers=cfg.train.num_workers, rank=info.rank, world_size=info.world_size,
+                          pin_memory=info.device.type == "cuda")
+    log.info("training data: %d rows, %d sources (%d unlabeled), %d steps per epoch", rows, len(sources),
+             len(unlabeled), steps_per_epoch)
+    return _Batches(loader, steps_per_epoch, cfg.train.batch_size), len(labeled)
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device, num_labeled: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    labeled = (batch["source"] < num_labeled).float()
+    for flag in ("has_2d", "has_3d", "has_mask", "has_mano"):
+        batch[flag] = batch[flag] * labeled
+    return batch, labeled
+
+
+def _prepare_run_dir(run_dir: Path, cfg: Any, resume: bool, overwrite: bool, info: distributed.DistInfo) -> Path | None:
+    """Create or check the run folder; return the checkpoint to resume from (or None)."""
+    existing = ckpt.list_checkpoints(run_dir)
+    if resume:
+        if not existing:
+            raise HiuError(f"{run_dir}: nothing to resume (no {ckpt.CHECKPOINTS_DIR}/step-*/ with weights)")
+        return existing[-1]
+    if existing or (run_dir / "metrics.csv").exists():
+        if not overwrite:
+            raise OutputExistsError(f"{run_dir}: holds a run; pass --resume to continue it or --overwrite to start over")
+    distributed.barrier(info)
+    if info.is_main:
+        for name in (ckpt.CHECKPOINTS_DIR, "tensorboard"):
+            shutil.rmtree(run_dir / name, ignore_errors=True)
+        for name in ("metrics.csv", ckpt.BEST_FILE):
+            (run_dir / name).unlink(missing_ok=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / ckpt.RUN_CONFIG_FILE).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    distributed.barrier(info)
+    return None
+
+
+def _better(metric: str, value: float, best: float | None) -> bool:
+    if not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    lower = metric.endswith(("_px", "_mm"))
+    return value < best if lower else value > best
+
+
+def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | None = None,
+          overwrite: bool = False) -> Path:
+    """Train ``cfg`` into the run folder ``out`` and return it.
+
+    Args:
+        cfg: :class:`hiu_model.config.Config`.
+        out: the run folder (created; must not hold a run unless ``resume`` or ``overwrite``).
+        resume: continue from the latest checkpoint in ``out``.
+        progress: called on the main process after every step with ``(step, total_steps,
+            latest logged scalars)``.
+        overwrite: start over in a folder that holds a run.
+    Raises:
+        HiuError: no data, bad sources, an existing run, nothing to resume.
+    """
+    from hiu_model.losses import compute_losses
+    from hiu_model.model import HIUDMTL
+
+    tc = cfg.train
+    info = distributed.setup(tc.device)
+    run_dir = Path(out)
+    try:
+        resume_from = _prepare_run_dir(run_dir, cfg, resume, overwrite, info)
+        torch.manual_seed(tc.seed)
+        model = HIUDMTL(cfg.model).to(info.device)
+        optimizer = make_optimizer(model, tc)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, tc))
+        dtype = amp_dtype(tc, info.device)
+        scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+        state: dict[str, Any] = {"step": 0, "elapsed_s": 0.0, "best": None, "skipped_steps": 0}
+        if resume_from is not None:
+            ckpt.load_weights(model, resume_from, device=info.device)
+            state = ckpt.load_train_state(resume_from)
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            if state.get("world_size", info.world_size) != info.world_size:
+                log.warning("resuming a %s-process run with %d processes: the batch sequence differs",
+                            state.get("world_size"), info.world_size)
+            log.info("resuming %s at step %d", resume_from, state["step"])
+        net: nn.Module = model
+        if info.distributed:
+            net = nn.parallel.DistributedDataParallel(
+                model, device_ids=[info.device.index] if info.device.type == "cuda" else None,
+                find_unused_parameters=True)
+        batches, num_labeled = build_training_data(cfg, run_dir, info)
+        logger = RunLog(run_dir, enabled=info.is_main, resume_step=state["step"] if resume_from else None)
+        val_sources = _sources(tc.val, None)
+        start = int(state["step"])
+        elapsed = float(state.get("elapsed_s", 0.0))
+        best = state.get("best")
+        skipped = int(state.get("skipped_steps", 0))
+        params = [p for p in model.parameters() if p.requires_grad]
+        window: dict[str, torch.Tensor] = {}
+        count = 0
+        last: dict[str, float] = {}
+        step = start
+
+        def save(step: int, metrics: dict[str, float] | None = None) -> None:
+            train_state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                           "scaler": scaler.state_dict() if scaler is not None else None, "best": best,
+                           "elapsed_s": elapsed, "skipped_steps": skipped, "world_size": info.world_size}
+            if info.is_main:
+                ckpt.save_checkpoint(run_dir, step, model, cfg.to_dict(), train_state,
+                                     extra={"metrics": metrics or {}}, keep_last=tc.keep_checkpoints,
+                                     protect=(best["step"],) if best else ())
+            distributed.barrier(info)
+
+        net.train()
+        tick = time.perf_counter()
+        window_start = elapsed
+        stream = batches.from_step(start)
+        for step in range(start + 1, tc.steps + 1):
+            seed_step(tc.seed, step, info.rank)
+            batch, labeled = _to_device(next(stream), info.device, num_labeled)
+            with torch.autocast(info.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                output = net(batch["image"], batch["camera_K"])
+                total, terms = compute_losses(output, batch, cfg.loss, labeled)
+            if scaler is not None:
+                scaler.scale(total).backward()
+                scaler.unscale_(optimizer)
+            else:
+                total.backward()
+            norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip if tc.grad_clip > 0 else float("inf"))
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            elif torch.isfinite(norm):
+                optimizer.step()
+            else:
+                skipped += 1
+                log.warning("step %d: non-finite gradient norm; update skipped", step)
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            for name, value in {"loss": total, **terms, "grad_norm": norm}.items():
+                window[name] = window.get(name, 0.0) + value.detach().float()
+            count += 1
+            if step % tc.log_every == 0 or step == tc.steps:
+                now = time.perf_counter()
+                elapsed += now - tick
+                tick = now
+                values = {k: float(v) / count for k, v in window.items()}
+                values = distributed.mean_across(values, info)
+                values.update(lr=scheduler.get_last_lr()[0], skipped_steps=float(skipped),
+                              samples_per_s=count * tc.batch_size * info.world_size / max(elapsed - window_start, 1e-9))
+                window_start = elapsed
+                logger.scalars(step, elapsed, values, prefix="train/")
+                last = values
+                window, count = {}, 0
+            if progress is not None and info.is_main:
+                progress(step, tc.steps, last)
+            evaluated: dict[str, float] | None = None
+            if val_sources and (step % tc.eval_every == 0 or step == tc.steps):
+                evaluated = _validate(model, cfg, val_sources, info, logger, step, elapsed)
+                metric = evaluated.get(tc.best_metric, float("nan")) if evaluated is not None else float("nan")
+                metric = distributed.broadcast_object(metric, info)
+                if _better(tc.best_metric, metric, best["value"] if best else None):
+                    best = {"step": step, "value": metric, "metric": tc.best_metric}
+                    save(step, evaluated)
+                    if info.is_main:
+                        ckpt.write_best(run_dir, step, tc.best_metric, metric)
+                net.train()
+            out_of_time = tc.max_minutes > 0 and elapsed + (time.perf_counter() - tick) > 60.0 * tc.max_minutes
+            out_of_time = bool(distributed.broadcast_object(out_of_time, info))
+            if step % tc.checkpoint_every == 0 or step == tc.steps or out_of_time:
+                if not (best and best["step"] == step):
+                    save(step, evaluated)
+            if out_of_time:
+                log.warning("train.max_minutes=%g reached at step %d; stopping", tc.max_minutes, step)
+                break
+        logger.close()
+        return run_dir
+    finally:
+        distributed.teardown()
+
+
+def _validate(model: nn.Module, cfg: Any, sources: list[dict[str, Any]], info: distributed.DistInfo,
+              logger: RunLog, step: int, elapsed: float) -> dict[str, float] | None:
+    """Evaluate on the validation sources (main process), log, and return the flat overall metrics."""
+    from hiu_model.evaluate import evaluate, flatten
+
+    result = None
+    if info.is_main:
+        report = evaluate(model, cfg, sources, max_samples=cfg.train.eval_samples, batch_size=cfg.train.batch_size,
+                          device=info.device, preferred_splits=("val", "test"))
+        result = flatten(report["overall"])
+        logger.scalars(step, elapsed, result, prefix="val/")
+        if len(report["datasets"]) > 1:
+            for name, table in report["datasets"].items():
+                logger.scalars(step, elapsed, flatten(table), prefix=f"val/{name}/")
+        log.info("step %d validation: %s", step, {k: round(v, 4) for k, v in result.items() if "pck@0.1" in k or "iou" in k})
+    distributed.barrier(info)
+    return result

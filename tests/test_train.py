@@ -1,0 +1,146 @@
+"""Training: exact resume, run-folder rules, the 2-process torchrun run, evaluation and prediction."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hiu_data.errors import HiuError, OutputExistsError
+from hiu_model import checkpoint as ckpt
+from hiu_model.config import load_config
+from hiu_model.run_log import read_metrics
+from hiu_model.train import lr_factor, train
+from tests.targets.handmade import write_hands
+
+# The smallest network that still runs every branch: 32 px crops, one stack, narrow heads.
+SMALL = ["model.input_size=32", "model.num_stacks=1", "model.decoder_channels=16", "model.regressor_hidden=64", "train.batch_size=2", "train.num_workers=0",
+         "train.log_every=1", "train.warmup_steps=1", "train.lr=0.002"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny convolutions on a shared 2-core machine: OpenMP threads mostly wait on each other.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def hands(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("hands")
+    write_hands(root, 8, seed=3, dataset="handmade")
+    write_hands(root, 4, seed=4, dataset="handval", split="val")
+    return root
+
+
+def _config(hands: Path, *extra: str):
+    return load_config(None, "tiny", [*SMALL, f"train.datasets=[{hands / 'handmade'}]", *extra])
+
+
+def _losses(run: Path) -> dict[int, float]:
+    return {r["step"]: r["value"] for r in read_metrics(run) if r["tag"] == "train/loss"}
+
+
+def test_resume_continues_bit_for_bit(hands: Path, tmp_path: Path) -> None:
+    cfg = _config(hands, "train.steps=4", "train.checkpoint_every=2", "train.keep_checkpoints=5")
+    full = train(cfg, tmp_path / "full")
+    reference = _losses(full)
+    assert sorted(reference) == [1, 2, 3, 4] and all(np.isfinite(list(reference.values())))
+
+    # Interrupt after the step-2 checkpoint: drop what came later, then resume.
+    cut = tmp_path / "cut"
+    shutil.copytree(full, cut)
+    shutil.rmtree(ckpt.checkpoint_dir(cut, 4))
+    train(cfg, cut, resume=True)
+    resumed = _losses(cut)
+    assert sorted(resumed) == [1, 2, 3, 4]
+    assert resumed[3] == reference[3] and resumed[4] == reference[4]
+    from safetensors.torch import load_file
+
+    a, b = (load_file(ckpt.checkpoint_dir(run, 4) / "model.safetensors") for run in (full, cut))
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+
+
+def test_run_folder_rules(hands: Path, tmp_path: Path) -> None:
+    cfg = _config(hands, "train.steps=1", f"train.val=[{hands / 'handval'}]", "train.eval_samples=2")
+    run = train(cfg, tmp_path / "run")
+    assert (run / "config.yaml").exists() and (run / "best.json").exists()
+    assert any(r["tag"] == "val/heatmap/pck@0.1" for r in read_metrics(run))
+    with pytest.raises(OutputExistsError, match="--resume"):
+        train(cfg, run)
+    with pytest.raises(HiuError, match="nothing to resume"):
+        train(cfg, tmp_path / "empty", resume=True)
+    with pytest.raises(HiuError, match="no training data"):
+        train(load_config(None, "tiny", SMALL), tmp_path / "nodata")
+
+    model, loaded_cfg, info = ckpt.load_checkpoint(run)
+    assert info["step"] == 1 and len(info["sha256"]) == 64 and loaded_cfg.to_dict() == cfg.to_dict()
+    assert not model.training
+
+
+def test_lr_schedule() -> None:
+    tc = load_config(None, "tiny", ["train.steps=100", "train.warmup_steps=10", "train.min_lr_ratio=0.1"]).train
+    assert lr_factor(0, tc) == pytest.approx(0.1) and lr_factor(9, tc) == pytest.approx(1.0)
+    assert lr_factor(10, tc) == pytest.approx(1.0) and lr_factor(100, tc) == pytest.approx(0.1)
+    assert lr_factor(55, tc) == pytest.approx(0.55)
+
+
+_RANK_SCRIPT = """
+import sys, torch
+from pathlib import Path
+import hiu_model.model as model_module
+from hiu_model.config import load_config
+from hiu_model.train import train
+
+built = []
+original_init = model_module.HIUDMTL.__init__
+def recording_init(self, *args, **kwargs):
+    original_init(self, *args, **kwargs)
+    built.append(self)
+model_module.HIUDMTL.__init__ = recording_init
+
+out, overrides = Path(sys.argv[1]), sys.argv[2:]
+train(load_config(None, "tiny", overrides), out / "run")
+rank = int(__import__("os").environ["RANK"])
+torch.save({k: v.detach().clone() for k, v in built[0].named_parameters()}, out / f"rank{rank}.pt")
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_processes_keep_equal_parameters(hands: Path, tmp_path: Path) -> None:
+    script = tmp_path / "rank.py"
+    script.write_text(_RANK_SCRIPT)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(_free_port()), str(script), str(tmp_path),
+               *SMALL, f"train.datasets=[{hands / 'handmade'}]", "train.steps=2", "train.device=cpu"]
+    done = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert rank0.keys() == rank1.keys()
+    for name in rank0:
+        torch.testing.assert_close(rank0[name], rank1[name], rtol=0, atol=0, msg=name)
+    # Rank 0's checkpoint holds exactly those weights.
+    saved = ckpt.load_checkpoint(tmp_path / "run")[0].state_dict()
+    for name in rank0:
+        torch.testing.assert_close(saved[name], rank0[name], rtol=0, atol=0)
+    state = ckpt.load_train_state(ckpt.resolve_checkpoint(tmp_path / "run"))
+    assert state["world_size"] == 2 and state["step"] == 2
