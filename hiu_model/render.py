@@ -91,7 +91,7 @@ def soft_silhouette(
     image_size: tuple[int, int],
     sigma: float | None = None,
     blur_radius: float | None = None,
-    faces_per_pixel: int = 8,
+    faces_per_pixel: int | None = 8,
     hard: bool = False,
     backend: str = "torch",
     max_pairs: int = SILHOUETTE_MAX_PAIRS,
@@ -106,7 +106,11 @@ def soft_silhouette(
         sigma: sharpness in pixels squared (default :data:`DEFAULT_SIGMA`).
         blur_radius: band in pixels squared beyond an edge in which faces still count (default
             :func:`blur_for_sigma` of sigma).
-        faces_per_pixel: K, the number of nearest faces blended per pixel.
+        faces_per_pixel: K, the number of nearest faces blended per pixel; None blends every
+            candidate. Where more than K faces overlap a pixel (closed meshes with small faces:
+            front, back and neighbouring faces in the band), which K are kept switches as the
+            mesh moves, and the gradient cannot see those switches; PyTorch3D's tutorials use
+            50-100. Without truncation the cost here is no higher (no sort is needed).
         hard: return the binary coverage (sigma -> 0, no band) instead.
         backend: "torch" (this module) or "pytorch3d" (needs PyTorch3D; same semantics).
         max_pairs: chunk size in (pixel, face) pairs; bounds the peak memory.
@@ -116,6 +120,8 @@ def soft_silhouette(
     """
     sigma = DEFAULT_SIGMA if sigma is None else float(sigma)
     blur = blur_for_sigma(sigma) if blur_radius is None else float(blur_radius)
+    if faces_per_pixel is None:
+        faces_per_pixel = faces.shape[0]
     if sigma <= 0 or blur < 0 or faces_per_pixel < 1:
         raise ValueError(f"need sigma > 0, blur_radius >= 0, faces_per_pixel >= 1 (got {sigma}, {blur}, {faces_per_pixel})")
     if K.dim() == 2:
@@ -131,7 +137,7 @@ def soft_silhouette(
         return _hard_coverage(xy.detach(), vertices[..., 2].detach(), faces, image_size, max_pairs).to(vertices.dtype)
     inst, pix, depth, inside, dist = _candidates(xy.detach(), vertices[..., 2].detach(), faces, image_size,
                                                  blur, max_pairs)
-    keep = _nearest_k(pix, depth, faces_per_pixel)
+    keep = _nearest_k(pix, depth, inst % faces.shape[0], faces_per_pixel)
     return _blend(xy, faces, inst[keep], pix[keep], inside[keep], dist[keep], image_size, sigma)
 
 
@@ -171,8 +177,11 @@ def _candidates(xy: Tensor, z: Tensor, faces: Tensor, image_size: tuple[int, int
 
 
 @torch.no_grad()
-def _nearest_k(pix: Tensor, depth: Tensor, k: int) -> Tensor:
-    """Indices of the candidates kept: per pixel the ``k`` nearest in depth (ties arbitrary)."""
+def _nearest_k(pix: Tensor, depth: Tensor, faces_of: Tensor, k: int) -> Tensor:
+    """Indices of the candidates kept: per pixel the ``k`` nearest in depth.
+
+    Ties in depth go to the lower face index, so results do not depend on batching or chunking.
+    """
     everything = torch.arange(pix.numel())
     if pix.numel() == 0:
         return everything
@@ -180,11 +189,11 @@ def _nearest_k(pix: Tensor, depth: Tensor, k: int) -> Tensor:
     if not bool(crowded.any()):
         return everything
     sub = torch.nonzero(crowded).squeeze(1)
-    d = depth[sub]
-    # One integer sort on (pixel, quantised depth) puts each pixel's candidates nearest first.
-    lo, hi = d.min(), d.max()
-    q = ((d - lo) / (hi - lo).clamp_min(1e-30) * (2**31 - 1)).long()
-    order = torch.argsort((pix[sub] << 31) | q)
+    # Positive floats order like their bit patterns, so (pixel, depth) packs into one integer
+    # key; a first stable sort by face makes ties (faces meeting at a vertex) deterministic.
+    depth_bits = depth[sub].float().view(torch.int32).long()
+    order = torch.argsort(faces_of[sub], stable=True)
+    order = order[torch.argsort(((pix[sub] << 31) | depth_bits)[order], stable=True)]
     _, group = torch.unique_consecutive(pix[sub][order], return_counts=True)
     rank = torch.arange(order.numel()) - torch.repeat_interleave(torch.cumsum(group, 0) - group, group)
     return torch.cat([everything[~crowded], sub[order[rank < k]]])
