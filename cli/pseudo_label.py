@@ -1,0 +1,51 @@
+"""``hiu-data pseudo-label``: a checkpoint's predictions on an image folder, as a converted dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hiu_cli._common import OnError, Overwrite, console, progress_bar
+
+
+def pseudo_label(
+    checkpoint: Annotated[Path, typer.Argument(help="A run folder or a checkpoint folder.", show_default=False)],
+    images_dir: Annotated[Path, typer.Argument(help="A folder of images (searched recursively).", show_default=False)],
+    out: Annotated[Path, typer.Argument(help="Output folder; the dataset goes to OUT/NAME/.", show_default=False)],
+    boxes: Annotated[Path | None, typer.Option("--boxes", help="COCO-format hand detections JSON: one hand per box.")] = None,
+    shard: Annotated[str, typer.Option("--shard", help="i/n: label images i, i+n, ... (run n processes, any launcher).")] = "0/1",
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Crops per forward pass.")] = 16,
+    name: Annotated[str, typer.Option("--name", help="Dataset name (the folder under OUT).")] = "pseudo",
+    chunk_images: Annotated[int, typer.Option("--chunk-images", min=1, help="Images per resumable chunk (same for all shards).")] = 256,
+    device: Annotated[str | None, typer.Option("--device", help="Torch device, e.g. cuda:0 (default cpu).")] = None,
+    on_error: OnError = "fail",
+    overwrite: Overwrite = False,
+) -> None:
+    """Predict keypoints, mask, MANO and 3D for every hand of IMAGES_DIR, with a confidence per hand.
+
+    Rows get label_source pseudo:<checkpoint sha256> and review_status pending. A shard that is
+    interrupted resumes where it stopped when run again; the last shard to finish merges.
+
+    Example: hiu-data pseudo-label runs/tiny wild/ out --boxes wild/detections.json --shard 0/4
+    """
+    from hiu_model.pseudo_label import parse_shard, pseudo_label as run
+
+    index, count = parse_shard(shard)
+    with progress_bar(f"pseudo-label {index}/{count}", unit="images") as advance:
+        result = run(checkpoint, images_dir, out, boxes=boxes, shard=(index, count), batch_size=batch_size, name=name,
+                     chunk_images=chunk_images, device=device, on_error=on_error, overwrite=overwrite, progress=advance)
+    console.print(f"shard {index}/{count}: {result.hands} hands on {result.images} images "
+                  f"({result.chunks_resumed} of {result.chunks_done} chunks were already done); {result.label_source}",
+                  markup=False)
+    for reason in result.skipped:
+        console.print(f"  skipped {reason}", markup=False)
+    if result.path is not None:
+        console.print(f"wrote {result.path}; next: hiu-data review push {result.path}", markup=False)
+    else:
+        console.print("waiting for the other shards; the last one to finish writes the dataset", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pseudo-label")(pseudo_label)

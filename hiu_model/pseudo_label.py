@@ -1,0 +1,312 @@
+"""``hiu-data pseudo-label``: a trained checkpoint's predictions on an image folder, as a dataset.
+
+Every hand of every image (one per image, or one per box of ``--boxes``, read by the
+``folder`` format) gets a row of ``OUT/<name>/`` (default name ``pseudo``) with
+
+- ``keypoints_2d`` (heat-map branch, image pixels) and ``keypoint_confidence`` (each joint's
+  heat-map peak, in [0, 1]); visibility 2 where a joint was predicted;
+- ``mask``: the mask head's full-image mask as RLE;
+- ``mano_pose`` / ``mano_betas`` in the image's hand side and camera orientation, and
+  ``keypoints_3d`` in the camera frame of an *assumed* pinhole camera ``camera_K`` (focal
+  length ``max(W, H)`` pixels, principal point at the image centre: folder images carry no
+  intrinsics). The wrist's depth follows from the weak-perspective scale (``f / s``) and its
+  position from the mesh's projected root, so the 3D joints project onto the mesh branch's
+  2D joints;
+- ``confidence``: the prediction's self-consistency (``Prediction.scores["consistency"]``):
+  the mean of the heat-map peak strength, the agreement of heat-map keypoints with the
+  projected mesh joints (``exp(-d / 0.05)``, ``d`` in units of the crop side) and the IoU of
+  the predicted mask with the rendered silhouette, the paper's consistency constraints used
+  as a quality score; the three terms are kept in ``extras["pseudo"]``;
+- ``bbox``: the tight box of the predicted keypoints and mask (the detection box when
+  nothing was predicted), the detection box itself in ``extras["pseudo"]["box"]``;
+- ``hand_side``: the box's side when the detections give it, else the side whose crop
+  (plain or mirrored) predicts more self-consistently;
+- ``label_source = "pseudo:<sha256 of model.safetensors>"``, ``review_status = "pending"``,
+  ``split = "unlabeled"`` (unverified labels: ``hiu-data review pull`` moves accepted hands
+  to ``train``), the original image bytes embedded.
+
+Shards and resume. ``--shard i/n`` takes images ``i, i + n, i + 2n, ...`` of the folder's
+sorted list, so any launcher can start the ``n`` processes (on one machine or many sharing
+``OUT``). Each shard writes its images in chunks of ``chunk_images``, each chunk an atomic
+small dataset under ``OUT/.<name>.parts/``; a restarted shard skips the chunks that exist.
+The plan (folder, boxes, checkpoint, shard count, chunk size) is recorded in
+``plan.json`` there, and a process whose options differ is refused rather than mixing two
+runs. The process that completes the last chunk merges all chunks, in the folder's image
+order, into ``OUT/<name>/`` and removes the parts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from hiu_data.errors import HiuError, OutputExistsError
+from hiu_data.formats import Skipped, folder
+from hiu_data.io import rle
+from hiu_data.io.images import decode
+from hiu_data.io.parquet import MANIFEST, DatasetWriter, HandDataset
+from hiu_data.schema import HandSample
+from hiu_data.skeleton import ROOT
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NAME = "pseudo"
+DEFAULT_CHUNK_IMAGES = 256
+PLAN_FILE = "plan.json"
+MERGE_LOCK = "merging"
+
+
+class PseudoLabelError(HiuError):
+    """Bad shard specification, or parts of another run in the output folder."""
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``."""
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise PseudoLabelError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
+    if count < 1 or not 0 <= index < count:
+        raise PseudoLabelError(f"--shard {text!r}: need 0 <= i < n")
+    return index, count
+
+
+@dataclass
+class PseudoLabelResult:
+    """What one call did: its shard, images and hands labelled now or found done, and the
+    merged dataset's path once every shard is complete (None before)."""
+
+    shard: tuple[int, int]
+    images: int
+    hands: int
+    chunks_done: int
+    chunks_resumed: int
+    label_source: str
+    path: Path | None = None
+    skipped: list[str] = field(default_factory=list)
+
+
+def assumed_camera(width: int, height: int) -> np.ndarray:
+    """(3, 3) float32 pinhole intrinsics assumed for an image without any: focal length
+    ``max(W, H)`` pixels (about 53 degrees across the longer side), centre at the middle."""
+    f = float(max(width, height))
+    return np.array([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]], np.float32)
+
+
+def camera_frame_joints(prediction: Any, K: np.ndarray) -> np.ndarray | None:
+    """Wrist-relative 3D joints (J, 3) of a prediction -> camera-frame metres under ``K``.
+
+    The weak-perspective camera (s px/m, tx, ty) lives in crop pixels; the crop is an
+    axis-aligned scaling (possibly mirrored) of the image, so ``s / crop scale`` is the scale
+    in image pixels, the wrist's depth is ``f / that`` and (tx, ty) mapped to the image is the
+    wrist's projection.
+    """
+    if prediction.keypoints_3d is None or prediction.camera is None:
+        return None
+    from hiu_model.predict import points_to_image
+
+    affine = np.asarray(prediction.crop_affine, np.float64)
+    crop_scale = float(np.hypot(affine[0, 0], affine[1, 0]))
+    scale = float(prediction.camera[0]) / crop_scale
+    if not np.isfinite(scale) or scale <= 0:
+        return None
+    depth = float(K[0, 0]) / scale
+    u, v = points_to_image(np.asarray(prediction.camera[1:3], np.float32)[None], affine)[0]
+    root = np.array([(u - K[0, 2]) * depth / K[0, 0], (v - K[1, 2]) * depth / K[1, 1], depth])
+    joints = np.asarray(prediction.keypoints_3d, np.float64)
+    return (joints - joints[ROOT] + root).astype(np.float32)
+
+
+def _tight_box(keypoints: np.ndarray, mask: np.ndarray | None, fallback: np.ndarray) -> np.ndarray:
+    points = keypoints[np.isfinite(keypoints).all(1)]
+    if mask is not None and mask.any():
+        ys, xs = np.nonzero(mask)
+        points = np.concatenate([points, [[xs.min(), ys.min()], [xs.max() + 1, ys.max() + 1]]])
+    if len(points) == 0:
+        return np.asarray(fallback, np.float32)
+    lo, hi = points.min(0), points.max(0)
+    return np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]], np.float32)
+
+
+def labelled_row(row: HandSample, prediction: Any, image_bytes: bytes, name: str, label_source: str) -> HandSample:
+    """A folder row plus its prediction -> the pseudo-labelled row (see the module docstring)."""
+    kp = np.asarray(prediction.keypoints_2d, np.float32)
+    predicted = np.isfinite(kp).all(1)
+    K = assumed_camera(row.width, row.height)
+    joints = camera_frame_joints(prediction, K)
+    extras = dict(row.extras or {})
+    extras.pop("hand_side_known", None)  # the side is now the prediction's
+    extras["pseudo"] = {"box": [float(v) for v in row.bbox], "camera_assumed": True,
+                        "scores": {k: float(v) for k, v in sorted(prediction.scores.items())}}
+    return HandSample(
+        sample_id=name + row.sample_id[len(row.dataset):], dataset=name, split="unlabeled",
+        image_id=name + row.image_id[len(row.dataset):], width=row.width, height=row.height,
+        hand_side=prediction.hand_side, bbox=_tight_box(kp, prediction.mask, row.bbox),
+        visibility=np.where(predicted, 2, 0).astype(np.uint8), image_bytes=image_bytes, subset=row.subset,
+        keypoints_2d=kp, keypoints_3d=joints, camera_K=None if joints is None else K,
+        mano_pose=prediction.mano_pose, mano_betas=prediction.mano_betas,
+        mask=None if prediction.mask is None else rle.encode(prediction.mask),
+        label_source=label_source, review_status="pending",
+        keypoint_confidence=np.clip(np.nan_to_num(prediction.keypoint_confidence), 0, 1),
+        confidence=float(np.clip(prediction.scores.get("consistency", 0.0), 0.0, 1.0)), extras=extras,
+    )
+
+
+def _folder_rows(images_dir: Path, boxes: Path | None, on_error: str) -> tuple[list[list[HandSample]], list[str]]:
+    """The folder's rows grouped by image (sorted order; reference mode: nothing held in
+    memory but paths), and the ``sample_id: reason`` of images skipped as corrupt."""
+    by_image: dict[str, list[HandSample]] = {}
+    skipped: list[str] = []
+    for item in folder.read(images_dir, images="reference", on_error=on_error, boxes=boxes):
+        if isinstance(item, Skipped):
+            skipped.append(f"{item.sample_id}: {item.reason}")
+        else:
+            by_image.setdefault(item.image_id, []).append(item)
+    return list(by_image.values()), skipped
+
+
+def _file_sha256(path: Path | None) -> str | None:
+    return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _ensure_plan(parts: Path, plan: dict[str, Any]) -> None:
+    """Record the run's plan, or check that the recorded one is the same run's."""
+    parts.mkdir(parents=True, exist_ok=True)
+    path = parts / PLAN_FILE
+    tmp = parts / f".{PLAN_FILE}.{uuid.uuid4().hex[:8]}"
+    tmp.write_text(json.dumps(plan, indent=2, sort_keys=True) + "\n")
+    try:
+        os.link(tmp, path)  # atomic create-if-absent: concurrent shards agree on one plan
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    recorded = json.loads(path.read_text())
+    if recorded != plan:
+        differ = sorted(k for k in set(plan) | set(recorded) if plan.get(k) != recorded.get(k))
+        raise PseudoLabelError(f"{parts}: holds parts of another pseudo-label run (different {', '.join(differ)}); "
+                               "finish that run with the same options, or delete the folder to start over")
+
+
+def _chunk_dir(parts: Path, shard: tuple[int, int], chunk: int) -> Path:
+    return parts / f"shard-{shard[0]:05d}-of-{shard[1]:05d}" / f"chunk-{chunk:05d}"
+
+
+def _shard_images(num_images: int, shard: tuple[int, int]) -> list[int]:
+    return list(range(shard[0], num_images, shard[1]))
+
+
+def _chunks_of(num_images: int, shard: tuple[int, int], chunk_images: int) -> int:
+    return math.ceil(len(_shard_images(num_images, shard)) / chunk_images)
+
+
+def _label_chunk(model: Any, cfg: Any, images_dir: Path, groups: Sequence[list[HandSample]], out: Path, name: str,
+                 label_source: str, batch_size: int, device: Any) -> int:
+    """Predict the hands of some images and write them as the dataset ``out/<name>/``."""
+    from hiu_model.predict import predict_images
+
+    encoded = [(images_dir / rows[0].image_path).read_bytes() for rows in groups]
+    pictures = [decode(data, str(images_dir / rows[0].image_path), rows[0].sample_id) for data, rows in zip(encoded, groups)]
+    boxes = [[r.bbox for r in rows] for rows in groups]
+    sides = [["auto" if (r.extras or {}).get("hand_side_known") is False else r.hand_side for r in rows] for rows in groups]
+    predictions = iter(predict_images(model, cfg, pictures, boxes=boxes, sides=sides, batch_size=batch_size, device=device))
+    hands = 0
+    with DatasetWriter(out, name, overwrite=True) as writer:
+        for data, rows in zip(encoded, groups):
+            for row in rows:
+                writer.add(labelled_row(row, next(predictions), data, name, label_source))
+                hands += 1
+    return hands
+
+
+def _merge(out: Path, name: str, parts: Path, groups: list[list[HandSample]], num_shards: int, chunk_images: int,
+           options: dict[str, Any], skipped: list[str], overwrite: bool) -> Path | None:
+    """Every chunk of every shard -> ``out/<name>/`` in the folder's image order; None when
+    another process holds the merge."""
+    try:
+        (parts / MERGE_LOCK).mkdir()
+    except FileExistsError:
+        log.warning("%s exists: another process is merging (delete it if none is)", parts / MERGE_LOCK)
+        return None
+    chunk_rows: dict[str, tuple[HandDataset, list[int]]] = {}
+    for j in range(num_shards):
+        for c in range(_chunks_of(len(groups), (j, num_shards), chunk_images)):
+            data = HandDataset(_chunk_dir(parts, (j, num_shards), c) / name)
+            for index, image_id in enumerate(data.to_table(["image_id"]).column("image_id").to_pylist()):
+                chunk_rows.setdefault(image_id, (data, []))[1].append(index)
+    with DatasetWriter(out, name, options=options, overwrite=overwrite) as writer:
+        for rows in groups:
+            data, indices = chunk_rows[name + rows[0].image_id[len(rows[0].dataset):]]
+            for index in indices:
+                writer.add(data[index])
+        for reason in skipped:
+            sample_id, _, why = reason.partition(": ")
+            writer.skip(sample_id, why)
+    shutil.rmtree(parts, ignore_errors=True)
+    return writer.target
+
+
+def pseudo_label(checkpoint: str | Path, images_dir: str | Path, out: str | Path, *, boxes: str | Path | None = None,
+                 shard: tuple[int, int] = (0, 1), batch_size: int = 16, name: str = DEFAULT_NAME,
+                 chunk_images: int = DEFAULT_CHUNK_IMAGES, device: str | None = None, on_error: str = "fail",
+                 overwrite: bool = False, progress: Callable[[int], None] | None = None) -> PseudoLabelResult:
+    """Pseudo-label this shard's images of ``images_dir``; merge when all shards are done.
+
+    Args:
+        checkpoint: a run folder or checkpoint folder (:func:`hiu_model.checkpoint.load_checkpoint`).
+        images_dir: a folder of images (searched recursively, see :mod:`hiu_data.formats.folder`).
+        out: output folder; the dataset goes to ``out/<name>/``.
+        boxes: optional COCO-format hand detections (one row per box).
+        shard: ``(i, n)``: this process labels images ``i, i + n, ...``.
+        batch_size: crops per forward pass.
+        chunk_images: images per resumable chunk (must be the same for every shard).
+        device: torch device; default CPU.
+        on_error: ``fail`` at a corrupt image, or ``skip`` it (counted in the manifest).
+        overwrite: replace an existing ``out/<name>/`` at the merge.
+        progress: called with the number of images of this shard done (resumed ones included).
+    """
+    from hiu_model.checkpoint import load_checkpoint
+
+    out, images_dir = Path(out), Path(images_dir)
+    boxes = None if boxes is None else Path(boxes)
+    if (out / name).exists() and not overwrite:
+        raise OutputExistsError(f"{out / name}: output exists; pass --overwrite to replace it")
+    if chunk_images < 1 or batch_size < 1:
+        raise PseudoLabelError("--chunk-images and --batch-size must be at least 1")
+    model, cfg, info = load_checkpoint(checkpoint, device=device or "cpu")
+    label_source = f"pseudo:{info['sha256']}"
+    groups, skipped = _folder_rows(images_dir, boxes, on_error)
+    plan = {"images_dir": str(images_dir.resolve()), "boxes_sha256": _file_sha256(boxes), "images": len(groups),
+            "checkpoint_sha256": info["sha256"], "shards": shard[1], "chunk_images": chunk_images, "name": name}
+    parts = out / f".{name}.parts"
+    _ensure_plan(parts, plan)
+    mine = _shard_images(len(groups), shard)
+    result = PseudoLabelResult(shard, len(mine), 0, 0, 0, label_source, skipped=skipped)
+    for c in range(_chunks_of(len(groups), shard, chunk_images)):
+        members = [groups[k] for k in mine[c * chunk_images:(c + 1) * chunk_images]]
+        target = _chunk_dir(parts, shard, c)
+        if (target / name / MANIFEST).is_file():
+            result.chunks_resumed += 1
+            result.hands += sum(len(rows) for rows in members)
+        else:
+            result.hands += _label_chunk(model, cfg, images_dir, members, target, name, label_source, batch_size, device)
+        result.chunks_done += 1
+        if progress is not None:
+            progress(len(members))
+    complete = all((_chunk_dir(parts, (j, shard[1]), c) / name / MANIFEST).is_file()
+                   for j in range(shard[1]) for c in range(_chunks_of(len(groups), (j, shard[1]), chunk_images)))
+    if complete:
+        options = {"checkpoint": info["path"], "checkpoint_step": info["step"], "label_source": label_source,
+                   "boxes": None if boxes is None else str(boxes), "shards": shard[1]}
+        result.path = _merge(out, name, parts, groups, shard[1], chunk_images, options, skipped, overwrite)
+    return result
