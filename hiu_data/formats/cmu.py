@@ -44,10 +44,9 @@ import numpy as np
 
 from hiu_data.errors import DatasetFormatError
 from hiu_data.formats import Skipped
-from hiu_data.formats._common import (UnsupportedSampleError, as_array, bbox_from_keypoints, emit, guarded,
-                                      image_file, load_json, parallel_map, sample_id, select_splits,
+from hiu_data.formats._common import (UnsupportedSampleError, as_array, bbox_from_keypoints, emit, encoded_image,
+                                      guarded, image_file, load_json, parallel_map, sample_id, select_splits,
                                       visibility_in_image)
-from hiu_data.io.images import encode, decode, sample_image_bytes
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import CMU_TO_HAND21, NUM_JOINTS, gather, scatter
 
@@ -214,14 +213,6 @@ def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embe
 # --- writing ----------------------------------------------------------------------------
 
 
-def _jpeg_bytes(sample: HandSample, source_root: Path | None) -> bytes:
-    """The sample's image as JPEG bytes: the stored bytes when they are JPEG, else re-encoded."""
-    data = sample_image_bytes(sample.image_bytes, sample.image_path, source_root, sample.sample_id)
-    if data[:2] == b"\xff\xd8":
-        return data
-    return encode(decode(data, sample.image_path or "<bytes>", sample.sample_id), ".jpg", quality=95)
-
-
 def _subset_for(sample: HandSample) -> str:
     if sample.subset in SUBSET_SPLIT:
         return sample.subset
@@ -284,7 +275,7 @@ def write(samples: Iterable[HandSample], root: Path, *, source_root: Path | None
             raise UnsupportedSampleError(f"{sample.sample_id}: CMU stores 2D keypoints; this record has none")
         subset = _subset_for(sample)
         stem = _stem_for(sample, subset, used.setdefault(subset, set()))
-        image = _jpeg_bytes(sample, source_root)
+        image = encoded_image(sample, "jpeg", source_root)
         extras = sample.extras or {}
         if subset == PANOPTIC_SUBSET:
             folder = root / PANOPTIC_SUBSET

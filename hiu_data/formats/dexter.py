@@ -40,10 +40,11 @@ import numpy as np
 
 from hiu_data.errors import DatasetFormatError
 from hiu_data.formats import Skipped
-from hiu_data.formats._common import (UnsupportedSampleError, bbox_from_keypoints, emit, guarded, image_file,
+from hiu_data.formats._common import (UnsupportedSampleError, bbox_from_keypoints, emit, encoded_image, guarded,
+                                      image_file,
                                       parallel_map, project, require_dir, sample_id,
                                       select_splits, visibility_in_image)
-from hiu_data.io.images import decode, encode, sample_image_bytes
+from hiu_data.io.images import encode
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import DEXTER_TIPS_TO_HAND21_SLOTS, NUM_JOINTS
 
@@ -239,9 +240,7 @@ def write(samples: Iterable[HandSample], root: Path, *, source_root: Path | None
         if stem in frames:
             raise UnsupportedSampleError(f"{sample.sample_id}: a second frame named {stem!r} in {seq}")
         frames[stem] = _frame_line(sample)
-        data = sample_image_bytes(sample.image_bytes, sample.image_path, source_root, sample.sample_id)
-        if data[:8] != b"\x89PNG\r\n\x1a\n":
-            data = encode(decode(data, sample.image_path or "<bytes>", sample.sample_id), ".png")
+        data = encoded_image(sample, "png", source_root)
         seq_dir = root / "data" / seq
         (seq_dir / "color").mkdir(parents=True, exist_ok=True)
         (seq_dir / "color" / f"{stem}.png").write_bytes(data)

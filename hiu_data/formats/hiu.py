@@ -46,8 +46,9 @@ import numpy as np
 
 from hiu_data.errors import DatasetFormatError
 from hiu_data.formats import Skipped
-from hiu_data.formats._common import (UnsupportedSampleError, as_array, bbox_from_keypoints, emit, guarded,
-                                      image_file, parallel_map, sample_id, select_splits, visibility_in_image)
+from hiu_data.formats._common import (UnsupportedSampleError, as_array, bbox_from_keypoints, emit, encoded_image,
+                                      guarded, image_file, image_format, parallel_map, sample_id, select_splits,
+                                      visibility_in_image)
 from hiu_data.io import rle
 from hiu_data.io.images import decode, encode, sample_image_bytes
 from hiu_data.schema import HandSample
@@ -238,12 +239,9 @@ def _relative_stem(sample: HandSample) -> str:
 def _write_image(root: Path, stem: str, hands: list[HandSample], source_root: Path | None) -> None:
     first = hands[0]
     data = sample_image_bytes(first.image_bytes, first.image_path, source_root, first.sample_id)
-    if data[:2] == b"\xff\xd8":
-        suffix = ".jpg"
-    elif data[:8] == b"\x89PNG\r\n\x1a\n":
-        suffix = ".png"
-    else:
-        suffix, data = ".jpg", encode(decode(data, first.image_path or "<bytes>", first.sample_id), ".jpg", quality=95)
+    if image_format(data) is None:
+        data = encoded_image(first, "jpeg", source_root)
+    suffix = ".png" if image_format(data) == "png" else ".jpg"
     pts2d = np.zeros((2 * NUM_JOINTS, 2))
     pts3d = np.zeros((2 * NUM_JOINTS, 3))
     hand_type = [0, 0]

@@ -50,10 +50,9 @@ import numpy as np
 
 from hiu_data.errors import DatasetFormatError
 from hiu_data.formats import Skipped
-from hiu_data.formats._common import (UnsupportedSampleError, as_array, bbox_from_keypoints, emit, guarded,
-                                      image_file, load_json, parallel_map, project, require_dir, sample_id,
+from hiu_data.formats._common import (UnsupportedSampleError, as_array, bbox_from_keypoints, emit, encoded_image,
+                                      guarded, image_file, load_json, parallel_map, project, require_dir, sample_id,
                                       select_splits, visibility_in_image)
-from hiu_data.io.images import decode, encode, sample_image_bytes
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import INTERHAND_LEFT_TO_HAND21, INTERHAND_RIGHT_TO_HAND21, NUM_JOINTS, scatter
 
@@ -320,9 +319,7 @@ def write(samples: Iterable[HandSample], root: Path, *, source_root: Path | None
         fr["sides"].add(sample.hand_side)
         image = out["images"].get(sample.image_id)
         if image is None:
-            data = sample_image_bytes(sample.image_bytes, sample.image_path, source_root, sample.sample_id)
-            if data[:2] != b"\xff\xd8":
-                data = encode(decode(data, sample.image_path or "<bytes>", sample.sample_id), ".jpg", quality=95)
+            data = encoded_image(sample, "jpeg", source_root)
             path = root / "images" / sample.split / view["file_name"]
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
