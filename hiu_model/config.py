@@ -154,6 +154,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     """AdamW (decoupled) weight decay, not applied to norms and biases."""
     warmup_steps: int = 1000
+    """Linear warm-up; capped at a tenth of ``steps`` so that short runs are not all warm-up."""
     schedule: str = "cosine"
     """``cosine`` (to ``min_lr_ratio * lr`` at ``steps``), ``step`` (x0.1 at 60% and 85%) or ``constant``."""
     min_lr_ratio: float = 0.01

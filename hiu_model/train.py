@@ -18,7 +18,8 @@ draw's key, and the torch generator is reseeded from (seed, step, rank) before e
 scaler, so ``resume`` continues with exactly the batches and updates an uninterrupted run
 would have made: the next loss is the same bit for bit on the CPU.
 
-Schedule: linear warm-up over ``warmup_steps`` from ``lr / warmup_steps``, then ``cosine``
+Schedule: linear warm-up over ``warmup_steps`` (at most a tenth of ``steps``) from
+``lr / warmup_steps``, then ``cosine``
 decay to ``min_lr_ratio * lr`` at ``steps`` (or ``step``: x0.1 at 60% and 85%, or
 ``constant``). AdamW with weight decay on conv / linear weights only. Mixed precision on GPU
 (``amp``): bf16 where supported, else fp16 with a gradient scaler. A step whose gradient norm
@@ -50,16 +51,17 @@ Progress = Callable[[int, int, dict[str, float]], None]
 
 def lr_factor(step: int, cfg: Any) -> float:
     """Multiplier of ``cfg.lr`` at optimizer step ``step`` (0-based) under ``cfg`` (TrainConfig)."""
-    if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
+    warmup = min(cfg.warmup_steps, cfg.steps // 10)
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
     if cfg.schedule == "constant":
         return 1.0
     if cfg.schedule == "step":
         fraction = step / max(cfg.steps, 1)
         return 0.01 if fraction >= 0.85 else 0.1 if fraction >= 0.6 else 1.0
     if cfg.schedule == "cosine":
-        span = max(cfg.steps - cfg.warmup_steps, 1)
-        progress = min(max(step - cfg.warmup_steps, 0) / span, 1.0)
+        span = max(cfg.steps - warmup, 1)
+        progress = min(max(step - warmup, 0) / span, 1.0)
         return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
     raise HiuError(f"train.schedule: {cfg.schedule!r} is not cosine, step or constant")
 

@@ -1,0 +1,39 @@
+"""``hiu-data predict``: hands on image files, as overlay PNGs and predictions.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hiu_cli._common import console, progress_bar
+
+
+def predict(
+    checkpoint: Annotated[Path, typer.Argument(help="Run folder or checkpoint folder.", show_default=False)],
+    images: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the overlays and predictions.json.")] = Path("predictions"),
+    boxes: Annotated[Path | None, typer.Option("--boxes", help='JSON {"file name": [[x, y, w, h], ...]}; default: the whole image is one hand.')] = None,
+    side: Annotated[str, typer.Option("--side", help="auto (try both, keep the more consistent), left or right.")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, ...")] = "cpu",
+) -> None:
+    """Predict hands and draw them: skeleton (heat-map branch), mask, mesh silhouette and mesh joints.
+
+    Example: hiu-data predict runs/tiny photos/ --out overlays/
+    """
+    from hiu_data.errors import HiuError
+    from hiu_model.overlay import find_images, predict_files
+
+    if side not in ("auto", "left", "right"):
+        raise HiuError(f"--side must be auto, left or right, not {side!r}")
+    total = len(find_images(images))
+    with progress_bar("predict", total=total, unit="images") as advance:
+        result = predict_files(checkpoint, images, out, boxes=boxes, side=side, batch_size=batch_size, device=device,
+                               progress=advance)
+    console.print(f"wrote {total} overlays and {result}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict")(predict)

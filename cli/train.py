@@ -1,0 +1,96 @@
+"""``hiu-data train``: train HIU-DMTL from a config file and/or flags into a run folder."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from hiu_cli._common import Overwrite, console
+
+_SHOWN = ("loss", "heatmap", "mask", "pof", "reprojection")
+
+
+def flag_overrides(data: list[Path] | None, unlabeled: list[Path] | None, val: list[Path] | None, steps: int | None,
+                   batch_size: int | None, lr: float | None, device: str | None, workers: int | None) -> list[str]:
+    """``--set`` strings equivalent to the convenience flags (flags win over the config file)."""
+    out = []
+    for key, paths in (("datasets", data), ("unlabeled", unlabeled), ("val", val)):
+        if paths:
+            out.append(f"train.{key}={json.dumps([str(p) for p in paths])}")
+    for key, value in (("steps", steps), ("batch_size", batch_size), ("lr", lr), ("device", device),
+                       ("num_workers", workers)):
+        if value is not None:
+            out.append(f"train.{key}={json.dumps(value)}")
+    return out
+
+
+def _progress_printer(progress: Progress | None, task: Any, log_every: int):
+    def update(step: int, total: int, values: dict[str, float]) -> None:
+        shown = "  ".join(f"{k} {values[k]:.4g}" for k in _SHOWN if k in values)
+        if progress is not None:
+            progress.update(task, completed=step, losses=shown)
+        elif step % log_every == 0 or step == total:
+            console.print(f"step {step}/{total}  {shown}  lr {values.get('lr', float('nan')):.3g}", markup=False)
+    return update
+
+
+def train(
+    config: Annotated[Path | None, typer.Argument(help="YAML config (sections model, data, loss, train).", show_default=False)] = None,
+    preset: Annotated[str | None, typer.Option("--preset", help="Start from a preset: tiny (CPU) or paper.")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a value: section.key=value (repeatable).")] = None,
+    data: Annotated[list[Path] | None, typer.Option("--data", help="Labeled converted dataset folder (repeatable).")] = None,
+    unlabeled: Annotated[list[Path] | None, typer.Option("--unlabeled", help="Unlabeled images or converted folder (repeatable).")] = None,
+    val: Annotated[list[Path] | None, typer.Option("--val", help="Validation dataset folder (repeatable).")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Optimizer steps.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Batch per process.")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-j", min=0, help="Data-loader workers per process.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (default runs/<date-time>).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint.")] = False,
+    overwrite: Overwrite = False,
+) -> None:
+    """Train HIU-DMTL; checkpoints, metrics.csv and validation land in the run folder.
+
+    Example: hiu-data train --preset tiny --data synth/synth --steps 3000 --out runs/tiny
+
+    Several processes: torchrun --nproc_per_node 2 $(which hiu-data) train cfg.yaml --out runs/a
+    """
+    from hiu_model.checkpoint import RUN_CONFIG_FILE, read_best
+    from hiu_model.config import load_config
+    from hiu_model.train import train as train_model
+
+    if out is None:
+        if resume:
+            raise typer.BadParameter("--resume needs --out RUN_DIR", param_hint="--resume")
+        out = Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = config
+    if resume and base is None and (out / RUN_CONFIG_FILE).exists():
+        base = out / RUN_CONFIG_FILE  # the run's own configuration, then the flags on top
+    cfg = load_config(base, preset, [*(overrides or []),
+                                     *flag_overrides(data, unlabeled, val, steps, batch_size, lr, device, workers)])
+    main = int(os.environ.get("RANK", "0")) == 0
+    columns = [TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
+               TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}")]
+    live = main and console.is_terminal
+    if main:
+        console.print(f"run folder {out}", markup=False)
+    with Progress(*columns, console=console, disable=not live) as progress:
+        task = progress.add_task("train", total=cfg.train.steps, losses="")
+        printer = _progress_printer(progress if live else None, task, cfg.train.log_every) if main else None
+        run = train_model(cfg, out, resume=resume, progress=printer, overwrite=overwrite)
+    if main:
+        best = read_best(run)
+        if best:
+            console.print(f"best {best['metric']} = {best['value']:.4f} at step {best['step']}", markup=False)
+        console.print(f"done: {run}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)

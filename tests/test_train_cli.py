@@ -1,0 +1,69 @@
+"""The train / eval / predict commands end to end on a few drawn hands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from hiu_cli.main import main
+from hiu_data.io.images import decode, encode
+from hiu_data.io.parquet import HandDataset
+from tests.targets.handmade import write_hands
+
+SMALL = ["--set", "model.input_size=32", "--set", "model.num_stacks=1", "--set", "model.decoder_channels=16",
+         "--set", "model.regressor_hidden=64", "--set", "train.log_every=1"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_train_eval_predict_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_hands(tmp_path / "data", 4, seed=7)
+    run = tmp_path / "run"
+    code = main(["train", "--preset", "tiny", *SMALL, "--data", str(data), "--val", str(data), "--steps", "2",
+                 "--batch-size", "2", "--workers", "0", "--out", str(run)])
+    assert code == 0, capsys.readouterr().err
+    assert (run / "checkpoints" / "step-000002" / "model.safetensors").exists()
+    capsys.readouterr()
+
+    # Resume with more steps: the run's own config, extended by the flag.
+    assert main(["train", "--out", str(run), "--resume", "--steps", "3"]) == 0
+    assert (run / "checkpoints" / "step-000003").exists()
+    capsys.readouterr()
+
+    assert main(["eval", str(run), str(data), "--json", "--max-samples", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["datasets"]["handmade"]["rows"] == 2 and "pck@0.1" in report["datasets"]["handmade"]["heatmap"]
+    assert report["checkpoint"]["step"] in (2, 3)
+    assert main(["eval", str(run), str(data), "--max-samples", "2"]) == 0
+    assert "heat-map branch" in capsys.readouterr().out
+
+    images = tmp_path / "images"
+    images.mkdir()
+    record = HandDataset(data)[0]
+    (images / "hand.png").write_bytes(encode(decode(record.image_bytes), ".png"))
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"hand.png": [record.bbox.tolist()]}))
+    assert main(["predict", str(run), str(images), "--out", str(tmp_path / "pred"), "--boxes", str(boxes)]) == 0
+    written = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+    assert len(written["images"]["hand.png"]) == 1
+    overlay = decode((tmp_path / "pred" / "hand.png").read_bytes())
+    assert overlay.shape == (record.height, record.width, 3)
+
+
+def test_corrupt_checkpoint_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "run" / "checkpoints" / "step-000001"
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"\x00" * 7)
+    (folder / "config.json").write_text("{not json")
+    assert main(["eval", str(tmp_path / "run"), str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "config.json: corrupt JSON" in err
