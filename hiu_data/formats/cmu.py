@@ -45,8 +45,8 @@ import numpy as np
 from hiu_data.errors import DatasetFormatError
 from hiu_data.formats import Skipped
 from hiu_data.formats._common import (UnsupportedSampleError, as_array, bbox_from_keypoints, emit, encoded_image,
-                                      guarded, image_file, load_json, parallel_map, sample_id, select_splits,
-                                      visibility_in_image)
+                                      guarded, image_file, load_json, parallel_map, require_labels, sample_id,
+                                      select_splits, visibility_in_image)
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import CMU_TO_HAND21, NUM_JOINTS, gather, scatter
 
@@ -271,8 +271,7 @@ def write(samples: Iterable[HandSample], root: Path, *, source_root: Path | None
     used: dict[str, set[str]] = {}
     panoptic: list[dict[str, Any]] = []
     for sample in samples:
-        if sample.keypoints_2d is None:
-            raise UnsupportedSampleError(f"{sample.sample_id}: CMU stores 2D keypoints; this record has none")
+        require_labels(sample, ["keypoints_2d"], "CMU")
         subset = _subset_for(sample)
         stem = _stem_for(sample, subset, used.setdefault(subset, set()))
         image = encoded_image(sample, "jpeg", source_root)

@@ -51,7 +51,7 @@ import numpy as np
 from hiu_data.errors import DatasetFormatError
 from hiu_data.formats import Skipped
 from hiu_data.formats._common import (UnsupportedSampleError, as_array, bbox_from_keypoints, emit, encoded_image,
-                                      guarded, image_file, load_json, parallel_map, project, require_dir, sample_id,
+                                      guarded, image_file, load_json, parallel_map, project, require_dir, require_labels, sample_id,
                                       select_splits, visibility_in_image)
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import INTERHAND_LEFT_TO_HAND21, INTERHAND_RIGHT_TO_HAND21, NUM_JOINTS, scatter
@@ -254,11 +254,10 @@ def _view_of(sample: HandSample, assigned: dict[str, dict[str, Any]]) -> dict[st
 
 
 def _check_writable(sample: HandSample) -> np.ndarray:
-    K = None if sample.camera_K is None else np.asarray(sample.camera_K, dtype=np.float64)
+    require_labels(sample, ["keypoints_3d", "camera_K"], "InterHand2.6M")
+    K = np.asarray(sample.camera_K, dtype=np.float64)
     if sample.split not in SPLITS:
         problem = f"InterHand2.6M has no split {sample.split!r}"
-    elif sample.keypoints_3d is None or K is None:
-        problem = "InterHand2.6M stores 3D joints and intrinsics; this record lacks one"
     elif abs(K[0, 1]) > 1e-6 or abs(K[1, 0]) > 1e-6 or np.abs(K[2] - [0, 0, 1]).max() > 1e-6:
         problem = "camera_K has skew or is not a pinhole matrix; InterHand2.6M stores focal and princpt only"
     else:
