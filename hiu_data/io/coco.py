@@ -84,6 +84,8 @@ def file_name_for(image_id: str, data: bytes) -> str:
     """A relative file name made from an image id: safe characters, no ``..``, the image's suffix."""
     parts = [re.sub(r"[^A-Za-z0-9._-]+", "_", p) for p in image_id.split("/")]
     parts = [p for p in parts if p not in ("", ".", "..")] or ["image"]
+    # ids made from file names (folder rows) already end in a suffix: do not double it
+    parts[-1] = re.sub(r"\.(jpe?g|png|webp|bmp)$", "", parts[-1], flags=re.IGNORECASE) or "image"
     return "/".join(parts) + image_suffix(data)
 
 
