@@ -198,3 +198,11 @@ def test_missing_image_and_not_a_coco_dict(tmp_path: Path) -> None:
     path.write_text("[1, 2]")
     with pytest.raises(DatasetFormatError, match="COCO dict"):
         list(coco.read(path, image_root=tmp_path / "img"))
+
+
+def test_export_file_names_are_safe_and_keep_one_suffix() -> None:
+    from hiu_data.io.coco import file_name_for
+
+    assert file_name_for("folder/sub/a.JPG", b"\xff\xd8") == "folder/sub/a.jpg"
+    assert file_name_for("freihand/train/0001", b"\x89PNG\r\n\x1a\n") == "freihand/train/0001.png"
+    assert file_name_for("../x y/..", b"\xff\xd8") == "x_y.jpg"
