@@ -33,7 +33,7 @@ def import_files(
     from hiu_model.mano_import import import_mano
 
     for path in import_mano(files, mano_dir):
-        console.print(f"wrote {path}")
+        console.print(f"wrote {path}", soft_wrap=True)
 
 
 @mano_app.command("info")
@@ -46,7 +46,7 @@ def info(
     """
     from hiu_model.mano import HandModel, mano_dir as resolve_dir
 
-    console.print(f"MANO folder: {resolve_dir(mano_dir)}")
+    console.print(f"MANO folder: {resolve_dir(mano_dir)}", soft_wrap=True)
     for side in ("right", "left"):
         model = HandModel(side, model_dir=mano_dir)
         typer.echo(f"{side}: {model.name} ({model.num_verts} vertices, {len(model.faces)} faces) from {model.path}")

@@ -188,6 +188,7 @@ class HandModel(nn.Module):
                 flat_hand_mean=False, num_betas=10, create_hand_pose=False, create_betas=False,
                 create_global_orient=False, create_transl=False, create_body_pose=False, dtype=dtype,
             )
+        self._restore_precision(arrays)
         self.register_buffer("faces", torch.as_tensor(np.asarray(arrays["f"], dtype=np.int64)), persistent=False)
         self.register_buffer("tip_ids", torch.tensor(tips, dtype=torch.long), persistent=False)
         self.register_buffer("to_hand21", torch.as_tensor(MANO21_TO_HAND21, dtype=torch.long), persistent=False)
@@ -196,6 +197,20 @@ class HandModel(nn.Module):
         regressor = np.asarray(arrays["J_regressor"], dtype=np.float64)
         self.template_joints: np.ndarray = regressor @ np.asarray(arrays["v_template"], dtype=np.float64)
         self._axes = joint_axes(self.template_joints, side)
+
+    def _restore_precision(self, arrays: dict[str, np.ndarray]) -> None:
+        """smplx rounds the model arrays through float32 (``to_np``); reload them at full precision."""
+        num_pose = arrays["posedirs"].shape[-1]
+        exact = {
+            "v_template": arrays["v_template"], "shapedirs": arrays["shapedirs"][:, :, :10],
+            "posedirs": np.reshape(arrays["posedirs"], (-1, num_pose)).T, "J_regressor": arrays["J_regressor"],
+            "lbs_weights": arrays["weights"], "hand_mean": arrays["hands_mean"],
+        }
+        with torch.no_grad():
+            for name, value in exact.items():
+                buf = getattr(self.layer, name)
+                buf.copy_(torch.as_tensor(np.asarray(value, dtype=np.float64)).reshape(buf.shape))
+            self.layer.pose_mean[3:] = self.layer.hand_mean
 
     @property
     def hands_mean(self) -> Tensor:

@@ -268,6 +268,7 @@ def _write_npz_atomic(arrays: dict[str, np.ndarray], dest: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez_compressed(f, **arrays)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the model is not secret once installed
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

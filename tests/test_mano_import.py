@@ -1,0 +1,150 @@
+"""``hiu-data mano import``: official-format pickles read without chumpy; hostile pickles refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import sys
+import types
+
+import numpy as np
+import pytest
+import scipy.sparse
+import torch
+
+from hiu_cli.main import main
+from hiu_data.errors import DatasetFormatError, UnsafePickleError
+from hiu_model.mano import HandModel, sha256_file
+from hiu_model.mano_import import import_mano, read_mano_pickle
+from tests.mano_synthetic import synthetic_mano_arrays
+
+
+def _stand_in_class(module: str, name: str) -> type:
+    cls = type(name, (), {})
+    cls.__module__, cls.__qualname__ = module, name
+    return cls
+
+
+def _instance(cls: type, **state: object) -> object:
+    obj = cls.__new__(cls)
+    obj.__dict__.update(state)
+    return obj
+
+
+@pytest.fixture(autouse=True)
+def _isolated_asset_dirs(tmp_path, monkeypatch):
+    """Never touch the user's ~/.cache/hiu: the default asset folder is a temporary one."""
+    monkeypatch.setenv("HIU_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("HIU_MANO_DIR", raising=False)
+
+
+@pytest.fixture()
+def official_pickle():
+    """Bytes of a pickle laid out like MANO_RIGHT.pkl, with chumpy / scipy objects as the original has."""
+
+    def make(arrays: dict[str, np.ndarray], seed: int = 0) -> bytes:
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            return _dump(arrays, seed, monkeypatch)
+
+    def _dump(arrays: dict[str, np.ndarray], seed: int, monkeypatch: pytest.MonkeyPatch) -> bytes:
+        Ch = _stand_in_class("chumpy.ch", "Ch")
+        Select = _stand_in_class("chumpy.reordering", "Select")
+        Csc = _stand_in_class("scipy.sparse.csc", "csc_matrix")
+        for name, attrs in (("chumpy", {}), ("chumpy.ch", {"Ch": Ch}), ("chumpy.reordering", {"Select": Select}),
+                            ("scipy.sparse.csc", {"csc_matrix": Csc})):
+            module = types.ModuleType(name)
+            module.__dict__.update(attrs)
+            monkeypatch.setitem(sys.modules, name, module)
+        rng = np.random.default_rng(seed)
+        flat = arrays["shapedirs"].ravel()
+        idxs = rng.permutation(flat.size)
+        storage = np.empty_like(flat)
+        storage[idxs] = flat  # Select's value is a.ravel()[idxs]
+        sparse = scipy.sparse.csc_matrix(arrays["J_regressor"])
+        raw = dict(arrays)
+        raw["shapedirs"] = _instance(Select, a=_instance(Ch, x=storage), idxs=idxs,
+                                     preferred_shape=arrays["shapedirs"].shape)
+        raw["J_regressor"] = _instance(Csc, data=sparse.data, indices=sparse.indices, indptr=sparse.indptr,
+                                       _shape=sparse.shape, maxprint=50)
+        raw["bs_style"], raw["bs_type"], raw["extra"] = "lbs", "lrotmin", {1, 2}
+        data = pickle.dumps(raw, protocol=3)
+        # The official file was written by Python 2 and an older numpy: use their global names.
+        data = data.replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+        data = data.replace(b"cbuiltins\nset\n", b"c__builtin__\nset\n")
+        assert b"chumpy.reordering\nSelect" in data and b"numpy.core.multiarray" in data
+        return data  # leaving the context removes the fake chumpy before the file is read
+
+    return make
+
+
+def test_reads_official_layout_without_chumpy(official_pickle, tmp_path):
+    arrays = synthetic_mano_arrays(0)
+    path = tmp_path / "MANO_RIGHT.pkl"
+    path.write_bytes(official_pickle(arrays))
+    assert "chumpy" not in sys.modules
+    got = read_mano_pickle(path)
+    for key in ("v_template", "J_regressor", "weights", "posedirs", "shapedirs", "hands_components", "hands_mean",
+                "hands_coeffs", "J"):
+        np.testing.assert_array_equal(got[key], arrays[key], err_msg=key)
+    assert got["f"].dtype == np.int64 and np.array_equal(got["f"], arrays["f"])
+    assert got["kintree_table"][0, 0] == -1 and np.array_equal(got["kintree_table"][:, 1:], arrays["kintree_table"][:, 1:])
+
+
+def test_import_writes_npz_with_sha256_and_fixes_left(official_pickle, tmp_path):
+    arrays = synthetic_mano_arrays(0)
+    left = dict(arrays, v_template=arrays["v_template"] * np.array([-1.0, 1.0, 1.0]))  # shapedirs not mirrored: the bug
+    (tmp_path / "MANO_RIGHT.pkl").write_bytes(official_pickle(arrays))
+    (tmp_path / "MANO_LEFT.pkl").write_bytes(official_pickle(left, seed=1))
+    written = import_mano([tmp_path / "MANO_RIGHT.pkl", tmp_path / "MANO_LEFT.pkl"])
+    folder = tmp_path / "home" / "mano"
+    assert sorted(written) == [folder / "MANO_LEFT.npz", folder / "MANO_RIGHT.npz"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for path in written:
+        assert manifest[path.name]["sha256"] == sha256_file(path)
+    assert manifest["MANO_LEFT.npz"]["shapedirs_x_negated"] and not manifest["MANO_RIGHT.npz"]["shapedirs_x_negated"]
+    with np.load(folder / "MANO_LEFT.npz", allow_pickle=False) as npz:
+        np.testing.assert_array_equal(npz["shapedirs"][:, 0], -arrays["shapedirs"][:, 0])
+        np.testing.assert_array_equal(npz["shapedirs"][:, 1:], arrays["shapedirs"][:, 1:])
+    model = HandModel("right", kind="mano")
+    assert model.name == f"mano sha256:{sha256_file(folder / 'MANO_RIGHT.npz')[:16]}"
+    assert model(torch.zeros(1, 48), torch.zeros(1, 10)).joints.shape == (1, 21, 3)
+
+
+def test_pickle_naming_os_system_is_refused_unrun(tmp_path):
+    marker = tmp_path / "ran"
+    hostile = tmp_path / "MANO_RIGHT.pkl"
+    hostile.write_bytes(b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
+    with pytest.raises(UnsafePickleError, match=r"os\.system"):
+        read_mano_pickle(hostile)
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    hostile.write_bytes(pickle.dumps({"v_template": Payload()}, protocol=2))
+    with pytest.raises(UnsafePickleError):
+        read_mano_pickle(hostile)
+    assert not marker.exists()
+
+
+def test_wrong_shapes_are_rejected(official_pickle, tmp_path):
+    arrays = synthetic_mano_arrays(0)
+    arrays["posedirs"] = arrays["posedirs"][:, :, :100]
+    path = tmp_path / "MANO_RIGHT.pkl"
+    path.write_bytes(official_pickle(arrays))
+    with pytest.raises(DatasetFormatError, match=r"posedirs has shape \(778, 3, 100\)"):
+        import_mano([path], tmp_path / "out")
+    assert not (tmp_path / "out" / "MANO_RIGHT.npz").exists()
+
+
+def test_cli_import_and_one_line_errors(official_pickle, tmp_path, capsys):
+    (tmp_path / "MANO_RIGHT.pkl").write_bytes(official_pickle(synthetic_mano_arrays(0)))
+    out = tmp_path / "assets"
+    assert main(["mano", "import", str(tmp_path / "MANO_RIGHT.pkl"), "--mano-dir", str(out)]) == 0
+    assert (out / "MANO_RIGHT.npz").is_file()
+    capsys.readouterr()
+    (tmp_path / "evil_RIGHT.pkl").write_bytes(b"cos\nsystem\n(S'true'\ntR.")
+    assert main(["mano", "import", str(tmp_path / "evil_RIGHT.pkl"), "--mano-dir", str(out)]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("error:") and "os.system" in err[0] and "evil_RIGHT.pkl" in err[0]
