@@ -33,6 +33,8 @@ from hiu_data.synth.scene import CHUNK, DATASET
 log = logging.getLogger(__name__)
 
 WILD_DATASET = "synth_wild"
+MIN_VISIBLE_FRACTION = 0.3
+"""Wild hands with less of their rendered area visible get no box in ``detections.json``."""
 DETECTIONS_FILE = "detections.json"
 """Name of the boxes file of a wild folder (the name the folder format uses for its detections)."""
 Progress = Callable[[int], None]
@@ -207,6 +209,8 @@ def write_wild(out_dir: str | Path, n: int = 200, seed: int = 0, *, size: int = 
             (tmp / name).write_bytes(data)
             coco["images"].append({"id": index + 1, "file_name": name, "width": profile.width, "height": profile.height})
             for record in records:
+                if record.extras["visible_fraction"] < MIN_VISIBLE_FRACTION:
+                    continue  # a detector would not find a hand hidden this much
                 hands += 1
                 coco["annotations"].append({"id": len(coco["annotations"]) + 1, "image_id": index + 1, "category_id": 1,
                                             "bbox": [round(float(v), 2) for v in record.bbox], "score": 1.0,

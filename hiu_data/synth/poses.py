@@ -24,6 +24,9 @@ towards the fingers, because the thumb pad faces the index finger, not the palm 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
+
 import numpy as np
 
 from hiu_data.skeleton import FINGERS, MANO21_TO_HAND21, ROOT
@@ -140,10 +143,6 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def _rot(axis: np.ndarray, degrees: float) -> np.ndarray:
-    return axis_angle_to_matrix(_unit(axis) * np.deg2rad(degrees))
-
-
 def palm_frame(rest_joints: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Palm axes of a right hand from its rest joints.
 
@@ -165,6 +164,46 @@ def _hand21_to_mano_joint() -> dict[int, int]:
     return {h: int(m) for h, m in enumerate(MANO21_TO_HAND21) if m < NUM_MANO_JOINTS}
 
 
+@dataclass(frozen=True)
+class _Recipe:
+    """How each MANO joint's rotation is built from the angles (cached per rest skeleton).
+
+    Rotation ``r`` is about unit ``axes[r]`` by ``scale[r] * angles[finger[r], column[r]]``
+    degrees; joint ``joint[r]`` is the product of its rotations in the listed order.
+    """
+
+    axes: np.ndarray  # (R, 3)
+    finger: np.ndarray  # (R,) int
+    column: np.ndarray  # (R,) int
+    scale: np.ndarray  # (R,)
+    joint: np.ndarray  # (R,) MANO joint each rotation belongs to
+
+
+@lru_cache(maxsize=8)
+def _recipe(rest_bytes: bytes) -> _Recipe:
+    rest_joints = np.frombuffer(rest_bytes, dtype=np.float64).reshape(-1, 3)
+    to_mano = _hand21_to_mano_joint()
+    _, radial, palmar = palm_frame(rest_joints)
+    rows: list[tuple[np.ndarray, int, int, float, int]] = []
+    for f, finger in enumerate(FINGER_ORDER):
+        chain = FINGERS[finger]
+        bones = [_unit(rest_joints[chain[k + 1]] - rest_joints[chain[k]]) for k in range(3)]
+        base, middle, distal = (to_mano[chain[k]] for k in range(3))
+        if finger == "thumb":
+            lift = _unit(np.cross(bones[0], palmar))
+            tilt = np.deg2rad(THUMB_PAD_TILT_DEG)
+            pad = np.cos(tilt) * palmar - np.sin(tilt) * radial
+            rows += [(lift, f, 1, 1.0, base), (palmar, f, 0, 1.0, base),
+                     (bones[0], f, 1, THUMB_TWIST_PER_ABDUCTION, base),
+                     (np.cross(bones[1], pad), f, 2, 1.0, middle), (np.cross(bones[2], pad), f, 3, 1.0, distal)]
+        else:
+            flex = [np.cross(b, palmar) for b in bones]
+            rows += [(-palmar, f, 1, 1.0, base), (flex[0], f, 0, 1.0, base),
+                     (flex[1], f, 2, 1.0, middle), (flex[2], f, 3, 1.0, distal)]
+    return _Recipe(np.stack([_unit(r[0]) for r in rows]), np.array([r[1] for r in rows]),
+                   np.array([r[2] for r in rows]), np.array([r[3] for r in rows]), np.array([r[4] for r in rows]))
+
+
 def angles_to_full_pose(angles: np.ndarray, rest_joints: np.ndarray) -> np.ndarray:
     """Anatomical angles -> MANO full pose of the 15 finger joints (flat template = 0).
 
@@ -175,28 +214,12 @@ def angles_to_full_pose(angles: np.ndarray, rest_joints: np.ndarray) -> np.ndarr
         (16, 3) float64 axis-angle (radians) per MANO joint in smplx order (wrist, index1-3,
         middle1-3, little1-3, ring1-3, thumb1-3); row 0 (global orientation) is zero.
     """
-    to_mano = _hand21_to_mano_joint()
-    _, radial, palmar = palm_frame(rest_joints)
+    recipe = _recipe(np.ascontiguousarray(rest_joints, dtype=np.float64).tobytes())
+    degrees = recipe.scale * np.asarray(angles, dtype=np.float64)[recipe.finger, recipe.column]
+    parts = axis_angle_to_matrix(recipe.axes * np.deg2rad(degrees)[:, None])
     rotations = np.tile(np.eye(3), (NUM_MANO_JOINTS, 1, 1))
-    for f, finger in enumerate(FINGER_ORDER):
-        chain = FINGERS[finger]
-        bones = [_unit(rest_joints[chain[k + 1]] - rest_joints[chain[k]]) for k in range(3)]
-        a = angles[f]
-        if finger == "thumb":
-            lift = _unit(np.cross(bones[0], palmar))
-            twist_sign = 1.0
-            base = _rot(lift, a[1]) @ _rot(palmar, a[0]) @ _rot(bones[0], twist_sign * THUMB_TWIST_PER_ABDUCTION * a[1])
-            tilt = np.deg2rad(THUMB_PAD_TILT_DEG)
-            pad = np.cos(tilt) * palmar - np.sin(tilt) * radial
-            flex_axes = [None, np.cross(bones[1], pad), np.cross(bones[2], pad)]
-            rotations[to_mano[chain[0]]] = base
-            rotations[to_mano[chain[1]]] = _rot(flex_axes[1], a[2])
-            rotations[to_mano[chain[2]]] = _rot(flex_axes[2], a[3])
-        else:
-            flex = [np.cross(b, palmar) for b in bones]
-            rotations[to_mano[chain[0]]] = _rot(-palmar, a[1]) @ _rot(flex[0], a[0])
-            rotations[to_mano[chain[1]]] = _rot(flex[1], a[2])
-            rotations[to_mano[chain[2]]] = _rot(flex[2], a[3])
+    for r, joint in enumerate(recipe.joint):  # in recipe order: left-to-right products
+        rotations[joint] = rotations[joint] @ parts[r]
     return matrix_to_axis_angle(rotations)
 
 

@@ -134,10 +134,9 @@ def _sample_hand(rng: np.random.Generator, profile: Profile, side: str, right: H
     truncate = rng.random() < profile.truncation
     margin = extent * (0.2 if truncate else 0.5)
     if num_hands == 2:
-        # The right hand on the image's left half as seen facing a person, with overlap allowed.
+        # One hand per image half, so that they overlap at times but rarely hide each other.
         half = profile.width / 2
-        x_lo, x_hi = (margin, max(margin, half + 0.15 * extent)) if slot == 0 else \
-            (min(profile.width - margin, half - 0.15 * extent), profile.width - margin)
+        x_lo, x_hi = (margin, half - 0.1 * extent) if slot == 0 else (half + 0.1 * extent, profile.width - margin)
     else:
         x_lo, x_hi = margin, profile.width - margin
     cx = rng.uniform(min(x_lo, x_hi), max(x_lo, x_hi))
@@ -262,7 +261,7 @@ def _post_process(rng: np.random.Generator, image: np.ndarray, wild: bool) -> np
         else:
             image = cv2.GaussianBlur(image, (0, 0), float(rng.uniform(0.4, 1.0)))
     sigma = rng.uniform(0.0, 6.0 if wild else 4.0)
-    image = image + rng.normal(0.0, sigma, image.shape).astype(np.float32)
+    image = image + np.float32(sigma) * rng.standard_normal(image.shape, dtype=np.float32)
     return np.clip(image + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -284,7 +283,10 @@ def composite(scene: SceneSpec, rgb: np.ndarray, depth: np.ndarray, width: int, 
     scene_depth = depth.min(axis=0)
     covered = np.isfinite(scene_depth)
     owner = np.where(covered, depth.argmin(axis=0), -1)
-    hand_rgb = np.take_along_axis(rgb, np.maximum(owner, 0)[None, :, :, None], axis=0)[0] * 255.0
+    hand_rgb = rgb[0].copy()
+    for k in range(1, len(rgb)):
+        np.copyto(hand_rgb, rgb[k], where=(owner == k)[..., None])
+    hand_rgb *= 255.0
     image = background.astype(np.float32)
     if rng.random() < 0.5:  # soft cast shadow on the background, offset away from the key light
         light = scene.lighting.key_dir
@@ -310,14 +312,21 @@ def composite(scene: SceneSpec, rgb: np.ndarray, depth: np.ndarray, width: int, 
     return _post_process(rng, image, wild), scene_depth, owner, occluded
 
 
-def label_hands(scene: SceneSpec, image_bytes: bytes, scene_depth: np.ndarray, owner: np.ndarray,
-                occluded: np.ndarray, width: int, height: int, dataset: str, model_name: str) -> list[HandSample]:
-    """The HandSample records of one rendered scene (one per hand, sharing ``image_id``)."""
+def label_hands(scene: SceneSpec, image_bytes: bytes, layer_depth: np.ndarray, scene_depth: np.ndarray,
+                owner: np.ndarray, occluded: np.ndarray, width: int, height: int, dataset: str,
+                model_name: str) -> list[HandSample]:
+    """The HandSample records of one rendered scene (one per hand, sharing ``image_id``).
+
+    ``layer_depth`` (n, H, W) holds each hand's own depth render; ``extras["visible_fraction"]``
+    is the share of a hand's rendered pixels that stay visible (not hidden by the other hand,
+    a forearm or an occluder).
+    """
     samples = []
     image_id = f"{dataset}/{scene.split}/{scene.index:06d}"
     for k, hand in enumerate(scene.hands):
         uv, vis = _visibility(hand.joints, scene.K, scene_depth, occluded)
         mask = (owner == k) & ~occluded
+        rendered = int(np.isfinite(layer_depth[k]).sum())
         corners = camera.project(hand.vertices, scene.K)
         lo = np.clip(corners.min(axis=0), 0, [width, height])
         hi = np.clip(corners.max(axis=0), 0, [width, height])
@@ -327,7 +336,8 @@ def label_hands(scene: SceneSpec, image_bytes: bytes, scene_depth: np.ndarray, o
             visibility=vis, image_bytes=image_bytes, keypoints_2d=uv, keypoints_3d=hand.joints,
             camera_K=scene.K, mano_pose=hand.pose, mano_betas=hand.betas, mask=rle.encode(mask),
             extras={"hand_model": model_name, "prototype": hand.prototype, "view": hand.view,
-                    "mano_transl": [float(x) for x in hand.transl], **scene.extras},
+                    "mano_transl": [float(x) for x in hand.transl],
+                    "visible_fraction": round(float(mask.sum()) / max(rendered, 1), 4), **scene.extras},
         ))
     return samples
 
@@ -354,7 +364,7 @@ def render_chunk(seed: int, indices: list[int], splits: list[str], profile: Prof
         start += n
         quality = int(scene.rng.integers(*JPEG_QUALITY))
         data = image_io.encode(image, profile.image_ext, quality=quality)
-        records = label_hands(scene, data, scene_depth, owner, occluded, profile.width, profile.height,
-                              dataset, model_name)
+        records = label_hands(scene, data, depth[layers[:n]], scene_depth, owner, occluded, profile.width,
+                              profile.height, dataset, model_name)
         out.append((scene.index, data, records))
     return out
