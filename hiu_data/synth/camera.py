@@ -7,8 +7,9 @@ point ``X`` lands at ``(K @ X)[:2] / X[2]``.
 - :func:`sample_intrinsics`: a pinhole with square pixels, horizontal field of view drawn from
   a range typical of phones and webcams, principal point near the image centre.
 - :func:`sample_view`: the global rotation of the hand. Half the scenes use a uniformly random
-  rotation (the hand seen from every side, including end-on); the other half a photographic
-  view: palm or back towards the camera, fingers roughly up, tilted and rolled at random.
+  rotation (the hand seen from every side; only views within 25° of looking straight along
+  the fingers are redrawn, they show a blob); the other half a photographic view: palm or
+  back towards the camera, fingers roughly up, tilted and rolled at random.
 - :func:`place_hand`: the translation that puts a posed hand at a chosen pixel with a chosen
   size in the image, in front of the camera.
 """
@@ -21,6 +22,8 @@ from hiu_data.synth.poses import axis_angle_to_matrix, random_rotation
 
 MIN_DEPTH_M: float = 0.08
 """No vertex comes closer to the camera than this (metres)."""
+END_ON_DEG: float = 25.0
+"""Uniform views keep the wrist -> fingers axis at least this far from the line of sight."""
 
 
 def intrinsics(focal: float, cx: float, cy: float) -> np.ndarray:
@@ -58,7 +61,13 @@ def sample_view(rng: np.random.Generator, model_forward: np.ndarray, model_palma
         ``(R (3, 3) float64, kind)`` with kind ``"uniform"``, ``"palm"`` or ``"back"``.
     """
     if rng.random() < uniform_share:
-        return random_rotation(rng), "uniform"
+        for _ in range(8):
+            rotation = random_rotation(rng)
+            # Looking straight down the fingers (or up the wrist) shows a featureless blob, not a
+            # hand: keep the finger axis at least END_ON_DEG away from the line of sight.
+            if abs((rotation @ model_forward)[2]) < np.cos(np.deg2rad(END_ON_DEG)):
+                break
+        return rotation, "uniform"
     roll = np.deg2rad(rng.normal(0.0, 50.0))
     fingers = np.array([np.sin(roll), -np.cos(roll), 0.0])  # up in the image, rolled
     palm_to_camera = rng.random() < 0.5

@@ -9,8 +9,8 @@ Geometry, per hand (camera frame, metres): the tube starts 10 mm inside the palm
 runs away from the fingers along the posed wrist -> middle-MCP line, bent by a random wrist
 flexion (±35°) and deviation (±15°); the cross-section is an ellipse that widens from the
 wrist (about 56 x 34 mm) towards the elbow (about 66 x 52 mm), wider across the palm than
-through it, scaled with the hand. Arms pointing at the camera would hide the hand, so those
-scenes get no forearm.
+through it, scaled with the hand. Arms pointing at the camera would hide the hand, so those get a 3 cm
+stub that only closes the wrist; arms never reach behind the camera.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from hiu_data.skeleton import FINGERS, ROOT
 from hiu_data.synth.poses import axis_angle_to_matrix
 
 AROUND, ALONG = 14, 7
+STUB_M = 0.03
+"""Length of the forearm stub drawn when a full forearm would point at the camera."""
 
 
 def _tube_faces() -> np.ndarray:
@@ -30,14 +32,16 @@ def _tube_faces() -> np.ndarray:
             a, b = k * AROUND + i, k * AROUND + (i + 1) % AROUND
             c, d = a + AROUND, b + AROUND
             faces += [(a, b, c), (b, d, c)]
-    cap = ALONG * AROUND  # centre vertex closing the wrist end
-    faces += [(cap, (i + 1) % AROUND, i) for i in range(AROUND)]
+    wrist_cap, elbow_cap = ALONG * AROUND, ALONG * AROUND + 1  # centre vertices closing both ends
+    last = (ALONG - 1) * AROUND
+    faces += [(wrist_cap, (i + 1) % AROUND, i) for i in range(AROUND)]
+    faces += [(elbow_cap, last + i, last + (i + 1) % AROUND) for i in range(AROUND)]
     return np.asarray(faces, dtype=np.int64)
 
 
 FACES: np.ndarray = _tube_faces()
 """(F, 3) faces of the forearm tube (same for every forearm, so they batch)."""
-NUM_VERTS: int = ALONG * AROUND + 1
+NUM_VERTS: int = ALONG * AROUND + 2
 
 
 def hand_axes(joints: np.ndarray, side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,8 +74,13 @@ def sample_forearm(rng: np.random.Generator, joints: np.ndarray, side: str, slee
     through = np.cross(axis, across)
     length = rng.uniform(0.15, 0.3) * scale
     wrist = joints[ROOT] + 0.010 * scale * forward
+    if axis[2] < -0.55:
+        # Pointing at the camera the arm would hide the hand: keep a stub that closes the wrist.
+        length = STUB_M * scale
+    while length > STUB_M * scale and (wrist + length * axis)[2] < 0.05:
+        length *= 0.7  # never reach behind the camera
     end = wrist + length * axis
-    if axis[2] < -0.55 or end[2] < 0.05:  # pointing at the camera: it would hide the hand
+    if end[2] < 0.05:
         return None
     t = np.linspace(0.0, 1.0, ALONG) ** 1.3
     half_width = scale * (0.028 + 0.005 * np.minimum(t * 4, 1.0) + 0.005 * t)
@@ -80,12 +89,12 @@ def sample_forearm(rng: np.random.Generator, joints: np.ndarray, side: str, slee
     ring = (np.cos(angle)[None, :, None] * half_width[:, None, None] * across
             + np.sin(angle)[None, :, None] * half_thick[:, None, None] * through)
     centres = wrist + (t * length)[:, None] * axis
-    vertices = np.concatenate([(centres[:, None, :] + ring).reshape(-1, 3), wrist[None]], axis=0)
+    vertices = np.concatenate([(centres[:, None, :] + ring).reshape(-1, 3), wrist[None], end[None]], axis=0)
     sleeve = np.zeros(NUM_VERTS, bool)
     if rng.random() < sleeve_share:
-        start = rng.uniform(0.2, 0.6)
-        rows = t >= start
-        sleeve[:-1] = np.repeat(rows, AROUND)
+        rows = np.repeat(t >= rng.uniform(0.2, 0.6), AROUND)
+        sleeve[:len(rows)], sleeve[-1] = rows, True
         # Cloth is looser than skin.
-        vertices[:-1][sleeve[:-1]] = centres.repeat(AROUND, 0)[sleeve[:-1]] + 1.25 * ring.reshape(-1, 3)[sleeve[:-1]]
+        tube = vertices[:len(rows)]
+        tube[rows] = centres.repeat(AROUND, 0)[rows] + 1.25 * ring.reshape(-1, 3)[rows]
     return vertices, sleeve

@@ -179,7 +179,7 @@ def pose_and_place(scenes: list[SceneSpec]) -> None:
             hand.transl, hand.vertices, hand.joints = t, v + t, j + t
     for scene in scenes:
         for hand in scene.hands:
-            arm = forearm.sample_forearm(scene.rng, hand.joints, hand.side) if scene.rng.random() < 0.85 else None
+            arm = forearm.sample_forearm(scene.rng, hand.joints, hand.side)
             if arm is not None:
                 hand.arm = arm[0]
                 cloth = backgrounds.random_colors(scene.rng, 1)[0] / 255.0
