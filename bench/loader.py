@@ -46,18 +46,22 @@ def _loop_pof(kp2, kp3, valid, size, band):  # noqa: ANN001, ANN202
     return pof, np.ones(pof.shape[0], np.float32)
 
 
-def rates(fns: dict, keys: list, repeat: int, chunk: int = 20) -> dict[str, float]:  # noqa: ANN001
-    """Per chunk of items the fastest of ``repeat`` runs, functions interleaved."""
+def rates(fns: dict, keys: list, repeat: int, chunk: int = 4) -> dict[str, tuple[float, float]]:  # noqa: ANN001
+    """(wall, cpu) samples/s of each function, interleaved so that other processes' load hits
+    them alike. wall: per chunk of items the fastest of ``repeat`` runs; cpu: items per second
+    of this process's CPU time over all runs (time spent waiting for a core excluded)."""
     chunks = [keys[i:i + chunk] for i in range(0, len(keys), chunk)]
     best = {name: [float("inf")] * len(chunks) for name in fns}
+    cpu = dict.fromkeys(fns, 0.0)
     for _ in range(repeat):
         for c, part in enumerate(chunks):
             for name, fn in fns.items():
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 for key in part:
                     fn(key)
                 best[name][c] = min(best[name][c], time.perf_counter() - start)
-    return {name: len(keys) / sum(t) for name, t in best.items()}
+                cpu[name] += time.process_time() - start_cpu
+    return {name: (len(keys) / sum(t), repeat * len(keys) / cpu[name]) for name, t in best.items()}
 
 
 def main() -> None:
@@ -92,18 +96,26 @@ def main() -> None:
         dataset[keys[0]]  # open the shards, warm the caches
         result = rates({"pipeline": dataset.__getitem__, "pipeline, loop targets": with_loop_targets,
                         "decode only": lambda key: decode(blobs[key[0]])}, keys, args.repeat)
-        loader = build_loader([folder], options, batch_size=32, num_samples=len(dataset), num_workers=args.workers)
+        loader = build_loader([folder], options, batch_size=32, num_samples=4 * len(dataset), num_workers=args.workers)
         start = time.perf_counter()
-        count = sum(len(batch["index"]) for batch in loader)
-        loader_rate = count / (time.perf_counter() - start)
+        count, first = 0, None
+        for batch in loader:
+            if first is None:
+                first, first_count = time.perf_counter(), len(batch["index"])
+            count += len(batch["index"])
+        end = time.perf_counter()
+        loader_rate, steady_rate = count / (end - start), (count - first_count) / (end - first)
 
     print(f"loader: {args.n} hands {args.width}x{args.height} JPEG embedded ({shard_mb:.1f} MB shards), "
           f"input {args.input_size}, maps {args.heatmap_size}, training augmentation")
-    for name, rate in result.items():
-        print(f"  {name:24s} {rate:8.0f} samples/s (one core)")
-    print(f"  ratio pipeline / loop-target pipeline {result['pipeline'] / result['pipeline, loop targets']:.2f} x")
-    print(f"  DataLoader, {args.workers} workers, batch 32: {loader_rate:.0f} samples/s "
-          f"(includes worker start-up; {count} samples)")
+    print(f"  {'samples/s on one core':32s} {'wall (best)':>12s} {'CPU time':>10s}")
+    for name, (wall, cpu) in result.items():
+        print(f"  {name:32s} {wall:12.0f} {cpu:10.0f}")
+    for k, label in ((0, "wall"), (1, "CPU time")):
+        ratio = result["pipeline"][k] / result["pipeline, loop targets"][k]
+        print(f"  ratio pipeline / loop-target pipeline ({label}) {ratio:.2f} x")
+    print(f"  DataLoader, {args.workers} workers, batch 32, {count} samples: {loader_rate:.0f} samples/s "
+          f"({steady_rate:.0f} after the first batch)")
 
 
 if __name__ == "__main__":

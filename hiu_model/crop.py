@@ -26,6 +26,7 @@ import numpy as np
 
 from hiu_data.errors import CorruptImageError
 from hiu_data.targets import to_cv2_affine
+from hiu_model.mano import mirror_pose as mano_mirror_pose
 
 _MIRROR_X = np.diag([-1.0, 1.0, 1.0])
 
@@ -33,11 +34,9 @@ _MIRROR_X = np.diag([-1.0, 1.0, 1.0])
 def mirror_pose(pose: np.ndarray) -> np.ndarray:
     """Mirror a MANO pose (..., 48) axis-angle between the left and the right hand.
 
-    :func:`hiu_model.mano.mirror_pose` (keeps x, negates y and z of every axis-angle triplet),
-    imported on first use because the MANO module pulls in smplx. Returns float32.
+    :func:`hiu_model.mano.mirror_pose`: keeps x and negates y and z of every axis-angle
+    triplet. Returns float32 of the same shape.
     """
-    from hiu_model.mano import mirror_pose as mano_mirror_pose
-
     return np.asarray(mano_mirror_pose(np.asarray(pose, dtype=np.float32)), dtype=np.float32)
 
 
