@@ -144,7 +144,7 @@ def pose_from_angles(
         r = axis_angle_to_matrix(angles[..., k : k + 1] * ax)
         rot = r if rot is None else rot @ r
     hand = matrix_to_axis_angle(rot).reshape(angles.shape[0], 45) - hands_mean.to(dtype)
-    root = torch.zeros(angles.shape[0], 3, dtype=dtype) if global_orient is None else global_orient.to(dtype)
+    root = angles.new_zeros(angles.shape[0], 3) if global_orient is None else global_orient.to(dtype)
     return torch.cat([root, hand], dim=1)
 
 

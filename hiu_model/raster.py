@@ -38,7 +38,7 @@ def project(points: Tensor, K: Tensor) -> Tensor:
     """
     if K.dim() == 2:
         K = K.unsqueeze(0)
-    uvw = torch.einsum("bij,bnj->bni", K.to(points.dtype), points)
+    uvw = torch.einsum("bij,bnj->bni", K.to(device=points.device, dtype=points.dtype), points)
     return uvw[..., :2] / uvw[..., 2:3]
 
 
@@ -124,12 +124,13 @@ def iter_pairs(boxes: FaceBoxes, max_pairs: int = DEFAULT_MAX_PAIRS) -> Iterator
     while start_face < num:
         base = int(ends[start_face - 1]) if start_face > 0 else 0
         # Last face whose pairs still fit in this chunk (at least one face per chunk).
-        stop = int(torch.searchsorted(ends, torch.tensor(base + max_pairs), right=True))
+        stop = int(torch.searchsorted(ends, torch.tensor(base + max_pairs, device=ends.device), right=True))
         stop = max(stop, start_face + 1)
         sl = slice(start_face, stop)
         cnt = counts[sl]
-        local = torch.repeat_interleave(torch.arange(stop - start_face), cnt)
-        offset = torch.arange(int(cnt.sum())) - (torch.cumsum(cnt, 0) - cnt)[local]
+        dev = cnt.device
+        local = torch.repeat_interleave(torch.arange(stop - start_face, device=dev), cnt)
+        offset = torch.arange(int(cnt.sum()), device=dev) - (torch.cumsum(cnt, 0) - cnt)[local]
         w = boxes.w[sl][local]
         yield (
             boxes.inst[sl][local],

@@ -124,6 +124,7 @@ def soft_silhouette(
         faces_per_pixel = faces.shape[0]
     if sigma <= 0 or blur < 0 or faces_per_pixel < 1:
         raise ValueError(f"need sigma > 0, blur_radius >= 0, faces_per_pixel >= 1 (got {sigma}, {blur}, {faces_per_pixel})")
+    faces = faces.to(vertices.device)
     if K.dim() == 2:
         K = K.unsqueeze(0).expand(vertices.shape[0], 3, 3)
     if backend == "pytorch3d":
@@ -170,9 +171,9 @@ def _candidates(xy: Tensor, z: Tensor, faces: Tensor, image_size: tuple[int, int
         for lst, value in zip(out, (inst, pix, depth, inside, dist)):
             lst.append(value)
     if not out[0]:
-        empty = torch.zeros(0, dtype=torch.long)
-        zeros = torch.zeros(0, dtype=xy.dtype)
-        return empty, empty, zeros, torch.zeros(0, dtype=torch.bool), zeros
+        empty = torch.zeros(0, dtype=torch.long, device=xy.device)
+        zeros = xy.new_zeros(0)
+        return empty, empty, zeros, torch.zeros(0, dtype=torch.bool, device=xy.device), zeros
     return tuple(torch.cat(lst) for lst in out)  # type: ignore[return-value]
 
 
@@ -182,7 +183,7 @@ def _nearest_k(pix: Tensor, depth: Tensor, faces_of: Tensor, k: int) -> Tensor:
 
     Ties in depth go to the lower face index, so results do not depend on batching or chunking.
     """
-    everything = torch.arange(pix.numel())
+    everything = torch.arange(pix.numel(), device=pix.device)
     if pix.numel() == 0:
         return everything
     crowded = torch.bincount(pix)[pix] > k
@@ -195,7 +196,7 @@ def _nearest_k(pix: Tensor, depth: Tensor, faces_of: Tensor, k: int) -> Tensor:
     order = torch.argsort(faces_of[sub], stable=True)
     order = order[torch.argsort(((pix[sub] << 31) | depth_bits)[order], stable=True)]
     _, group = torch.unique_consecutive(pix[sub][order], return_counts=True)
-    rank = torch.arange(order.numel()) - torch.repeat_interleave(torch.cumsum(group, 0) - group, group)
+    rank = torch.arange(order.numel(), device=pix.device) - torch.repeat_interleave(torch.cumsum(group, 0) - group, group)
     return torch.cat([everything[~crowded], sub[order[rank < k]]])
 
 

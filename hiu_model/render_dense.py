@@ -69,7 +69,8 @@ def soft_silhouette_dense(vertices: Tensor, faces: Tensor, K: Tensor, image_size
     if K.dim() == 2:
         K = K.unsqueeze(0).expand(vertices.shape[0], 3, 3)
     xy = project(vertices, K)
-    rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    dev = vertices.device
+    rows, cols = torch.meshgrid(torch.arange(height, device=dev), torch.arange(width, device=dev), indexing="ij")
     pixels = torch.stack([cols.reshape(-1), rows.reshape(-1)], -1).to(vertices.dtype) + 0.5
     total = dense_log_miss(xy, vertices[..., 2], faces, pixels, sigma, blur_radius, faces_per_pixel)
     return (-torch.expm1(total)).view(-1, height, width)

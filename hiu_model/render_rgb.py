@@ -63,9 +63,9 @@ def rasterize_nearest(
     tri_xy, tri_z = face_vertices(xy, vertices[..., 2], faces)
     boxes = face_boxes(tri_xy, tri_z, image_size, 0.0)
     npix = bsz * height * width
-    depth = torch.full((npix,), float("inf"), dtype=vertices.dtype)
-    face = torch.full((npix,), -1, dtype=torch.long)
-    bary_out = torch.zeros(npix, 3, dtype=vertices.dtype)
+    depth = vertices.new_full((npix,), float("inf"))
+    face = torch.full((npix,), -1, dtype=torch.long, device=vertices.device)
+    bary_out = vertices.new_zeros(npix, 3)
     for inst, px, py in iter_pairs(boxes, max_pairs):
         p = pixel_centres(px, py, vertices.dtype)
         bary = barycentric(p, tri_xy[inst])
@@ -120,17 +120,18 @@ def render_rgb(
     height, width = image_size
     bsz = vertices.shape[0]
     vertices = vertices.detach()
+    faces = faces.to(vertices.device)
     face, bary, depth = rasterize_nearest(vertices, faces, K, image_size)
     mask = face >= 0
-    colors = vertex_colors.to(vertices.dtype)
+    colors = vertex_colors.to(device=vertices.device, dtype=vertices.dtype)
     if colors.dim() == 2:
         colors = colors.unsqueeze(0).expand(bsz, -1, -1)
     normals = vertex_normals(vertices, faces)
-    light = torch.as_tensor(light_dir, dtype=vertices.dtype)
+    light = torch.as_tensor(light_dir, dtype=vertices.dtype, device=vertices.device)
     light = torch.nn.functional.normalize(light.reshape(-1, 3), dim=-1).expand(bsz, 3)
 
-    rgb = torch.empty(bsz, height, width, 3, dtype=vertices.dtype)
-    rgb[:] = torch.as_tensor(background, dtype=vertices.dtype)
+    rgb = vertices.new_empty(bsz, height, width, 3)
+    rgb[:] = torch.as_tensor(background, dtype=vertices.dtype, device=vertices.device)
     b_idx, row, col = torch.nonzero(mask, as_tuple=True)
     corners = faces[face[b_idx, row, col]]  # (P, 3)
     w = bary[b_idx, row, col].unsqueeze(-1)  # (P, 3, 1)
