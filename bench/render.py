@@ -6,7 +6,7 @@ blur radius ln(1e4 - 1) * sigma, at 64x64 and 128x128; the loss is a weighted su
 ``--mesh hand`` uses the procedural hand (2,260 faces) instead.
 
 The baseline, measured in the same run, is the straightforward dense computation
-(:mod:`hiu_model.render_dense`: every face against every pixel, plain autograd), run on a
+(:mod:`hiu_model.render_backends`: every face against every pixel, plain autograd), run on a
 few of the meshes pixel-chunk by pixel-chunk (backward per chunk, so its memory stays
 bounded) and scaled to the batch. Each configuration runs in a fresh subprocess so that its
 peak memory (ru_maxrss above the resident size after set-up) is its own.
@@ -93,7 +93,7 @@ def _rss_bytes() -> int:
 def run_one(which: str, mesh: str, batch: int, size: int, repeats: int, baseline_images: int) -> dict:
     """Time one configuration in this process; returns seconds for the whole batch and peak memory."""
     from hiu_model.render import blur_for_sigma, sigma_from_ndc, soft_silhouette
-    from hiu_model.render_dense import dense_log_miss
+    from hiu_model.render_backends import dense_log_miss
     from hiu_model.raster import project
 
     verts, faces, K = scene(mesh, batch, size)

@@ -128,7 +128,7 @@ def soft_silhouette(
     if K.dim() == 2:
         K = K.unsqueeze(0).expand(vertices.shape[0], 3, 3)
     if backend == "pytorch3d":
-        from hiu_model.render_p3d import soft_silhouette_pytorch3d
+        from hiu_model.render_backends import soft_silhouette_pytorch3d
 
         return soft_silhouette_pytorch3d(vertices, faces, K, image_size, sigma, blur, faces_per_pixel, hard)
     if backend != "torch":

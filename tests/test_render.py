@@ -10,7 +10,7 @@ import torch
 
 from hiu_model.mano import HandModel
 from hiu_model.render import blur_for_sigma, project, render_rgb, sigma_from_ndc, soft_silhouette
-from hiu_model.render_dense import soft_silhouette_dense
+from hiu_model.render_backends import soft_silhouette_dense
 
 EYE = torch.eye(3, dtype=torch.float64)
 
