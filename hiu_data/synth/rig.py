@@ -94,15 +94,3 @@ def _hands_mean(model: object) -> np.ndarray:
 def get_rig(side: str, kind: str = "auto") -> HandRig:
     """A cached rig per (side, kind): models are built once per process."""
     return HandRig(side, kind)
-
-
-def mirror_pose(pose: np.ndarray) -> np.ndarray:
-    """Mirror axis-angle poses across the model's x = 0 plane: negate y and z of each triplet.
-
-    (..., 3k) -> (..., 3k); the pose of a right hand becomes the pose of the left hand that is
-    its mirror image (the convention of ``hiu_model.mano.mirror_pose``).
-    """
-    pose = np.asarray(pose, dtype=np.float64)
-    shape = pose.shape
-    out = pose.reshape(shape[:-1] + (-1, 3)) * np.array([1.0, -1.0, -1.0])
-    return out.reshape(shape)

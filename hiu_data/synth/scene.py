@@ -41,7 +41,7 @@ from hiu_data.schema import HandSample
 from hiu_data.skeleton import FINGERS, NUM_JOINTS, TIPS
 from hiu_data.synth import appearance, backgrounds, camera, forearm, occluders, poses
 from hiu_data.synth.profiles import Profile
-from hiu_data.synth.rig import HandRig, get_rig, mirror_pose
+from hiu_data.synth.rig import HandRig, get_rig
 
 CHUNK = 16
 """Scenes rendered together; fixed so that results do not depend on the number of workers."""
@@ -120,6 +120,8 @@ def _sample_hand(rng: np.random.Generator, profile: Profile, side: str, right: H
     full[0] = poses.matrix_to_axis_angle(rotation)
     full = full.reshape(48)
     if side == "left":
+        from hiu_model.mano import mirror_pose
+
         # Mirror the right-hand articulation and its view: the left hand is the mirror image.
         full = mirror_pose(full)
     mean = get_rig(side).hands_mean
@@ -347,8 +349,8 @@ def render_chunk(seed: int, indices: list[int], splits: list[str], profile: Prof
     """Generate the scenes ``indices`` (one chunk).
 
     Returns:
-        per scene ``(index, encoded image bytes, records)``; records are empty for wild scenes
-        only in the sense that they carry no image of their own (the image bytes are shared).
+        per scene ``(index, encoded image bytes, records)``, one record per hand; the records
+        of a scene embed the same bytes.
     """
     scenes = [sample_scene(seed, i, profile, s) for i, s in zip(indices, splits)]
     pose_and_place(scenes)
