@@ -159,12 +159,14 @@ def sample_scene(seed: int, index: int, profile: Profile, split: str) -> SceneSp
         sides = [profile.sides[int(rng.integers(0, len(profile.sides)))]]
     hands = [_sample_hand(rng, profile, side, right, slot, num_hands) for slot, side in enumerate(sides)]
     lighting = appearance.sample_lighting(rng, wild=profile.wild)
-    for hand in hands:
+    tone = appearance.sample_skin_tone(rng)
+    for k, hand in enumerate(hands):
         rig = get_rig(hand.side)
-        hand.tone = appearance.sample_skin_tone(rng)
+        # Two hands mostly belong to one person; now and then to two people.
+        hand.tone = tone if k == 0 or rng.random() < 0.75 else appearance.sample_skin_tone(rng)
         hand.albedo = appearance.skin_albedo(rng, hand.tone, rig.rest_vertices, rig.rest_normals, rig.palmar_dir,
                                              rig.tip_vertex_ids)
-    return SceneSpec(index, split, K, hands, lighting, rng)
+    return SceneSpec(index, split, K, hands, lighting, rng, extras=dict(profile.extras))
 
 
 def pose_and_place(scenes: list[SceneSpec]) -> None:
@@ -267,8 +269,8 @@ def _post_process(rng: np.random.Generator, image: np.ndarray, wild: bool) -> np
     return np.clip(image + 0.5, 0, 255).astype(np.uint8)
 
 
-def composite(scene: SceneSpec, rgb: np.ndarray, depth: np.ndarray, width: int, height: int,
-              wild: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def composite(scene: SceneSpec, rgb: np.ndarray, depth: np.ndarray, profile: Profile
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Background, shadow, hands by depth, occluders and noise for one scene.
 
     Args:
@@ -278,7 +280,7 @@ def composite(scene: SceneSpec, rgb: np.ndarray, depth: np.ndarray, width: int, 
         0..n-1, forearms n..2n-1, -1 none),
         occluder coverage (H, W) bool)``.
     """
-    rng = scene.rng
+    rng, width, height, wild = scene.rng, profile.width, profile.height, profile.wild
     styles = backgrounds.WILD_STYLES if wild else backgrounds.LABELED_STYLES
     background, style = backgrounds.random_background(rng, height, width, styles)
     scene.extras["background"] = style
@@ -302,7 +304,7 @@ def composite(scene: SceneSpec, rgb: np.ndarray, depth: np.ndarray, width: int, 
     alpha = np.where(covered[..., None], np.maximum(alpha, 0.5), alpha)
     image = image * (1.0 - alpha) + hand_rgb * alpha
     occluded = np.zeros((height, width), bool)
-    if rng.random() < (0.4 if wild else 0.3):
+    if rng.random() < profile.occluders:
         boxes = []
         for k in range(len(scene.hands)):
             ys, xs = np.nonzero(owner == k)
@@ -361,8 +363,7 @@ def render_chunk(seed: int, indices: list[int], splits: list[str], profile: Prof
     for scene in scenes:
         n = len(scene.hands)
         layers = list(range(start, start + n)) + list(range(num_hands + start, num_hands + start + n))
-        image, scene_depth, owner, occluded = composite(scene, rgb[layers], depth[layers],
-                                                        profile.width, profile.height, profile.wild)
+        image, scene_depth, owner, occluded = composite(scene, rgb[layers], depth[layers], profile)
         start += n
         quality = int(scene.rng.integers(*JPEG_QUALITY))
         data = image_io.encode(image, profile.image_ext, quality=quality)
