@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
+
+import pyarrow as pa
 
 from hiu_data import formats
 from hiu_data.errors import DatasetFormatError, HiuError
@@ -60,15 +64,72 @@ def convert(
     options = {"format": name, "splits": list(splits) if splits else None, "images": images, "on_error": on_error,
                **{k: str(v) for k, v in format_options.items()}}
     reasons: list[str] = []
+    read_tables = getattr(module, "read_tables", None)
+    kwargs = dict(splits=splits, images=images, on_error=on_error, workers=workers, **format_options)
+    # Column-wise readers yield Arrow batches and read with threads: they run in a background
+    # thread so that reading overlaps the Parquet writing here. Per-record readers may fork
+    # worker processes, which must not happen while another thread runs, so they stay inline.
+    items = _prefetch(read_tables(raw_root, **kwargs)) if read_tables else module.read(raw_root, **kwargs)
     with DatasetWriter(out, name, options=options, source_root=raw_root.resolve(), overwrite=overwrite) as writer:
-        for item in module.read(raw_root, splits=splits, images=images, on_error=on_error, workers=workers, **format_options):
+        for item in items:
             if isinstance(item, Skipped):
                 writer.skip(item.sample_id, item.reason)
                 if len(reasons) < 5:
                     reasons.append(f"{item.sample_id}: {item.reason}")
                 log.warning("skipped %s: %s", item.sample_id, item.reason)
                 continue
-            writer.add(item)
+            if isinstance(item, pa.Table):
+                writer.add_table(item)
+                rows = len(item)
+            else:
+                writer.add(item)
+                rows = 1
             if progress is not None:
-                progress(1)
+                progress(rows)
     return ConvertResult(writer.target, dict(writer.counts), writer.num_skipped, reasons)
+
+
+_DONE = object()
+
+
+def _prefetch(items: Iterator[Any], depth: int = 4) -> Iterator[Any]:
+    """Run ``items`` in a background thread, ``depth`` items ahead; its exceptions re-raise here."""
+    buffer: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    break
+            else:
+                put(_DONE)
+        except BaseException as e:  # handed to the consumer, which re-raises it
+            put(e)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # ends the reader's worker pool when the consumer stopped early
+
+    thread = threading.Thread(target=produce, name="hiu-convert-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()

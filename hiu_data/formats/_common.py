@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -143,11 +144,12 @@ def project(points: np.ndarray, K: np.ndarray) -> np.ndarray:
         return homogeneous[..., :2] / homogeneous[..., 2:3]
 
 
-def visibility_in_image(keypoints_2d: np.ndarray, width: int, height: int) -> np.ndarray:
+def visibility_in_image(keypoints_2d: np.ndarray, width: int | np.ndarray, height: int | np.ndarray) -> np.ndarray:
     """COCO visibility for datasets without occlusion labels: 2 inside the image, 1 outside, 0 NaN.
 
     Args:
-        keypoints_2d: (..., J, 2) pixels.
+        keypoints_2d: (..., J, 2) pixels. width, height: numbers, or arrays broadcasting
+            against (..., J) (e.g. (B, 1) for a batch of differently sized images).
     Returns:
         (..., J) uint8.
     """
@@ -237,15 +239,16 @@ def image_size(data: bytes, path: str | Path, sample_id: str | None = None) -> t
     return int(image.shape[1]), int(image.shape[0])
 
 
-def image_file(root: Path, relative: str, images: str, sample_id: str | None = None) -> ImageFile:
+def image_file(root: str | Path, relative: str, images: str, sample_id: str | None = None) -> ImageFile:
     """Read ``root/relative`` as a record stores it; the size comes from the header (no decode).
 
     Raises:
         CorruptImageError: the file is missing, truncated or not an image.
     """
-    path = root / relative
+    path = os.path.join(root, relative)  # plain strings: pathlib costs more than the read here
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
         raise CorruptImageError(path, "missing image file", sample_id) from None
     except IsADirectoryError:
@@ -253,7 +256,7 @@ def image_file(root: Path, relative: str, images: str, sample_id: str | None = N
     width, height = image_size(data, path, sample_id)
     if images == "embed":
         return ImageFile(data, None, width, height)
-    return ImageFile(None, Path(relative).as_posix(), width, height)
+    return ImageFile(None, relative.replace(os.sep, "/"), width, height)
 
 
 # --- per-sample work: parallel, ordered, with on_error ----------------------------------
@@ -294,15 +297,28 @@ def guarded(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return partial(_call_guarded, fn)
 
 
-def parallel_map(fn: Callable[[Any], Any], jobs: Iterable[Any], workers: int = 1, chunksize: int = 32) -> Iterator[Any]:
+def parallel_map(fn: Callable[[Any], Any], jobs: Iterable[Any], workers: int = 1, chunksize: int = 32,
+                 threads: bool = False) -> Iterator[Any]:
     """``map(fn, jobs)`` in input order, in ``workers`` forked processes when ``workers > 1``.
 
     ``fn`` and the jobs must pickle (a module-level function, small tuples); keep big shared
     data out of the jobs. Results stream back in order; the pool is closed when the consumer
-    stops early (an error raised by ``emit``).
+    stops early (an error raised by ``emit``). ``threads=True`` uses a thread pool instead:
+    right for work that releases the GIL (file reads, OpenCV decoding), with no pickling of
+    results, and safe to use from a non-main thread (``convert`` prefetches in one).
     """
     if workers <= 1:
         yield from map(fn, jobs)
+        return
+    if threads:
+        from multiprocessing.pool import ThreadPool
+
+        thread_pool = ThreadPool(workers)
+        try:
+            yield from thread_pool.imap(fn, jobs, chunksize=chunksize)
+        finally:
+            thread_pool.terminate()
+            thread_pool.join()
         return
     pool = multiprocessing.get_context("fork").Pool(workers)
     try:

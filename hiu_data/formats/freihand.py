@@ -53,16 +53,20 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
+import pyarrow as pa
+from pycocotools import mask as mask_utils
 
 from hiu_data.errors import CorruptImageError, DatasetFormatError
 from hiu_data.formats import Skipped
 from hiu_data.formats._common import (Failure, ImageFile, UnsupportedSampleError, bboxes_from_keypoints,
-                                      emit, encoded_image, guarded, image_file, json_floats, load_json, parallel_map,
-                                      project, require_dir, require_labels, sample_id, select_splits,
+                                      encoded_image, guarded, image_file, json_floats, load_json, parallel_map,
+                                      project, require_dir, require_file, require_labels, sample_id, select_splits,
                                       visibility_in_image)
 from hiu_data.io import images as image_io
+from hiu_data.io.json_numbers import number_lists
 from hiu_data.io import rle
-from hiu_data.schema import HandSample
+from hiu_data.formats._columns import hand_table
+from hiu_data.schema import HandSample, table_to_samples
 from hiu_data.skeleton import NUM_JOINTS
 
 log = logging.getLogger(__name__)
@@ -79,72 +83,84 @@ CAMERA = None
 NUM_TRAINING, NUM_EVALUATION = 32560, 3960
 MASK_THRESHOLD = 128
 MANO_SIZE = 61
+BATCH_ROWS = 256
 _RGB_NAME = re.compile(r"^(\d{8})\.jpg$")
 
 
 class _Labels:
-    """The annotation lists of one split as arrays, plus per-entry problems (index -> message)."""
+    """The annotation lists of one split as arrays, plus per-entry problems (index -> (file, message))."""
 
     def __init__(self, root: Path, raw: str, split: str) -> None:
-        k_path = root / f"{raw}_K.json"
-        entries = load_json(k_path, f"the FreiHAND {raw} intrinsics ({raw}_K.json, a list of 3x3 matrices)")
-        if not isinstance(entries, list):
-            raise DatasetFormatError(k_path, "expected a JSON list of 3x3 matrices")
-        self.n = len(entries)
         self.problems: dict[int, tuple[Path, str]] = {}
-        self.K = self._stack(entries, (3, 3), k_path, "K")
-        self.xyz = self._optional(root / f"{raw}_xyz.json", (NUM_JOINTS, 3), "xyz (21x3 metres)")
-        self.mano = self._optional(root / f"{raw}_mano.json", (MANO_SIZE,), "MANO parameters (61 values)")
+        self._extras: dict[int, str] = {}
+        k_path = root / f"{raw}_K.json"
+        require_file(k_path, f"the FreiHAND {raw} intrinsics ({raw}_K.json, a list of 3x3 matrices)")
+        self.n = -1
+        self.K = self._load(k_path, (3, 3), "K")
+        self.xyz = self._load(root / f"{raw}_xyz.json", (NUM_JOINTS, 3), "xyz (21x3 metres)", optional=True)
+        self.mano = self._load(root / f"{raw}_mano.json", (MANO_SIZE,), "MANO parameters (61 values)", optional=True)
         if self.xyz is not None:
             self.kp2d = project(self.xyz, self.K).astype(np.float32)
-            self.vis = visibility_in_image(self.kp2d, *IMAGE_SIZE)
-            self.bbox = bboxes_from_keypoints(self.kp2d, self.vis, *IMAGE_SIZE)
             self.xyz32 = self.xyz.astype(np.float32)
         self.K32 = self.K.astype(np.float32)
         if self.mano is not None:
-            self.pose32 = self.mano[:, :48].astype(np.float32)
-            self.betas32 = self.mano[:, 48:58].astype(np.float32)
+            self.mano32 = self.mano.astype(np.float32)
 
-    def _optional(self, path: Path, shape: tuple[int, ...], what: str) -> np.ndarray | None:
-        if not path.is_file():
+    def extras(self, idx: int) -> str:
+        """The ``extras`` JSON text of annotation ``idx`` (shared by its versions; built once)."""
+        cached = self._extras.get(idx)
+        if cached is None:
+            extras: dict[str, Any] = {"annotation_index": idx}
+            if self.mano is not None:
+                extras.update(mano_uv_root=self.mano[idx, 58:60].tolist(), mano_scale=float(self.mano[idx, 60]))
+            cached = self._extras[idx] = json.dumps(extras, sort_keys=True)
+        return cached
+
+    def _load(self, path: Path, shape: tuple[int, ...], what: str, optional: bool = False) -> np.ndarray | None:
+        """(n, *shape) float64 of one label file (n from the first file, ``_K.json``); None if
+        optional and absent. Entries with a wrong shape or NaN/inf are NaN and noted in problems;
+        an entry may carry a leading axis of 1 (``[[61 values]]`` in ``*_mano.json``)."""
+        if optional and not path.is_file():
             return None
-        entries = load_json(path)
-        if not isinstance(entries, list) or len(entries) != self.n:
-            got = len(entries) if isinstance(entries, list) else type(entries).__name__
-            raise DatasetFormatError(path, f"expected a list of {self.n} entries like the _K.json beside it, got {got}")
-        return self._stack(entries, shape, path, what)
-
-    def _stack(self, entries: list[Any], shape: tuple[int, ...], path: Path, what: str) -> np.ndarray:
-        """(n, *shape) float64; entries of a wrong shape or with NaN/inf are NaN and noted in problems.
-
-        An entry may also carry a leading axis of 1 (``[[61 values]]`` in ``*_mano.json``).
-        """
-        accepted = (shape, (1,) + shape)
+        shapes = (shape, (1,) + shape)
         try:
-            arr = np.asarray(entries, dtype=np.float64)
-            if arr.shape[1:] not in accepted or len(arr) != self.n:
-                raise ValueError("ragged or wrong shape")
-            arr = arr.reshape((self.n,) + shape)
-        except (TypeError, ValueError):
-            arr = np.full((self.n,) + shape, np.nan)
-            for i, entry in enumerate(entries):
-                try:
-                    value = np.asarray(entry, dtype=np.float64)
-                except (TypeError, ValueError):
-                    value = np.zeros(0)
-                if value.shape not in accepted:
-                    self.problems.setdefault(i, (path, f"entry {i}: {what} has shape {value.shape}, expected {shape}"))
-                else:
-                    arr[i] = value.reshape(shape)
+            text = path.read_bytes()
+        except OSError as e:
+            raise DatasetFormatError(path, f"cannot read ({e.strerror})") from None
+        flat = number_lists(text, shapes, self.n if self.n >= 0 else None)
+        arr = flat.reshape((len(flat),) + shape) if flat is not None else self._parse(path, shapes, what)
+        if self.n < 0:
+            self.n = len(arr)
         bad = ~np.isfinite(arr.reshape(self.n, -1)).all(axis=1)
         for i in np.flatnonzero(bad):
             self.problems.setdefault(int(i), (path, f"entry {i}: {what} contains NaN or inf"))
         return arr
 
+    def _parse(self, path: Path, shapes: tuple[tuple[int, ...], ...], what: str) -> np.ndarray:
+        """The slow path: json, then entry by entry to name the entries that are wrong."""
+        entries = load_json(path)
+        if not isinstance(entries, list):
+            raise DatasetFormatError(path, f"expected a JSON list of {what}, found {type(entries).__name__}")
+        if self.n >= 0 and len(entries) != self.n:
+            raise DatasetFormatError(path, f"expected a list of {self.n} entries like the _K.json beside it, "
+                                           f"got {len(entries)}")
+        shape = shapes[0]
+        arr = np.full((len(entries),) + shape, np.nan)
+        for i, entry in enumerate(entries):
+            try:
+                value = np.asarray(entry, dtype=np.float64)
+            except (TypeError, ValueError):
+                value = np.zeros(0)
+            if value.shape not in shapes:
+                self.problems.setdefault(i, (path, f"entry {i}: {what} has shape {value.shape}, expected {shape}"))
+            else:
+                arr[i] = value.reshape(shape)
+        return arr
+
 
 def _image_job(job: tuple[str, str, str, str]) -> ImageFile:
     root, relative, images, sid = job
-    return image_file(Path(root), relative, images, sid)
+    return image_file(root, relative, images, sid)
 
 
 def _mask_job(job: tuple[str, str, int]) -> dict[str, Any]:
@@ -154,15 +170,21 @@ def _mask_job(job: tuple[str, str, int]) -> dict[str, Any]:
     except FileNotFoundError:
         raise CorruptImageError(path, "missing mask file (expected one per training annotation)", sid) from None
     grey = image_io.decode(data, path, sid, grayscale=True)
-    return rle.encode(grey >= threshold)
+    # Threshold straight into the column-major uint8 layout pycocotools encodes (rle.encode
+    # would copy twice more); bool and uint8 share their 1-byte layout, so view, not convert.
+    binary = np.greater_equal(grey, threshold, order="F").view(np.uint8)
+    encoded = mask_utils.encode(binary)
+    return {"size": [int(encoded["size"][0]), int(encoded["size"][1])], "counts": bytes(encoded["counts"])}
 
 
-def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embed", on_error: str = "fail",
-         workers: int = 1, mask_threshold: int = MASK_THRESHOLD) -> Iterator[HandSample | Skipped]:
-    """Read FreiHAND v2 into HandSample records (see the module docstring for the layout).
+def read_tables(root: Path, *, splits: Sequence[str] | None = None, images: str = "embed", on_error: str = "fail",
+                workers: int = 1, mask_threshold: int = MASK_THRESHOLD,
+                batch_rows: int = BATCH_ROWS) -> Iterator[pa.Table | Skipped]:
+    """Read FreiHAND v2 as ``hand_sample`` Arrow tables of up to ``batch_rows`` rows (``convert``'s path).
 
     Without ``splits`` every split whose ``<raw>_K.json`` exists is read; a requested split must
-    exist. Image files are read (not decoded) in ``workers`` processes; training masks are decoded.
+    exist. Labels are computed for a whole split at once; image files are read (not decoded)
+    and training masks decoded in ``workers`` threads (both release the GIL).
     """
     root = Path(root)
     chosen = select_splits(NAME, SPLITS, splits, images, on_error)
@@ -171,10 +193,28 @@ def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embe
         if not chosen:
             raise DatasetFormatError(root, "not a FreiHAND v2 folder; expected training_K.json and/or evaluation_K.json here")
     for split in chosen:
-        yield from emit(_read_split(root, split, images, workers, mask_threshold), on_error)
+        for item in _read_split(root, split, images, workers, mask_threshold, batch_rows):
+            if not isinstance(item, Failure):
+                yield item
+            elif on_error == "skip":
+                yield item.skipped()
+            else:
+                raise item.exception()
 
 
-def _read_split(root: Path, split: str, images: str, workers: int, threshold: int) -> Iterator[HandSample | Failure]:
+def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embed", on_error: str = "fail",
+         workers: int = 1, mask_threshold: int = MASK_THRESHOLD) -> Iterator[HandSample | Skipped]:
+    """Read FreiHAND v2 into HandSample records (see the module docstring; rows of :func:`read_tables`)."""
+    for item in read_tables(root, splits=splits, images=images, on_error=on_error, workers=workers,
+                            mask_threshold=mask_threshold):
+        if isinstance(item, Skipped):
+            yield item
+        else:
+            yield from table_to_samples(item)
+
+
+def _read_split(root: Path, split: str, images: str, workers: int, threshold: int,
+                batch_rows: int) -> Iterator[pa.Table | Failure]:
     raw = RAW_SPLIT[split]
     labels = _Labels(root, raw, split)
     if split == "train" and labels.xyz is None:
@@ -186,21 +226,31 @@ def _read_split(root: Path, split: str, images: str, workers: int, threshold: in
     mask_dir = root / raw / "mask"
     if split == "train" and mask_dir.is_dir():
         mask_jobs = [(str(mask_dir / f"{i:08d}.jpg"), sample_id(NAME, split, f"{i:08d}"), threshold) for i in range(n)]
-        masks = list(parallel_map(guarded(_mask_job), mask_jobs, workers, chunksize=64))
+        masks = list(parallel_map(guarded(_mask_job), mask_jobs, workers, chunksize=16, threads=True))
     file_ids = [idx + n * v for v in versions for idx in range(n)]
     jobs = [(str(root), f"{raw}/rgb/{fid:08d}.jpg", images, sample_id(NAME, split, f"{fid:08d}")) for fid in file_ids]
-    results = parallel_map(guarded(_image_job), jobs, workers, chunksize=64)
+    results = parallel_map(guarded(_image_job), jobs, workers, chunksize=16, threads=True)
+    good: list[tuple[int, ImageFile]] = []
     for fid, job, result in zip(file_ids, jobs, results):
         idx, sid = fid % n, job[3]
+        mask = masks[idx]
         if idx in labels.problems:
             path, problem = labels.problems[idx]
             yield Failure(str(path), problem, sid)
         elif isinstance(result, Failure):
             yield result
-        elif isinstance(masks[idx], Failure):
-            yield Failure(masks[idx].path, masks[idx].problem, sid, masks[idx].kind)
+        elif isinstance(mask, Failure):
+            yield Failure(mask.path, mask.problem, sid, mask.kind)
+        elif mask is not None and list(mask["size"]) != [result.height, result.width]:
+            yield Failure(str(mask_dir / f"{idx:08d}.jpg"), f"mask is {mask['size'][1]}x{mask['size'][0]} but the "
+                          f"image is {result.width}x{result.height}", sid, "image")
         else:
-            yield _record(split, fid, idx, VERSIONS[fid // n], result, labels, masks[idx], root / raw)
+            good.append((fid, result))
+        if len(good) >= batch_rows:
+            yield _table(split, good, labels, masks)
+            good = []
+    if good:
+        yield _table(split, good, labels, masks)
 
 
 def _versions_present(rgb: Path, n: int) -> list[int]:
@@ -213,29 +263,31 @@ def _versions_present(rgb: Path, n: int) -> list[int]:
     return versions
 
 
-def _record(split: str, fid: int, idx: int, version: str, image: ImageFile, labels: _Labels,
-            mask: dict[str, Any] | None, folder: Path) -> HandSample | Failure:
-    sid = sample_id(NAME, split, f"{fid:08d}")
-    width, height = image.width, image.height
-    if mask is not None and list(mask["size"]) != [height, width]:
-        return Failure(str(folder / "mask" / f"{idx:08d}.jpg"),
-                       f"mask is {mask['size'][1]}x{mask['size'][0]} but the image is {width}x{height}", sid, "image")
-    extras: dict[str, Any] = {"annotation_index": idx}
-    fields: dict[str, Any] = {"camera_K": labels.K32[idx]}
+def _table(split: str, good: list[tuple[int, ImageFile]], labels: _Labels, masks: list[Any]) -> pa.Table:
+    """The rows of ``good`` (file id, image) as one table, labels gathered by annotation index."""
+    fids = np.array([fid for fid, _ in good])
+    idx = fids % labels.n
+    width = np.array([image.width for _, image in good])
+    height = np.array([image.height for _, image in good])
+    ids = [sample_id(NAME, split, f"{fid:08d}") for fid in fids.tolist()]
+    extras = [labels.extras(i) for i in idx.tolist()]
+    columns: dict[str, Any] = {}
     if labels.xyz is not None:
-        kp2d, vis, bbox = labels.kp2d[idx], labels.vis[idx], labels.bbox[idx]
-        if (width, height) != IMAGE_SIZE:  # precomputed for 224 x 224; redo for an odd image
-            vis = visibility_in_image(kp2d, width, height)
-            bbox = bboxes_from_keypoints(kp2d[None], vis[None], width, height)[0]
-        fields.update(keypoints_2d=kp2d, keypoints_3d=labels.xyz32[idx], visibility=vis, bbox=bbox)
-    else:
-        fields.update(visibility=np.zeros(NUM_JOINTS, np.uint8), bbox=np.array([0, 0, width, height], np.float32))
+        kp2d = labels.kp2d[idx]
+        vis = visibility_in_image(kp2d, width[:, None], height[:, None])
+        columns.update(keypoints_2d=kp2d, keypoints_3d=labels.xyz32[idx], visibility=vis,
+                       bbox=bboxes_from_keypoints(kp2d, vis, width, height))
+    else:  # unlabelled evaluation images: the centred hand fills the crop
+        zeros = np.zeros(len(good))
+        columns.update(visibility=np.zeros((len(good), NUM_JOINTS), np.uint8),
+                       bbox=np.stack([zeros, zeros, width, height], axis=1))
     if labels.mano is not None:
-        fields.update(mano_pose=labels.pose32[idx], mano_betas=labels.betas32[idx])
-        extras.update(mano_uv_root=labels.mano[idx, 58:60].tolist(), mano_scale=float(labels.mano[idx, 60]))
-    return HandSample(sample_id=sid, dataset=NAME, split=split, subset=version, image_id=sid,
-                      image_bytes=image.data, image_path=image.path, width=width, height=height,
-                      hand_side="right", mask=mask, extras=extras, **fields)
+        columns.update(mano_pose=labels.mano32[idx, :48], mano_betas=labels.mano32[idx, 48:58])
+    return hand_table(
+        len(good), sample_id=ids, image_id=ids, dataset=NAME, split=split, hand_side="right",
+        subset=[VERSIONS[fid // labels.n] for fid in fids.tolist()], width=width, height=height,
+        image_bytes=[image.data for _, image in good], image_path=[image.path for _, image in good],
+        camera_K=labels.K32[idx], mask=[masks[i] for i in idx.tolist()], extras=extras, **columns)
 
 
 # --- writer -----------------------------------------------------------------------------
