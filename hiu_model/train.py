@@ -10,7 +10,8 @@ Rank 0 logs, evaluates and saves.
 Data: ``cfg.train.datasets`` (labeled) and ``cfg.train.unlabeled`` are drawn with their
 weights from one sequence; rows of unlabeled sources have every ``has_*`` flag cleared, so
 only the self-supervised losses see them. An unlabeled source may be a plain image folder;
-it is converted once into ``RUN_DIR/data/`` with the ``folder`` format.
+it is converted once into ``RUN_DIR/data/`` with the ``folder`` format (one row per image, or
+per box of a ``detections.json`` beside the images).
 
 Determinism (CPU): the sampling sequence depends on (seed, epoch) only, augmentation on the
 draw's key, and the torch generator is reseeded from (seed, step, rank) before every step
@@ -124,8 +125,10 @@ def _prepare_unlabeled(sources: list[dict[str, Any]], run_dir: Path, info: distr
             if info.is_main and not target.exists():
                 from hiu_data.convert import convert
 
+                # A detections file beside the images (as synth-wild writes) gives one row per hand box.
+                boxes = path / "detections.json"
                 log.info("converting image folder %s into %s", path, target)
-                convert("folder", path, target, images="reference")
+                convert("folder", path, target, images="reference", **({"boxes": boxes} if boxes.exists() else {}))
         out.append({**src, "path": str(target)})
     return out
 

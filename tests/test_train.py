@@ -89,6 +89,22 @@ def test_run_folder_rules(hands: Path, tmp_path: Path) -> None:
     assert not model.training
 
 
+def test_unlabeled_image_folder_gets_only_self_supervised_losses(hands: Path, tmp_path: Path) -> None:
+    from hiu_data.io.images import decode, encode
+    from hiu_data.io.parquet import HandDataset
+
+    images = tmp_path / "wild"
+    images.mkdir()
+    records = HandDataset(hands / "handmade")
+    for i in range(2):
+        (images / f"{i}.png").write_bytes(encode(decode(records[i].image_bytes), ".png"))
+    cfg = _config(hands, "train.steps=2", f"train.unlabeled=[{{path: {images}, weight: 3.0}}]")
+    run = train(cfg, tmp_path / "run")
+    assert (run / "data" / "unlabeled-0" / "folder" / "manifest.json").exists()
+    self_terms = [r["value"] for r in read_metrics(run) if r["tag"] in ("train/self_mask", "train/self_keypoints")]
+    assert self_terms and any(v > 0 for v in self_terms)
+
+
 def test_lr_schedule() -> None:
     tc = load_config(None, "tiny", ["train.steps=100", "train.warmup_steps=10", "train.min_lr_ratio=0.1"]).train
     assert lr_factor(0, tc) == pytest.approx(0.1) and lr_factor(9, tc) == pytest.approx(1.0)
