@@ -34,6 +34,7 @@ from hiu_data.schema import IMAGE_TYPE, RLE_TYPE, arrow_schema
 
 _STRINGS = ("sample_id", "dataset", "split", "subset", "image_id", "hand_side", "label_source", "review_status")
 _DEFAULTS = {"label_source": "dataset"}
+_REQUIRED = ("sample_id", "dataset", "split", "image_id", "width", "height", "hand_side", "bbox", "visibility")
 
 
 def _strings(value: Any, n: int) -> pa.Array:
@@ -98,7 +99,8 @@ def hand_table(n: int, **columns: Any) -> pa.Table:
     """A table of :func:`~hiu_data.schema.arrow_schema` from whole columns (see the module docstring).
 
     Raises:
-        TypeError: an unknown column name. ValueError: a column of the wrong size.
+        TypeError: an unknown column name or a missing required one (sample_id, dataset, split,
+            image_id, width, height, hand_side, bbox, visibility). ValueError: a column of the wrong size.
     """
     image_bytes = columns.pop("image_bytes", None)
     image_path = columns.pop("image_path", None)
@@ -106,6 +108,9 @@ def hand_table(n: int, **columns: Any) -> pa.Table:
     unknown = set(columns) - set(schema.names)
     if unknown:
         raise TypeError(f"hand_table: unknown columns {sorted(unknown)}")
+    missing = [name for name in _REQUIRED if columns.get(name) is None]
+    if missing:
+        raise TypeError(f"hand_table: missing required columns {missing}")
     arrays = []
     for f in schema:
         value = columns.get(f.name, _DEFAULTS.get(f.name))
