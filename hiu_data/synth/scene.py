@@ -1,7 +1,8 @@
 """Synthetic hand scenes: sample, pose, place, render, composite and label.
 
 One scene is one image with one or two hands. Everything random about scene ``index`` comes
-from its own generator ``numpy.random.default_rng([seed, stream, index])``, and scenes are
+from its own generator ``numpy.random.default_rng([seed, stream, index])`` (``stream`` names
+the output kind, see :func:`stream_of`), and scenes are
 rendered in fixed chunks of :data:`CHUNK` consecutive indices, so a scene's image and labels
 do not depend on how many worker processes made them or in which order.
 
@@ -40,12 +41,20 @@ from hiu_data.io import rle
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import FINGERS, NUM_JOINTS, TIPS
 from hiu_data.synth import appearance, backgrounds, camera, forearm, occluders, poses
-from hiu_data.synth.profiles import Profile
+from hiu_data.synth.profiles import FORMATS, Profile
 from hiu_data.synth.rig import HandRig, get_rig
 
 CHUNK = 16
 """Scenes rendered together; fixed so that results do not depend on the number of workers."""
-STREAM_LABELED, STREAM_WILD = 0, 1
+WILD_STREAM = 100
+
+
+def stream_of(profile: Profile) -> int:
+    """The random stream of an output kind: outputs written with one seed (the demo writes six
+    raw layouts) get different scenes, not the same scenes through another camera."""
+    return WILD_STREAM if profile.wild else FORMATS.index(profile.name)
+
+
 DATASET = "synth"
 JPEG_QUALITY = (80, 96)
 
@@ -148,7 +157,7 @@ def _sample_hand(rng: np.random.Generator, profile: Profile, side: str, right: H
 
 def sample_scene(seed: int, index: int, profile: Profile, split: str) -> SceneSpec:
     """Everything random about scene ``index`` except the pixels drawn later from its ``rng``."""
-    rng = scene_rng(seed, STREAM_WILD if profile.wild else STREAM_LABELED, index)
+    rng = scene_rng(seed, stream_of(profile), index)
     right = get_rig("right")
     K = _sample_camera(rng, profile)
     both = set(profile.sides) == {"left", "right"}

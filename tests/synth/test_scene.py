@@ -136,3 +136,9 @@ def test_bad_arguments_are_one_line_errors(bad: dict) -> None:
 
     with pytest.raises(HiuError):
         list(generate_scenes(seed=0, **bad))
+
+
+def test_outputs_of_one_seed_get_different_scenes() -> None:
+    stb = list(generate_scenes(1, seed=0, profile="stb"))[0][2][0]
+    dexter = list(generate_scenes(1, seed=0, profile="dexter"))[0][2][0]
+    assert not np.allclose(stb.keypoints_3d, dexter.keypoints_3d)
