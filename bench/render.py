@@ -126,16 +126,16 @@ def run_one(which: str, mesh: str, batch: int, size: int, repeats: int, baseline
 
     fn = ours if which == "ours" else dense
     result = fn()  # warm-up (and the values for the agreement check)
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
-    if which == "dense":
-        seconds *= batch / baseline_images
+        cpu_times.append(time.process_time() - cpu_start)
+    scale = batch / baseline_images if which == "dense" else 1.0
+    seconds, cpu_seconds = statistics.median(times) * scale, statistics.median(cpu_times) * scale
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base_rss
-    return {"seconds": seconds, "times": times, "peak_mib": peak / 2**20, "faces": int(faces.shape[0]),
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "times": times, "peak_mib": peak / 2**20, "faces": int(faces.shape[0]),
             "alpha_head": result[:baseline_images].reshape(-1).tolist() if size <= 64 else None}
 
 
@@ -156,7 +156,8 @@ def main() -> None:
         print(json.dumps(run_one(which, args.mesh, args.batch, size, args.repeats, args.baseline_images)))
         return
     print(f"soft silhouette fwd+bwd, CPU, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"batch {args.batch} x {args.mesh}, K=50, sigma=1e-4 NDC^2")
+          f"batch {args.batch} x {args.mesh}, K=50, sigma=1e-4 NDC^2, load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} cores")
     for size in args.sizes:
         res = {}
         for which in ("ours", "dense"):
@@ -171,12 +172,14 @@ def main() -> None:
         if ours["alpha_head"] is not None:
             diff = max(abs(a - b) for a, b in zip(ours["alpha_head"], dense["alpha_head"]))
             agree = f"  max |alpha - dense| {diff:.1e}"
-        line = (f"{size}x{size} ({ours['faces']} faces): hiu {ours['seconds']:.3f} s (peak +{ours['peak_mib']:.0f} MiB)  "
-                f"dense {dense['seconds']:.2f} s (peak +{dense['peak_mib']:.0f} MiB, {args.baseline_images} meshes "
-                f"scaled to {args.batch})  ratio dense/hiu {dense['seconds'] / ours['seconds']:.1f}x{agree}")
+        line = (f"{size}x{size} ({ours['faces']} faces): hiu {ours['seconds']:.3f} s wall / {ours['cpu_seconds']:.3f} s CPU"
+                f" (peak +{ours['peak_mib']:.0f} MiB)  dense {dense['seconds']:.1f} s wall / {dense['cpu_seconds']:.1f} s CPU"
+                f" (peak +{dense['peak_mib']:.0f} MiB; {args.baseline_images} meshes, scaled to {args.batch})  "
+                f"dense/hiu {dense['seconds'] / ours['seconds']:.0f}x wall, "
+                f"{dense['cpu_seconds'] / ours['cpu_seconds']:.0f}x CPU{agree}")
         if args.mesh == "sphere" and args.batch == 32 and size in PYTORCH3D_REFERENCE_S:
             ref = PYTORCH3D_REFERENCE_S[size]
-            line += f"  PyTorch3D ref {ref} s -> {ref / ours['seconds']:.1f}x"
+            line += f"  PyTorch3D ref {ref} s: {ref / ours['seconds']:.0f}x"
         print(line, flush=True)
 
 

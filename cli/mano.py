@@ -53,4 +53,5 @@ def info(
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``mano`` command group to the ``hiu-data`` app."""
     app.add_typer(mano_app, name="mano")

@@ -98,6 +98,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         self._path = path
 
     def find_class(self, module: str, name: str) -> Any:
+        """Resolve an allow-listed global; refuse any other before it can be called."""
         try:
             return ALLOWED_GLOBALS[(module, name)]
         except KeyError:
@@ -106,6 +107,7 @@ class RestrictedUnpickler(pickle.Unpickler):
                 "file does not need (nothing was run)") from None
 
     def persistent_load(self, pid: Any) -> Any:
+        """MANO files use no persistent ids: refuse."""
         raise UnsafePickleError(self._path, "refused to load: the pickle uses persistent ids")
 
 

@@ -63,21 +63,27 @@ class MeshBuilder:
         return ids
 
     def add_faces(self, f: np.ndarray) -> None:
+        """Append (n, 3) triangles (vertex ids)."""
         self._f.append(np.asarray(f, dtype=np.int64).reshape(-1, 3))
 
     def vertices(self) -> np.ndarray:
+        """(V, 3) template vertices, metres, model frame."""
         return np.concatenate(self._v)
 
     def ring_centre(self) -> np.ndarray:
+        """(V, 3) centre of each vertex's ring (a pole's: the ring it closes), metres."""
         return np.concatenate(self._centre)
 
     def attach_point(self) -> np.ndarray:
+        """(V, 3) first joint of each vertex's digit (zeros for the palm), metres."""
         return np.concatenate(self._attach)
 
     def finger_id(self) -> np.ndarray:
+        """(V,) int digit id: 0 palm, 1.. the digits in the order they were added."""
         return np.concatenate(self._finger)
 
     def along(self) -> np.ndarray:
+        """(V,) arc position along the digit from its first joint, metres (negative in the palm)."""
         return np.concatenate(self._along)
 
     def finish(self) -> dict[str, np.ndarray]:
@@ -130,7 +136,7 @@ def _frame(direction: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np
     return np.cross(e2, direction), e2
 
 
-def add_palm(mesh: MeshBuilder, profile, end_d: float, n_around: int, squareness: float,
+def add_palm(mesh: MeshBuilder, profile: tuple[tuple[float, float, float, float, float], ...], end_d: float, n_around: int, squareness: float,
              knuckle_offset: Callable[[np.ndarray], np.ndarray], slant_from: float,
              to_xyz: Callable[[np.ndarray], np.ndarray], unit: float) -> np.ndarray:
     """Add the palm slab; return the vertex ids of its ring at the wrist joint (D = 0).
@@ -173,7 +179,10 @@ def add_palm(mesh: MeshBuilder, profile, end_d: float, n_around: int, squareness
     return wrist
 
 
-def _digit_stations(points: np.ndarray, dirs: np.ndarray, radii: np.ndarray) -> list[tuple]:
+Station = tuple[float, np.ndarray, np.ndarray, float, "int | None", float]
+
+
+def _digit_stations(points: np.ndarray, dirs: np.ndarray, radii: np.ndarray) -> list[Station]:
     """Rings of a digit as (arc s, centre, direction, radius, joint slot or None, cap fraction)."""
     seg_len = np.linalg.norm(np.diff(points, axis=0), axis=1)  # start->j1, j1->j2, j2->j3, j3->end
     seg_dir = np.stack([dirs[0], dirs[0], dirs[1], dirs[2]])

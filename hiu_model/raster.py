@@ -281,18 +281,17 @@ def nearest_edge(rows: Tensor, px: Tensor, py: Tensor) -> tuple[Tensor, Tensor, 
         position of the nearest point q on that edge in [0, 1], ``rx, ry (P,)`` = p - q.
     """
     t = rows.unbind(0)
-    best = None
-    for k in range(3):
+
+    def edge(k: int) -> list[Tensor]:
         ox, oy, ex, ey = t[2 * k], t[2 * k + 1], t[6 + 2 * k], t[7 + 2 * k]
         vx, vy = px - ox, py - oy
         s = ((vx * ex + vy * ey) * t[12 + k]).clamp_(0.0, 1.0)
         rx, ry = vx - s * ex, vy - s * ey
-        d2 = rx * rx + ry * ry
-        if best is None:
-            best = [d2, torch.zeros_like(px, dtype=torch.long), s, rx, ry]
-            continue
-        closer = d2 < best[0]
-        best = [torch.where(closer, new, old) for new, old in
-                zip((d2, torch.full_like(best[1], k), s, rx, ry), best)]
-    assert best is not None
+        return [rx * rx + ry * ry, torch.full_like(px, k, dtype=torch.long), s, rx, ry]
+
+    best = edge(0)
+    for k in (1, 2):
+        cand = edge(k)
+        closer = cand[0] < best[0]
+        best = [torch.where(closer, new, old) for new, old in zip(cand, best)]
     return best[1], best[2], best[3], best[4]

@@ -222,22 +222,23 @@ class _BlendFn(torch.autograd.Function):
         xy, faces, inst, pix, inside, dist = ctx.saved_tensors
         bsz, num_verts = xy.shape[:2]
         height, width = ctx.image_size
-        height_width = height * width
         num_faces = faces.shape[0]
-        corner_ids = faces[inst % num_faces] + (torch.div(inst, num_faces, rounding_mode="floor") * num_verts)[:, None]
         tri_xy, _ = face_vertices(xy.detach(), xy.new_ones(xy.shape[:2]), faces)
-        local = pix % height_width
-        px = (local % width).to(xy.dtype) + 0.5
-        py = torch.div(local, width, rounding_mode="floor").to(xy.dtype) + 0.5
-        k, t, rx, ry = nearest_edge(face_table(tri_xy)[:, inst], px, py)
-        r = torch.stack([rx, ry], dim=-1)
-        sign = torch.where(inside, -1.0, 1.0).to(xy.dtype)
-        coef = grad_total[pix] * torch.sigmoid(-dist / ctx.sigma) / ctx.sigma * sign * -2.0
+        table = face_table(tri_xy)
         grad = xy.new_zeros(bsz * num_verts, 2)
-        first = corner_ids.gather(1, k[:, None]).squeeze(1)
-        second = corner_ids.gather(1, ((k + 1) % 3)[:, None]).squeeze(1)
-        grad.index_add_(0, first, (coef * (1.0 - t))[:, None] * r)
-        grad.index_add_(0, second, (coef * t)[:, None] * r)
+        # Chunks bound the temporaries (about 20 values per pair) like pass 1's.
+        for lo in range(0, inst.numel(), SILHOUETTE_MAX_PAIRS):
+            sl = slice(lo, lo + SILHOUETTE_MAX_PAIRS)
+            i, local = inst[sl], pix[sl] % (height * width)
+            px = (local % width).to(xy.dtype) + 0.5
+            py = torch.div(local, width, rounding_mode="floor").to(xy.dtype) + 0.5
+            k, t, rx, ry = nearest_edge(table[:, i], px, py)
+            sign = torch.where(inside[sl], 2.0, -2.0).to(xy.dtype)  # d(+-|r|^2)/dq = -+2 r
+            coef = grad_total[pix[sl]] * torch.sigmoid(-dist[sl] / ctx.sigma) * (sign / ctx.sigma)
+            corners = faces[i % num_faces] + (torch.div(i, num_faces, rounding_mode="floor") * num_verts)[:, None]
+            r = torch.stack([rx, ry], dim=-1)
+            grad.index_add_(0, corners.gather(1, k[:, None]).squeeze(1), (coef * (1.0 - t))[:, None] * r)
+            grad.index_add_(0, corners.gather(1, ((k + 1) % 3)[:, None]).squeeze(1), (coef * t)[:, None] * r)
         return grad.view_as(xy), None, None, None, None, None, None, None
 
 
