@@ -2,7 +2,7 @@
 
 Measures, in one run:
 
-- ``render only``: the baseline floor, :func:`hiu_model.render_rgb.render_rgb` on the posed
+- ``render only``: the baseline floor, :func:`hiu_model.render.render_rgb` on the posed
   hands and forearms of the same scenes (what the z-buffer alone costs);
 - ``generate, 1 worker`` and ``generate, N workers``: the whole pipeline (sampling, posing,
   rendering, compositing, labels, JPEG + RLE encoding) as ``hiu-data synth`` runs it, without

@@ -1,6 +1,6 @@
 """Skin colour and lighting of synthetic hands, computed per vertex (numpy).
 
-The renderer (:func:`hiu_model.render_rgb.render_rgb`) interpolates vertex colours; this
+The renderer (:func:`hiu_model.render.render_rgb`) interpolates vertex colours; this
 module decides those colours: an albedo per vertex (skin tone, lighter palm, nails, blotchy
 variation) lit by an ambient term, a key light, an optional fill light and a Blinn-Phong
 sheen. Colours are RGB floats in [0, 1] (display values, no gamma handling: the images are

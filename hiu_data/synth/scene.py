@@ -13,7 +13,7 @@ Pipeline of a chunk (:func:`render_chunk`):
 2. pose all hands of the chunk with the hand model in one batch per side;
 3. translate each hand to its place in front of the camera (:func:`.camera.place_hand`);
 4. shade vertices (:mod:`.appearance`) and render every hand in one batch with
-   :func:`hiu_model.render_rgb.render_rgb` (per-hand colour and depth buffers);
+   :func:`hiu_model.render.render_rgb` (per-hand colour and depth buffers);
 5. per scene, composite the hands over a procedural background by depth, add a soft cast
    shadow, occluders and sensor noise;
 6. label each hand exactly: 3D joints (camera frame, metres), their projection, visibility,
@@ -203,7 +203,7 @@ def _render(meshes: list[np.ndarray], faces: np.ndarray, Ks: list[np.ndarray], c
             width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     import torch
 
-    from hiu_model.render_rgb import render_rgb
+    from hiu_model.render import render_rgb
 
     rgb, depth, _ = render_rgb(
         torch.as_tensor(np.stack(meshes), dtype=torch.float32), torch.as_tensor(faces),
