@@ -208,3 +208,16 @@ def test_writer_overlap_goes_to_the_nearer_hand(tmp_path: Path) -> None:
     rhd.write([left, right], tmp_path)
     got_left, got_right = read_all(tmp_path)
     assert rle.area(got_left.mask) == H * W and rle.area(got_right.mask) == 0
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hiu_cli.main import main
+
+    rhd.write(make_records(n_train=2, n_test=0), tmp_path / "raw")
+    (tmp_path / "raw" / "training" / "color" / "00001.png").write_bytes(b"not a png")
+    assert main(["convert", "rhd", str(tmp_path / "raw"), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "00001.png (sample rhd/train/00001)" in err
+    assert not (tmp_path / "out" / "rhd").exists()
+    assert main(["convert", "rhd", str(tmp_path / "raw"), str(tmp_path / "out"), "--on-error", "skip"]) == 0
+    assert "skipped rhd/train/00001" in capsys.readouterr().err
