@@ -1,0 +1,63 @@
+"""The demo end to end with a tiny budget: every stage's output exists and validates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hiu_data.io.parquet import HandDataset
+from hiu_data.validate import validate
+
+
+@pytest.fixture
+def fiftyone_db(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path_factory.mktemp("fiftyone-db")
+    monkeypatch.setenv("FIFTYONE_DATABASE_DIR", str(folder))
+    return folder
+
+
+def test_demo_runs_every_stage(tmp_path: Path, fiftyone_db: Path) -> None:
+    from hiu_model.demo import SOURCE_FORMATS, DemoOptions, run_demo
+
+    calls: list[tuple[str, str]] = []
+
+    class Recorder:
+        def start(self, stage, total):  # noqa: ANN001, ANN202
+            calls.append(("start", stage))
+            return lambda n=1: None
+
+        def finish(self, stage, summary):  # noqa: ANN001, ANN202
+            calls.append(("finish", stage))
+
+    out = tmp_path / "demo"
+    result = run_demo(DemoOptions(out=out, hands_per_source=10, wild_images=4, steps=2, batch_size=4,
+                                  eval_samples=8, workers=1, review=True), Recorder())
+
+    stages = [s for kind, s in calls if kind == "finish"]
+    assert stages == ["generate raw layouts", "convert", "validate", "generate wild folder", "train",
+                      "evaluate", "pseudo-label", "overlays", "push to FiftyOne"]
+    for name in SOURCE_FORMATS:
+        assert any((out / "raw" / name).iterdir())
+        assert len(HandDataset(out / "converted" / name)) > 0
+    assert validate(out / "converted").ok
+    assert len(list((out / "wild").glob("*.jpg"))) == 4
+    assert result.run_dir is not None and (result.run_dir / "metrics.csv").exists()
+    assert any(result.run_dir.glob("checkpoints/*/model.safetensors"))
+    assert set(result.metrics["datasets"]) == set(SOURCE_FORMATS)
+    assert result.pseudo_dir is not None
+    pseudo = HandDataset(result.pseudo_dir)
+    assert len(pseudo) > 0 and all(s.review_status == "pending" for s in pseudo)
+    assert validate(result.pseudo_dir).ok
+    assert result.overlays_dir is not None and len(list(result.overlays_dir.glob("*.png"))) == 4
+    assert result.review_name == "hiu-demo"
+    assert result.hand_model.startswith("procedural")
+
+
+def test_demo_refuses_a_non_empty_folder(tmp_path: Path) -> None:
+    from hiu_data.errors import HiuError
+    from hiu_model.demo import DemoOptions, run_demo
+
+    (tmp_path / "something").write_text("x")
+    with pytest.raises(HiuError, match="not empty"):
+        run_demo(DemoOptions(out=tmp_path))
