@@ -47,6 +47,9 @@ def convert(
 ) -> ConvertResult:
     """Read ``raw_root`` with format ``name`` and write ``out/<name>/`` atomically.
 
+    A format with ``read_tables`` (column-wise Arrow batches) is read in a background thread
+    while this thread writes the shards; other formats yield records read inline.
+
     Args:
         progress: called with the number of rows written since the last call.
         format_options: extra keyword arguments of the format's ``read`` (e.g. COCO's image root).

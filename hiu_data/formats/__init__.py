@@ -8,7 +8,14 @@ Every format module defines:
   ``on_error="skip"``), reading the raw files as the authors distribute them and never
   decoding images it does not need;
 - ``write(samples, root)``: the inverse, writing records into the dataset's own layout and
-  file formats (used by tests, benches, the synthetic data and the demo).
+  file formats (used by tests, benches, the synthetic data and the demo);
+- optionally ``read_tables(...)`` with ``read``'s arguments: the same rows as ``hand_sample``
+  Arrow tables (batches) and Skipped markers, built column-wise (see ``_columns.hand_table``);
+  ``convert`` prefers it and runs it in a reader thread, so it must parallelise with threads,
+  not forked processes.
+
+Shared helpers for format modules (paths, JSON, on_error, projections, boxes, parallel reads)
+live in ``_common``.
 
 Modules are imported lazily so that one format's optional dependency cannot break another.
 """
