@@ -137,7 +137,7 @@ def _load_hand_para(path: Path) -> np.ndarray:
 
 def _image_job(job: tuple[str, str, str, str]) -> ImageFile:
     root, relative, images, sid = job
-    return image_file(Path(root), relative, images, sid)
+    return image_file(root, relative, images, sid)
 
 
 def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embed", on_error: str = "fail",
@@ -145,7 +145,7 @@ def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embe
     """Read STB into HandSample records, one per image of the selected ``cameras`` (default all).
 
     Label files are discovered as ``labels/<SEQ>_BB.mat`` / ``_SK.mat``; every split asked for
-    must have at least one. Images are read (not decoded) in ``workers`` processes.
+    must have at least one. Images are read (not decoded) in ``workers`` threads (file reads release the GIL).
     """
     root = Path(root)
     chosen = select_splits(NAME, SPLITS, splits, images, on_error)
@@ -188,7 +188,7 @@ def _read_labels(root: Path, seq: str, kind: str, streams: list[str], images: st
         xyz32, K32 = xyz.astype(np.float32), K.astype(np.float32)
         sids = [f"{NAME}/{split}/{seq}/{stream}_{i}" for i in range(len(para_m))]
         jobs = [(str(root), f"{relative}/{stream}_{i}.png", images, sid) for i, sid in enumerate(sids)]
-        for i, image in enumerate(parallel_map(guarded(_image_job), jobs, workers, chunksize=64)):
+        for i, image in enumerate(parallel_map(guarded(_image_job), jobs, workers, chunksize=16, threads=True)):
             if bad[i]:
                 yield Failure(str(path), f"frame {i}: handPara contains NaN or inf", sids[i])
             elif isinstance(image, Failure):
