@@ -8,7 +8,6 @@ import typer
 from rich.table import Table
 
 from hiu_cli._common import DatasetDir, JsonOut, Workers, console
-from hiu_data.validate import format_json
 from hiu_data.validate import validate as validate_dataset
 
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skipped": "dim"}
@@ -33,7 +32,7 @@ def validate(
     report = validate_dataset(dataset_dir, reprojection_px=reprojection_px, max_outlier_fraction=max_outlier_fraction,
                               check_images=not skip_images, workers=workers)
     if json_out:
-        typer.echo(format_json(report))
+        typer.echo(report.to_json())
     else:
         for d in report.datasets:
             verdict = "[green]passed[/green]" if d.ok else "[bold red]FAILED[/bold red]"
