@@ -43,6 +43,7 @@ re-exported here.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -117,17 +118,17 @@ class AugmentParams:
 
 def sample_augment(rng: np.random.Generator, options: DataOptions) -> AugmentParams:
     """Draw :class:`AugmentParams` within the ranges of ``options``."""
-    lo, hi = options.scale_range
-    scale = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-    rotation = float(rng.uniform(-options.rotation_deg, options.rotation_deg))
-    shift = rng.uniform(-options.translation, options.translation, size=2)
-    jitter = rng.uniform(-1.0, 1.0, size=4)
-    blur = float(rng.uniform(*options.blur_sigma)) if rng.uniform() < options.blur_prob else 0.0
+    u = (rng.random(10) * 2.0 - 1.0).tolist()  # one call: ten uniforms in [-1, 1)
+    lo, hi = (math.log(v) for v in options.scale_range)
+    scale = math.exp(lo + (hi - lo) * (u[0] + 1.0) / 2.0)
+    rotation = options.rotation_deg * u[1]
+    shift = (options.translation * u[2], options.translation * u[3])
+    blur_lo, blur_hi = options.blur_sigma
+    blur = blur_lo + (blur_hi - blur_lo) * (u[9] + 1.0) / 2.0 if (u[8] + 1.0) / 2.0 < options.blur_prob else 0.0
     photometric = PhotometricParams(
-        brightness=1.0 + options.brightness * float(jitter[0]), contrast=1.0 + options.contrast * float(jitter[1]),
-        saturation=1.0 + options.saturation * float(jitter[2]), hue_deg=options.hue_deg * float(jitter[3]),
-        blur_sigma=blur)
-    return AugmentParams(scale, rotation, (float(shift[0]), float(shift[1])), photometric)
+        brightness=1.0 + options.brightness * u[4], contrast=1.0 + options.contrast * u[5],
+        saturation=1.0 + options.saturation * u[6], hue_deg=options.hue_deg * u[7], blur_sigma=blur)
+    return AugmentParams(scale, rotation, shift, photometric)
 
 
 def hand_box(sample: HandSample) -> np.ndarray:
