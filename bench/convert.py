@@ -68,6 +68,11 @@ def bench_freihand(samples: int, work: Path) -> Path:
 
 CASES: dict[str, Callable[[int, Path], Path]] = {"freihand": bench_freihand}
 
+# The Converters II cases (CMU, InterHand2.6M) live in bench/convert_more.py beside this file.
+from convert_more import CASES as _CONVERTERS_II_CASES  # noqa: E402
+
+CASES.update(_CONVERTERS_II_CASES)
+
 
 def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
