@@ -1,0 +1,127 @@
+"""hiu-data pseudo-label on generated images: one row per hand, confidences in [0, 1], shards,
+resume and merge (an untrained tiny checkpoint: these tests check the mechanics)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from hiu_cli.main import main
+from hiu_data.io.parquet import HandDataset
+from hiu_model import pseudo_label as pl
+
+IMAGES = {"a.png": [([4, 6, 40, 44], "right")], "b/c.jpg": [([2, 2, 30, 30], "left"), ([30, 20, 30, 36], None)],
+          "d.png": [([10, 10, 50, 40], "right")]}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from hiu_model.checkpoint import save_checkpoint
+    from hiu_model.config import load_config
+    from hiu_model.model import HIUDMTL
+
+    torch.manual_seed(0)
+    cfg = load_config(None, "tiny", [])
+    run = tmp_path_factory.mktemp("run")
+    save_checkpoint(run, 0, HIUDMTL(cfg.model), cfg.to_dict())
+    return run
+
+
+@pytest.fixture(scope="module")
+def images_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("wild")
+    rng = np.random.default_rng(0)
+    annotations, images = [], []
+    for k, (rel, boxes) in enumerate(IMAGES.items()):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / rel), rng.integers(0, 255, (64, 72, 3), dtype=np.uint8))
+        images.append({"id": k, "file_name": rel})
+        for box, side in boxes:
+            annotations.append({"image_id": k, "bbox": box, "score": 0.9, **({"hand_side": side} if side else {})})
+    (root / "detections.json").write_text(json.dumps({"images": images, "annotations": annotations}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def whole(checkpoint: Path, images_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> pl.PseudoLabelResult:
+    """One unsharded run, in chunks of one image."""
+    out = tmp_path_factory.mktemp("whole")
+    return pl.pseudo_label(checkpoint, images_dir, out, boxes=images_dir / "detections.json", chunk_images=1)
+
+
+def _rows(folder: Path) -> list:
+    return list(HandDataset(folder))
+
+
+def test_every_hand_gets_a_pending_pseudo_row(whole: pl.PseudoLabelResult, images_dir: Path) -> None:
+    result = whole
+    rows = _rows(result.path)
+    assert result.path.name == "pseudo" and result.hands == len(rows) == 4
+    assert [r.sample_id for r in rows] == ["pseudo/unlabeled/a.png/box0", "pseudo/unlabeled/b/c.jpg/box0",
+                                           "pseudo/unlabeled/b/c.jpg/box1", "pseudo/unlabeled/d.png/box0"]
+    sha = result.label_source.split(":")[1]
+    assert len(sha) == 64 and result.label_source.startswith("pseudo:")
+    for row in rows:
+        assert (row.split, row.review_status, row.label_source) == ("unlabeled", "pending", result.label_source)
+        assert 0.0 <= row.confidence <= 1.0
+        assert ((row.keypoint_confidence >= 0) & (row.keypoint_confidence <= 1)).all()
+        assert row.keypoints_2d.shape == (21, 2) and row.mask is not None and row.mano_pose is not None
+        assert set(row.extras["pseudo"]["scores"]) >= {"peak", "keypoint_agreement", "mask_silhouette_iou", "consistency"}
+        assert row.image_bytes == (images_dir / row.sample_id.split("/", 2)[2].rsplit("/", 1)[0]).read_bytes()
+        assert row.keypoints_3d[:, 2].min() > 0  # in front of the assumed camera
+        assert row.camera_K[0, 0] == max(row.width, row.height)
+    assert rows[1].hand_side == "left" and rows[2].extras.get("hand_side_known") is None
+
+
+def test_camera_frame_joints_project_onto_the_weak_perspective_joints() -> None:
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(1)
+    joints = np.concatenate([rng.normal(0, 0.04, (21, 2)), np.zeros((21, 1))], 1).astype(np.float32)
+    joints[0] = 0.0  # wrist-relative, in the wrist's depth plane: weak perspective is then exact
+    affine = np.array([[-2.0, 0.0, 300.0], [0.0, 2.0, -40.0]], np.float32)  # mirrored crop, 2 crop px per image px
+    camera = np.array([900.0, 70.0, 60.0], np.float32)  # s px/m, tx, ty in crop pixels
+    prediction = SimpleNamespace(keypoints_3d=joints, camera=camera, crop_affine=affine)
+    K = pl.assumed_camera(320, 240)
+    xyz = pl.camera_frame_joints(prediction, K)
+    projected = xyz[:, :2] / xyz[:, 2:] * K[0, 0] + K[:2, 2]
+    # Predictions give 3D in the image's axes; the mirrored crop saw x flipped.
+    crop_points = camera[0] * joints[:, :2] * [-1.0, 1.0] + camera[1:]
+    image_points = np.stack([(crop_points[:, 0] - 300.0) / -2.0, (crop_points[:, 1] + 40.0) / 2.0], 1)
+    np.testing.assert_allclose(projected, image_points, atol=1e-3)
+    assert xyz[0, 2] == pytest.approx(K[0, 0] / (900.0 / 2.0))
+
+
+def test_shards_resume_and_merge_to_the_unsharded_result(checkpoint: Path, images_dir: Path, tmp_path: Path,
+                                                         whole: pl.PseudoLabelResult) -> None:
+    boxes = images_dir / "detections.json"
+
+    def interrupt(_: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # killed after its first chunk
+        pl.pseudo_label(checkpoint, images_dir, tmp_path / "sharded", boxes=boxes, shard=(0, 2), chunk_images=1,
+                        progress=interrupt)
+    again = pl.pseudo_label(checkpoint, images_dir, tmp_path / "sharded", boxes=boxes, shard=(0, 2), chunk_images=1)
+    assert (again.chunks_done, again.chunks_resumed, again.path) == (2, 1, None)  # images 0 and 2; waits for shard 1
+    with pytest.raises(pl.PseudoLabelError, match="different chunk_images"):
+        pl.pseudo_label(checkpoint, images_dir, tmp_path / "sharded", boxes=boxes, shard=(1, 2), chunk_images=4)
+    last = pl.pseudo_label(checkpoint, images_dir, tmp_path / "sharded", boxes=boxes, shard=(1, 2), chunk_images=1)
+    assert last.path == tmp_path / "sharded" / "pseudo" and not (tmp_path / "sharded" / ".pseudo.parts").exists()
+    merged, expected = _rows(last.path), _rows(whole.path)
+    assert [r.sample_id for r in merged] == [r.sample_id for r in expected]
+    for a, b in zip(merged, expected):
+        assert a.differences(b, atol=1e-4) == []
+
+
+def test_cli_errors_are_one_line(checkpoint: Path, images_dir: Path, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["pseudo-label", str(checkpoint), str(images_dir), str(tmp_path), "--shard", "2/2"]) == 1
+    assert "--shard '2/2': need 0 <= i < n" in capsys.readouterr().err
+    assert main(["pseudo-label", str(tmp_path / "nope"), str(images_dir), str(tmp_path)]) == 1
+    assert "nope" in capsys.readouterr().err
