@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -73,7 +74,11 @@ def convert(
     # thread so that reading overlaps the Parquet writing here. Per-record readers may fork
     # worker processes, which must not happen while another thread runs, so they stay inline.
     items = _prefetch(read_tables(raw_root, **kwargs)) if read_tables else module.read(raw_root, **kwargs)
-    with DatasetWriter(out, name, options=options, source_root=raw_root.resolve(), overwrite=overwrite) as writer:
+    with contextlib.ExitStack() as stack:
+        if hasattr(items, "close"):  # stop the reader (its thread, its worker pool) on an error here too
+            stack.callback(items.close)
+        writer = stack.enter_context(DatasetWriter(out, name, options=options, source_root=raw_root.resolve(),
+                                                   overwrite=overwrite))
         for item in items:
             if isinstance(item, Skipped):
                 writer.skip(item.sample_id, item.reason)
