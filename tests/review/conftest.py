@@ -55,4 +55,4 @@ def review_name(fiftyone_env: dict[str, str]) -> Iterator[str]:
 def pseudo_dir(tmp_path: Path) -> Path:
     from tests.review.pseudo_rows import write_pseudo_dataset
 
-    return write_pseudo_dataset(tmp_path / "pseudo")
+    return write_pseudo_dataset(tmp_path / "pseudo", n_images=7)

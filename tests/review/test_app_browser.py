@@ -39,7 +39,7 @@ def test_launched_app_shows_the_pushed_samples(pseudo_dir: Path, review_name: st
     from hiu_data.review.app import wait_for_app
     from hiu_data.review.push import push
 
-    push(pseudo_dir, review_name)
+    expected = push(pseudo_dir, review_name).images
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     app = subprocess.Popen([sys.executable, "-m", "hiu_cli.main", "review", "launch", review_name, "--port", str(port)],
@@ -48,11 +48,11 @@ def test_launched_app_shows_the_pushed_samples(pseudo_dir: Path, review_name: st
         wait_for_app(url, timeout=120)
         for _ in range(3):  # the grid fills after the App's queries return; a loaded machine may need another look
             dom = _render_dom(url)
-            if dom.count('data-cy="looker"') == 6:
+            if dom.count('data-cy="looker"') == expected:
                 break
-        assert dom.count('data-cy="looker"') == 6  # one tile per pushed image
+        assert dom.count('data-cy="looker"') == expected  # one tile per pushed image
         count = re.search(r'data-cy="entry-count-part"[^>]*>(\d+)<', dom)
-        assert count is not None and count.group(1) == "6"
+        assert count is not None and count.group(1) == str(expected)
         assert 'data-cy="hands-field"' in dom and 'data-cy="hand_masks-field"' in dom
     finally:
         app.terminate()

@@ -35,6 +35,10 @@ kp.points = points; kp.tags.append("fix"); s.save()
 s = by_image["img004"]; s.tags.append("fix"); s.save()
 s = by_image["img005"]; det = s["hand_masks"].detections[0]
 det.bounding_box = [0.25, 0.25, 0.5, 0.5]; det.mask = np.ones((9, 7), bool); s.save()
+s = by_image["img006"]; s["hands"].keypoints = []; s.save()
+s = by_image["img003"]
+s["hands"].keypoints.append(fo.Keypoint(label="left", points=[[0.1 + 0.01 * j, 0.5] for j in range(21)]))
+s.save()
 """ % {"width": WIDTH}
 
 
@@ -52,12 +56,12 @@ def test_push_builds_a_sorted_dataset_with_skeleton_masks_and_cached_images(pseu
     import fiftyone as fo
 
     result = push(pseudo_dir, review_name, threshold=0.5)
-    assert (result.images, result.hands, result.low_confidence) == (6, 7, 2)
+    assert (result.images, result.hands, result.low_confidence) == (7, 8, 3)
     ds = fo.load_dataset(review_name)
-    assert ds.persistent and len(ds) == 6
+    assert ds.persistent and len(ds) == 7
     confidences = ds.values("confidence")
     assert confidences == sorted(confidences)  # least confident first
-    assert ds.values("hiu_image_id")[0] == "img005"
+    assert ds.values("hiu_image_id")[0] == "img006"
     assert [("low_confidence" in t) for t in ds.values("tags")] == [c < 0.5 for c in confidences]
     assert ds.skeletons["hands"].edges[0] == [0, 1] and len(ds.skeletons["hands"].labels) == 21
     source = _rows(pseudo_dir)
@@ -85,9 +89,10 @@ def test_review_edits_from_another_process_come_back_and_the_rest_is_unchanged(
     assert main(["review", "pull", review_name, str(tmp_path / "out")]) == 0
 
     source, pulled = _rows(pseudo_dir), _rows(tmp_path / "out" / "wild")
-    assert sorted(pulled) == sorted(source)  # every hand
+    added = [sid for sid in pulled if sid not in source]
+    assert sorted(set(pulled) - set(added)) == sorted(source) and len(added) == 1  # every hand, and the new one
     for split in ("train", "unlabeled"):  # the shards of a split keep the source order
-        ids = [sid for sid, row in pulled.items() if row.split == split]
+        ids = [sid for sid, row in pulled.items() if row.split == split and sid in source]
         assert ids == [sid for sid in source if sid in ids]
 
     accepted = pulled["wild/unlabeled/img000"]
@@ -110,6 +115,12 @@ def test_review_edits_from_another_process_come_back_and_the_rest_is_unchanged(
     assert moved.mask == before.mask
 
     assert pulled["wild/unlabeled/img003"].equals(source["wild/unlabeled/img003"])  # untouched
+    new = pulled[added[0]]
+    assert added[0].startswith("wild/train/img003/added-") and new.image_bytes == source["wild/unlabeled/img003"].image_bytes
+    assert (new.review_status, new.label_source, new.hand_side, new.split) == ("corrected", "human", "left", "train")
+    np.testing.assert_allclose(new.keypoints_2d[:, 0], (0.1 + 0.01 * np.arange(21)) * WIDTH, atol=1e-4)
+    deleted = pulled["wild/unlabeled/img006"]
+    assert deleted.review_status == "rejected" and deleted.keypoints_2d is not None
     flagged = pulled["wild/unlabeled/img004"]
     assert flagged.review_status == "pending" and flagged.extras["review"]["tags"] == ["fix"]
     assert flagged.differences(source["wild/unlabeled/img004"]) == ["extras"]
