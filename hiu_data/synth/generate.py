@@ -159,7 +159,9 @@ def write_synth(out: str | Path, n: int = 2000, seed: int = 0, format: str = PAR
 
     ``format="parquet"`` writes the converted dataset ``out/synth/`` (shards + manifest);
     a format name writes that dataset's raw layout into ``out`` through the format's writer,
-    ready for ``hiu-data convert NAME out ...``. Either way nothing is left behind on failure.
+    ready for ``hiu-data convert NAME out ...`` (the writers group records per split or image,
+    so a raw layout's images are held in memory until written: mind ``n`` for 640 x 480 PNG
+    layouts such as STB). Either way nothing is left behind on failure.
 
     Returns:
         :class:`SynthResult` with the folder written and the hands per split.
