@@ -118,7 +118,6 @@ def main() -> None:
             read_floor(files)  # warm the page cache
             floors = [read_floor(files) for _ in range(args.repeats)]
             python_s, python_cpu, cat_s = min(f[0] for f in floors), min(f[1] for f in floors), min(f[2] for f in floors)
-            floor_s = min(python_s, cat_s)
             print(f"  read floor (every raw file once, warm cache): python loop {python_s:.2f} s "
                   f"({python_cpu:.2f} s CPU), cat {cat_s:.2f} s; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
             for workers in args.workers:
@@ -129,9 +128,9 @@ def main() -> None:
                     result = convert(name, root, out, workers=workers, overwrite=True)
                     best, best_cpu = min(best, time.perf_counter() - t), min(best_cpu, cpu_seconds() - c)
                     rows = sum(result.counts.values())
-                print(f"  convert --workers {workers}: {rows} samples in {best:.2f} s = {rows / best:,.0f} samples/s, "
-                      f"{best / floor_s:.2f}x the read floor; {best_cpu:.2f} s CPU = {best_cpu / python_cpu:.2f}x the "
-                      f"floor's CPU")
+                print(f"  convert --workers {workers}: {rows} samples in {best:.2f} s = {rows / best:,.0f} samples/s; "
+                      f"{best / cat_s:.2f}x the cat floor, {best / python_s:.2f}x the python-loop floor; "
+                      f"{best_cpu:.2f} s CPU = {best_cpu / python_cpu:.2f}x the loop's CPU")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

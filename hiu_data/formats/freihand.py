@@ -158,9 +158,16 @@ class _Labels:
         return arr
 
 
-def _image_job(job: tuple[str, str, str, str]) -> ImageFile:
-    root, relative, images, sid = job
-    return image_file(root, relative, images, sid)
+def _image_job(job: tuple[str, str, str, str, str | None, int]) -> tuple[ImageFile | Failure, Any]:
+    """(image or Failure, mask RLE or Failure or None): the mask of an annotation is decoded
+    with its first version's image, so mask work spreads over the batches and overlaps writing."""
+    root, relative, images, sid, mask_path, threshold = job
+    mask = guarded(_mask_job)((mask_path, sid, threshold)) if mask_path is not None else None
+    return guarded(_image)((root, relative, images, sid)), mask
+
+
+def _image(job: tuple[str, str, str, str]) -> ImageFile:
+    return image_file(*job)
 
 
 def _mask_job(job: tuple[str, str, int]) -> dict[str, Any]:
@@ -224,15 +231,17 @@ def _read_split(root: Path, split: str, images: str, workers: int, threshold: in
     versions = _versions_present(rgb, n) if split == "train" else [0]
     masks: list[Any] = [None] * n
     mask_dir = root / raw / "mask"
-    if split == "train" and mask_dir.is_dir():
-        mask_jobs = [(str(mask_dir / f"{i:08d}.jpg"), sample_id(NAME, split, f"{i:08d}"), threshold) for i in range(n)]
-        masks = list(parallel_map(guarded(_mask_job), mask_jobs, workers, chunksize=16, threads=True))
+    with_masks = split == "train" and mask_dir.is_dir()
     file_ids = [idx + n * v for v in versions for idx in range(n)]
-    jobs = [(str(root), f"{raw}/rgb/{fid:08d}.jpg", images, sample_id(NAME, split, f"{fid:08d}")) for fid in file_ids]
-    results = parallel_map(guarded(_image_job), jobs, workers, chunksize=16, threads=True)
+    jobs = [(str(root), f"{raw}/rgb/{fid:08d}.jpg", images, sample_id(NAME, split, f"{fid:08d}"),
+             str(mask_dir / f"{fid % n:08d}.jpg") if with_masks and fid // n == versions[0] else None, threshold)
+            for fid in file_ids]
+    results = parallel_map(_image_job, jobs, workers, chunksize=16, threads=True)
     good: list[tuple[int, ImageFile]] = []
-    for fid, job, result in zip(file_ids, jobs, results):
+    for fid, job, (result, new_mask) in zip(file_ids, jobs, results):
         idx, sid = fid % n, job[3]
+        if new_mask is not None:
+            masks[idx] = new_mask
         mask = masks[idx]
         if idx in labels.problems:
             path, problem = labels.problems[idx]
