@@ -38,7 +38,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hiu_model.raster import (
-    DEFAULT_MAX_PAIRS,
     barycentric,
     face_boxes,
     face_table,
@@ -50,7 +49,6 @@ from hiu_model.raster import (
     perspective_depth,
     pixel_centres,
     project,
-    signed_sq_dist,
 )
 from hiu_model.render_rgb import render_rgb
 
