@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from hiu_data.errors import HiuError
 from hiu_data.skeleton import MANO21_TO_HAND21
 from hiu_model.hand_pose import joint_axes, pose_from_angles
-from hiu_model.procedural_hand import ASSET_DIR, ASSET_FILES
+from hiu_model.procedural_hand import ASSET_DIR, ASSET_FILES, mirror_model
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,7 @@ class HandModel(nn.Module):
         side: "right" or "left".
         model_dir: folder of the MANO files (see :func:`mano_dir`).
         kind: "mano" (error if not installed), "procedural", or "auto" (MANO when installed).
+            A left hand with only MANO_RIGHT installed is the mirror image of MANO_RIGHT.
         dtype: dtype of the model's buffers.
     Attributes:
         name: what reports print, e.g. ``procedural-v1`` or ``mano sha256:<16 hex>``.
@@ -163,17 +164,26 @@ class HandModel(nn.Module):
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
         path = find_mano_file(side, model_dir) if kind != "procedural" else None
-        if kind == "mano" and path is None:
+        right = find_mano_file("right", model_dir) if side == "left" and kind != "procedural" else None
+        if kind == "mano" and path is None and right is None:
             raise MissingModelError(side, mano_dir(model_dir))
         self.side = side
         if path is not None:
             arrays = load_model_arrays(path)
-            right = find_mano_file("right", model_dir) if side == "left" else None
             if right is not None and fix_left_shapedirs(arrays, load_model_arrays(right)):
                 log.info("negated the x shape directions of %s (known MANO_LEFT sign issue)", path)
             self.kind = "mano"
             self.name = f"mano sha256:{sha256_file(path)[:16]}"
             tips = MANO_TIP_VERTEX_IDS
+        elif right is not None:
+            # Only MANO_RIGHT installed: its mirror image is the left model (same topology), which
+            # keeps both sides on MANO rather than pairing it with the procedural left hand.
+            path = right
+            arrays = mirror_model(load_model_arrays(right))
+            self.kind = "mano"
+            self.name = f"mano sha256:{sha256_file(right)[:16]} mirrored"
+            tips = MANO_TIP_VERTEX_IDS
+            log.warning("MANO_LEFT not installed: using the mirror image of %s as the left hand", right)
         else:
             path = ASSET_DIR / ASSET_FILES[side]
             arrays = load_model_arrays(path)

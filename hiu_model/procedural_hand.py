@@ -239,17 +239,22 @@ def mean_pose(template_joints: np.ndarray) -> np.ndarray:
 def mirror_model(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The left hand as the mirror image of a right one: x negated, faces flipped.
 
-    Shape directions mirror with the vertices; the mean pose mirrors as an axis-angle pose
-    (y and z components negated).
+    Shape and pose directions mirror with the vertices; the mean pose and the pose PCA basis
+    mirror as axis-angle poses (y and z components negated). Works on any MANO-format arrays.
     """
     out = dict(arrays)
     flip = np.array([-1.0, 1.0, 1.0])
+    pose_sign = np.tile(np.array([1.0, -1.0, -1.0]), 15)
     out["v_template"] = arrays["v_template"] * flip
     out["J"] = arrays["J"] * flip
     out["f"] = arrays["f"][:, ::-1].copy()
     out["shapedirs"] = arrays["shapedirs"] * flip[None, :, None]
-    out["posedirs"] = arrays["posedirs"] * flip[None, :, None]
-    out["hands_mean"] = (arrays["hands_mean"].reshape(15, 3) * np.array([1.0, -1.0, -1.0])).reshape(45)
+    # A pose-corrective column multiplies an entry (a, b) of some joint's R - I, and mirroring
+    # maps R to M R M (M = diag(-1, 1, 1)): entry (a, b) changes sign by flip[a] * flip[b].
+    entry_sign = np.tile(np.outer(flip, flip).reshape(9), arrays["posedirs"].shape[-1] // 9)
+    out["posedirs"] = arrays["posedirs"] * flip[None, :, None] * entry_sign
+    out["hands_mean"] = arrays["hands_mean"] * pose_sign
+    out["hands_components"] = arrays["hands_components"] * pose_sign
     return out
 
 

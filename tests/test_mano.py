@@ -149,3 +149,13 @@ def test_freihand_annotation_to_camera_frame(mano_dir):
     with torch.no_grad():
         posed = model(torch.as_tensor(mano61[None, :48]), torch.as_tensor(mano61[None, 48:58]))
     np.testing.assert_allclose(verts - joints[9], (posed.vertices[0] - posed.joints[0, 9]).numpy(), atol=1e-12)
+
+
+def test_left_from_mirrored_right_when_only_right_installed(mano_dir):
+    left = HandModel("left", model_dir=mano_dir, kind="auto", dtype=torch.float64)
+    right = HandModel("right", model_dir=mano_dir, kind="mano", dtype=torch.float64)
+    assert left.kind == "mano" and left.name.endswith("mirrored")
+    pose = torch.randn(2, 48, dtype=torch.float64) * 0.4
+    betas = torch.randn(2, 10, dtype=torch.float64)
+    flip = torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)
+    assert torch.allclose(left(pose, betas).joints, right(mirror_pose(pose), betas).joints * flip, atol=1e-10)
