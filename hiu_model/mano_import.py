@@ -2,8 +2,9 @@
 
 The official ``MANO_RIGHT.pkl`` / ``MANO_LEFT.pkl`` (v1.2) are Python-2 pickles whose
 ``shapedirs`` is a chumpy object and whose ``J_regressor`` is a scipy CSC matrix; chumpy does
-not import on Python 3.11 with numpy 2 (``model.md`` §3.3). They are read here with a
-restricted unpickler that resolves exactly the globals such a file names:
+not import on Python 3.11 with numpy 2 (``model.md`` §3.3). They are read here with the
+project's restricted unpickler (:mod:`hiu_data.io.safe_pickle`) and an allow-list of exactly
+the globals such a file names (:data:`ALLOWED_GLOBALS`):
 
 - ``numpy.core.multiarray._reconstruct`` (also spelled ``numpy._core.multiarray``), ``numpy.ndarray``,
   ``numpy.dtype``, ``__builtin__.set`` / ``builtins.set``: rebuilt by numpy and Python;
@@ -24,14 +25,14 @@ import datetime as _dt
 import json
 import logging
 import os
-import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hiu_data.errors import DatasetFormatError, UnsafePickleError
+from hiu_data.errors import DatasetFormatError
+from hiu_data.io import safe_pickle
 from hiu_data.skeleton import MANO_PARENTS
 
 log = logging.getLogger(__name__)
@@ -68,47 +69,21 @@ class CscStandIn(_Inert):
     """``scipy.sparse.csc_matrix``: state ``data``, ``indices``, ``indptr``, ``_shape``."""
 
 
-def _numpy_reconstruct() -> Any:
-    try:
-        from numpy._core import multiarray
-    except ImportError:  # numpy < 2
-        from numpy.core import multiarray  # type: ignore[no-redef]
-    return multiarray._reconstruct
-
-
-ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct(),
-    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct(),
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("__builtin__", "set"): set,
-    ("builtins", "set"): set,
-    ("chumpy.ch", "Ch"): ChStandIn,
-    ("chumpy.reordering", "Select"): SelectStandIn,
-    ("scipy.sparse.csc", "csc_matrix"): CscStandIn,
-    ("scipy.sparse._csc", "csc_matrix"): CscStandIn,
+ALLOWED_GLOBALS: dict[str, Any] = {
+    # numpy's reconstruction of arrays and dtypes (None: the real object; both numpy spellings).
+    "numpy.core.multiarray._reconstruct": None,
+    "numpy._core.multiarray._reconstruct": None,
+    "numpy.ndarray": None,
+    "numpy.dtype": None,
+    "__builtin__.set": set,
+    "builtins.set": set,
+    # chumpy and scipy records become inert stand-ins (neither package is imported).
+    "chumpy.ch.Ch": ChStandIn,
+    "chumpy.reordering.Select": SelectStandIn,
+    "scipy.sparse.csc.csc_matrix": CscStandIn,
+    "scipy.sparse._csc.csc_matrix": CscStandIn,
 }
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only :data:`ALLOWED_GLOBALS` and refuses everything else."""
-
-    def __init__(self, file: Any, path: Path) -> None:
-        super().__init__(file, encoding="latin1")
-        self._path = path
-
-    def find_class(self, module: str, name: str) -> Any:
-        """Resolve an allow-listed global; refuse any other before it can be called."""
-        try:
-            return ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise UnsafePickleError(
-                self._path, f"refused to load: the pickle asks for {module}.{name}, which a MANO model "
-                "file does not need (nothing was run)") from None
-
-    def persistent_load(self, pid: Any) -> Any:
-        """MANO files use no persistent ids: refuse."""
-        raise UnsafePickleError(self._path, "refused to load: the pickle uses persistent ids")
+"""Everything a MANO model pickle may name, for :func:`hiu_data.io.safe_pickle.load`."""
 
 
 def csc_to_dense(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -151,15 +126,7 @@ def read_mano_pickle(path: Path) -> dict[str, np.ndarray]:
         DatasetFormatError: not a MANO model (unreadable, missing keys, wrong shapes).
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            raw = RestrictedUnpickler(f, path).load()
-    except (UnsafePickleError, DatasetFormatError):
-        raise
-    except FileNotFoundError:
-        raise DatasetFormatError(path, "file not found") from None
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a malformed file
-        raise DatasetFormatError(path, f"not a readable MANO pickle ({type(exc).__name__}: {exc})") from None
+    raw = safe_pickle.load(path, ALLOWED_GLOBALS)
     if not isinstance(raw, dict):
         raise DatasetFormatError(path, f"expected a dict of model arrays, found {type(raw).__name__}")
     arrays = {}
