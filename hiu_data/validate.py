@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hiu_data.errors import HiuError
@@ -153,14 +154,23 @@ def _validate_one(folder: Path, reprojection_px: float, tolerance_px: float, max
     if not shards:
         return DatasetReport(str(folder), dataset, 0, [c.result(max_fraction) for c in checks.values()])
     columns = ["sample_id", "split", "hand_side", "width", "height", "bbox", "visibility", "keypoints_2d", "keypoints_3d",
-               "camera_K"]
+               "camera_K", "label_source"]
     table = pa.concat_tables([pq.read_table(p, columns=columns, memory_map=True) for p in shards])
     rows = _Rows(table)
     _check_ids_and_fields(rows, checks)
     _check_keypoints(rows, checks, tolerance_px)
-    percentiles = _check_reprojection(rows, checks["reprojection"], reprojection_px)
-    _check_3d(rows, checks["plausible_3d"])
-    _check_order(rows, checks["joint_order"])
+    # Pseudo-labels are model predictions: their 2D (heat-map branch) and 3D (mesh branch) come
+    # from two heads whose disagreement is what `confidence` scores, and a person reviews them.
+    # The label-quality statistics therefore judge only labels that claim to be ground truth.
+    pseudo = pc.starts_with(table.column("label_source"), "pseudo:").to_numpy(zero_copy_only=False)
+    truth = rows if not pseudo.any() else _Rows(table.filter(pa.array(~pseudo)))
+    percentiles = _check_reprojection(truth, checks["reprojection"], reprojection_px)
+    _check_3d(truth, checks["plausible_3d"])
+    _check_order(truth, checks["joint_order"])
+    if pseudo.any():
+        for name in ("reprojection", "plausible_3d", "joint_order"):
+            checks[name].note = (checks[name].note + "; " if checks[name].note else "") + \
+                f"{int(pseudo.sum())} pseudo-labelled rows not judged (ranked by confidence for review instead)"
     source_root = (manifest or {}).get("source_root")
     _check_images_and_masks(shards, checks, check_images, source_root, workers)
     return DatasetReport(str(folder), dataset, len(table), [c.result(max_fraction) for c in checks.values()], percentiles)

@@ -120,3 +120,20 @@ def test_cli_exit_codes_and_json(tmp_path: Path, rhd_records, capsys: pytest.Cap
     assert main(["validate", str(bad), "--skip-images"]) == 1
     assert "plausible_3d" in capsys.readouterr().err
     assert main(["validate", str(tmp_path / "missing")]) == 1
+
+
+def test_pseudo_labels_are_not_judged_as_ground_truth(tmp_path: Path, rhd_records) -> None:
+    # 2D and 3D of a pseudo-label come from two branches of the model and disagree by design;
+    # the same disagreement in dataset labels is a reprojection failure.
+    records = [r.__class__(**{**r.__dict__}) for r in rhd_records]
+    for r in records:
+        r.keypoints_3d = r.keypoints_3d + np.array([0.02, 0.0, 0.0], np.float32)
+    write_dataset(records, tmp_path / "truth", "rhd")
+    assert _statuses(validate(tmp_path / "truth", check_images=False))["reprojection"] == "fail"
+    for r in records:
+        r.label_source, r.review_status, r.confidence = "pseudo:abc", "pending", 0.5
+    write_dataset(records, tmp_path / "pseudo", "rhd")
+    report = validate(tmp_path / "pseudo", check_images=False)
+    assert report.ok, report.to_dict()
+    (d,) = report.datasets
+    assert "pseudo-labelled rows not judged" in {c.name: c.note for c in d.checks}["reprojection"]
