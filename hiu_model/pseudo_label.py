@@ -52,6 +52,7 @@ import numpy as np
 
 from hiu_data.errors import HiuError, OutputExistsError
 from hiu_data.formats import Skipped, folder
+from hiu_data.formats._common import bbox_from_keypoints
 from hiu_data.io import rle
 from hiu_data.io.images import decode
 from hiu_data.io.parquet import MANIFEST, DatasetWriter, HandDataset
@@ -127,15 +128,19 @@ def camera_frame_joints(prediction: Any, K: np.ndarray) -> np.ndarray | None:
     return (joints - joints[ROOT] + root).astype(np.float32)
 
 
-def _tight_box(keypoints: np.ndarray, mask: np.ndarray | None, fallback: np.ndarray) -> np.ndarray:
-    points = keypoints[np.isfinite(keypoints).all(1)]
-    if mask is not None and mask.any():
-        ys, xs = np.nonzero(mask)
-        points = np.concatenate([points, [[xs.min(), ys.min()], [xs.max() + 1, ys.max() + 1]]])
-    if len(points) == 0:
+def _tight_box(keypoints: np.ndarray, mask: dict[str, Any] | None, width: int, height: int,
+               fallback: np.ndarray) -> np.ndarray:
+    """(4,) float32 x, y, w, h: the union of the predicted keypoints' box (clipped to the
+    image) and the mask's box; ``fallback`` when neither has any extent."""
+    boxes = [bbox_from_keypoints(keypoints, np.isfinite(keypoints).all(1).astype(np.uint8), width, height)]
+    if mask is not None:
+        boxes.append(rle.to_bbox(mask))
+    boxes = [b for b in boxes if b[2] > 0 and b[3] > 0]
+    if not boxes:
         return np.asarray(fallback, np.float32)
-    lo, hi = points.min(0), points.max(0)
-    return np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]], np.float32)
+    corners = np.array([[b[0], b[1], b[0] + b[2], b[1] + b[3]] for b in boxes])
+    x0, y0, x1, y1 = corners[:, 0].min(), corners[:, 1].min(), corners[:, 2].max(), corners[:, 3].max()
+    return np.array([x0, y0, x1 - x0, y1 - y0], np.float32)
 
 
 def labelled_row(row: HandSample, prediction: Any, image_bytes: bytes, name: str, label_source: str) -> HandSample:
@@ -144,6 +149,7 @@ def labelled_row(row: HandSample, prediction: Any, image_bytes: bytes, name: str
     predicted = np.isfinite(kp).all(1)
     K = assumed_camera(row.width, row.height)
     joints = camera_frame_joints(prediction, K)
+    mask = None if prediction.mask is None else rle.encode(prediction.mask)
     extras = dict(row.extras or {})
     extras.pop("hand_side_known", None)  # the side is now the prediction's
     extras["pseudo"] = {"box": [float(v) for v in row.bbox], "camera_assumed": True,
@@ -151,11 +157,11 @@ def labelled_row(row: HandSample, prediction: Any, image_bytes: bytes, name: str
     return HandSample(
         sample_id=name + row.sample_id[len(row.dataset):], dataset=name, split="unlabeled",
         image_id=name + row.image_id[len(row.dataset):], width=row.width, height=row.height,
-        hand_side=prediction.hand_side, bbox=_tight_box(kp, prediction.mask, row.bbox),
+        hand_side=prediction.hand_side, bbox=_tight_box(kp, mask, row.width, row.height, row.bbox),
         visibility=np.where(predicted, 2, 0).astype(np.uint8), image_bytes=image_bytes, subset=row.subset,
         keypoints_2d=kp, keypoints_3d=joints, camera_K=None if joints is None else K,
         mano_pose=prediction.mano_pose, mano_betas=prediction.mano_betas,
-        mask=None if prediction.mask is None else rle.encode(prediction.mask),
+        mask=mask,
         label_source=label_source, review_status="pending",
         keypoint_confidence=np.clip(np.nan_to_num(prediction.keypoint_confidence), 0, 1),
         confidence=float(np.clip(prediction.scores.get("consistency", 0.0), 0.0, 1.0)), extras=extras,

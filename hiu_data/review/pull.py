@@ -35,6 +35,7 @@ from typing import Any, Callable
 import numpy as np
 
 from hiu_data.errors import HiuError
+from hiu_data.formats._common import bbox_from_keypoints
 from hiu_data.io import rle
 from hiu_data.io.parquet import DatasetWriter, HandDataset, find_dataset_dirs
 from hiu_data.review import labels as L
@@ -156,17 +157,15 @@ def _added_row(template: HandSample, label_id: str, keypoint: Any, tags: list[st
     """A hand a person added in FiftyOne, as a new row of the image ``template`` belongs to."""
     points = L.keypoints_from_relative(keypoint.points, template.width, template.height)
     present = ~np.isnan(points).any(1)
-    if present.any():
-        lo, hi = points[present].min(0), points[present].max(0)
-        bbox = np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]], np.float32)
-    else:
-        bbox = template.bbox.copy()
+    visibility = np.where(present, 2, 0).astype(np.uint8)
+    bbox = (bbox_from_keypoints(points, visibility, template.width, template.height) if present.any()
+            else template.bbox.copy())
     split = "train" if template.split == "unlabeled" else template.split
     side = keypoint.label if keypoint.label in ("left", "right") else template.hand_side
     return HandSample(
         sample_id=f"{template.dataset}/{split}/{template.image_id}/added-{label_id}", dataset=template.dataset,
         split=split, image_id=template.image_id, width=template.width, height=template.height, hand_side=side,
-        bbox=bbox, visibility=np.where(present, 2, 0).astype(np.uint8), image_bytes=template.image_bytes,
+        bbox=bbox, visibility=visibility, image_bytes=template.image_bytes,
         image_path=template.image_path, subset=template.subset, keypoints_2d=points,
         keypoint_confidence=present.astype(np.float32), label_source="human", review_status="corrected",
         extras={"review": {"dataset": name, "status": "corrected", "tags": _user_tags(tags), "edited": ["added"]}},
@@ -191,7 +190,7 @@ def pull(name: str, out: str | Path, *, source: str | Path | None = None, overwr
     source_dir = find_dataset_dirs(source if source is not None else info["source"])[0].resolve()
     rows = HandDataset(source_dir)
     manifest = rows.manifests[source_dir]
-    if source_checksums(source_dir, manifest) != info["shards"]:
+    if source_checksums(manifest) != info["shards"]:
         raise ReviewError(f"{source_dir}: differs from the dataset pushed as {name!r} (shard checksums changed); "
                           "pull needs the exact pushed dataset (pass --source if it moved)")
     if (Path(out) / manifest["dataset"]).resolve() == source_dir:

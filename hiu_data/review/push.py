@@ -25,7 +25,7 @@ import hashlib
 import logging
 import mimetypes
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,21 +50,22 @@ def default_cache_dir(name: str) -> Path:
     return Path(root) / "review" / name
 
 
-def source_checksums(dataset_dir: Path, manifest: dict[str, Any]) -> dict[str, str]:
+def source_checksums(manifest: dict[str, Any]) -> dict[str, str]:
     """``{shard file: sha256}`` from a manifest: what pull checks the source against."""
     return {entry["file"]: entry["sha256"] for entry in manifest["shards"]}
 
 
 @dataclass
 class PushResult:
-    """What ``push`` made: the FiftyOne dataset's name, counts and the image cache folder."""
+    """What ``push`` made: the FiftyOne dataset's name, its images and hands, how many images
+    were tagged ``low_confidence``, the image cache folder and the pushed dataset folder."""
 
     name: str
     images: int
     hands: int
     low_confidence: int
     cache_dir: Path
-    source: Path = field(default_factory=Path)
+    source: Path
 
 
 def _image_extension(data: bytes) -> str:
@@ -208,7 +209,7 @@ def push(pseudo_dir: str | Path, name: str | None = None, *, threshold: float = 
         dataset.delete()  # a half-filled review dataset would look complete in the App
         raise
     dataset.info = {HIU_INFO_KEY: {
-        "source": str(source), "dataset": manifest["dataset"], "shards": source_checksums(source, manifest),
+        "source": str(source), "dataset": manifest["dataset"], "shards": source_checksums(manifest),
         "threshold": threshold, "cache_dir": str(cache.resolve()), "hands": len(rows), "images": len(images),
         "pushed": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "tool_version": tool_version(),
     }}
