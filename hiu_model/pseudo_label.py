@@ -4,7 +4,8 @@ Every hand of every image (one per image, or one per box of ``--boxes``, read by
 ``folder`` format) gets a row of ``OUT/<name>/`` (default name ``pseudo``) with
 
 - ``keypoints_2d`` (heat-map branch, image pixels) and ``keypoint_confidence`` (each joint's
-  heat-map peak, in [0, 1]); visibility 2 where a joint was predicted;
+  heat-map peak, in [0, 1]); visibility 2 where a joint was predicted inside the image,
+  1 outside it (as the converters mark datasets without occlusion labels);
 - ``mask``: the mask head's full-image mask as RLE;
 - ``mano_pose`` / ``mano_betas`` in the image's hand side and camera orientation, and
   ``keypoints_3d`` in the camera frame of an *assumed* pinhole camera ``camera_K`` (focal
@@ -52,7 +53,7 @@ import numpy as np
 
 from hiu_data.errors import HiuError, OutputExistsError
 from hiu_data.formats import Skipped, folder
-from hiu_data.formats._common import bbox_from_keypoints
+from hiu_data.formats._common import bbox_from_keypoints, visibility_in_image
 from hiu_data.io import rle
 from hiu_data.io.images import decode
 from hiu_data.io.parquet import MANIFEST, DatasetWriter, HandDataset
@@ -146,7 +147,6 @@ def _tight_box(keypoints: np.ndarray, mask: dict[str, Any] | None, width: int, h
 def labelled_row(row: HandSample, prediction: Any, image_bytes: bytes, name: str, label_source: str) -> HandSample:
     """A folder row plus its prediction -> the pseudo-labelled row (see the module docstring)."""
     kp = np.asarray(prediction.keypoints_2d, np.float32)
-    predicted = np.isfinite(kp).all(1)
     K = assumed_camera(row.width, row.height)
     joints = camera_frame_joints(prediction, K)
     mask = None if prediction.mask is None else rle.encode(prediction.mask)
@@ -158,7 +158,7 @@ def labelled_row(row: HandSample, prediction: Any, image_bytes: bytes, name: str
         sample_id=name + row.sample_id[len(row.dataset):], dataset=name, split="unlabeled",
         image_id=name + row.image_id[len(row.dataset):], width=row.width, height=row.height,
         hand_side=prediction.hand_side, bbox=_tight_box(kp, mask, row.width, row.height, row.bbox),
-        visibility=np.where(predicted, 2, 0).astype(np.uint8), image_bytes=image_bytes, subset=row.subset,
+        visibility=visibility_in_image(kp, row.width, row.height), image_bytes=image_bytes, subset=row.subset,
         keypoints_2d=kp, keypoints_3d=joints, camera_K=None if joints is None else K,
         mano_pose=prediction.mano_pose, mano_betas=prediction.mano_betas,
         mask=mask,

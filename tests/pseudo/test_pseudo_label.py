@@ -125,3 +125,24 @@ def test_cli_errors_are_one_line(checkpoint: Path, images_dir: Path, tmp_path: P
     assert "--shard '2/2': need 0 <= i < n" in capsys.readouterr().err
     assert main(["pseudo-label", str(tmp_path / "nope"), str(images_dir), str(tmp_path)]) == 1
     assert "nope" in capsys.readouterr().err
+
+
+def test_joints_predicted_outside_the_image_are_marked_not_visible() -> None:
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from hiu_data.schema import HandSample
+    from hiu_model.pseudo_label import labelled_row
+
+    kp = np.full((21, 2), 10.0, np.float32)
+    kp[3] = [-5.0, 10.0]
+    kp[4] = [10.0, 40.0]
+    row = HandSample(sample_id="folder/unlabeled/a.jpg", dataset="folder", split="unlabeled", image_id="folder/unlabeled/a.jpg",
+                     width=30, height=20, hand_side="right", bbox=[0, 0, 30, 20], visibility=np.zeros(21))
+    prediction = SimpleNamespace(keypoints_2d=kp, mask=None, scores={"consistency": 0.4}, hand_side="right",
+                                 mano_pose=None, mano_betas=None, keypoint_confidence=np.full(21, 0.5),
+                                 keypoints_3d=None, camera=None)
+    out = labelled_row(row, prediction, b"", "pseudo", "pseudo:abc")
+    assert out.visibility[3] == 1 and out.visibility[4] == 1
+    assert (np.delete(out.visibility, [3, 4]) == 2).all()
