@@ -177,33 +177,36 @@ _ARRAY_SHAPES: dict[str, tuple[int, ...]] = {
 _FLAT_SIZE = {name: int(np.prod(shape)) for name, shape in _ARRAY_SHAPES.items()}
 
 
-def _fixed_list(values: list[np.ndarray | None], dtype: pa.DataType, np_dtype: type, shape: tuple[int, ...]) -> pa.Array:
-    """Build a (nested) fixed-size-list array from per-row arrays of ``shape`` (None = null)."""
-    n = len(values)
-    size = int(np.prod(shape))
-    flat = np.zeros((n, size), dtype=np_dtype)
-    valid = np.ones(n, dtype=bool)
-    for i, v in enumerate(values):
-        if v is None:
-            valid[i] = False
-        else:
-            flat[i] = np.asarray(v, dtype=np_dtype).reshape(size)
-    arr: pa.Array = pa.array(flat.reshape(-1), type=_leaf(dtype))
+def fixed_list_array(values: np.ndarray, dtype: pa.DataType, valid: np.ndarray | None = None) -> pa.Array:
+    """A (nested) fixed-size-list Arrow array of ``dtype`` from numpy values.
+
+    Args:
+        values: (N, *shape) array whose trailing shape matches the list sizes of ``dtype``.
+        valid: (N,) bool, False for null rows (their values are ignored); None = all valid.
+    """
     types = []
     t = dtype
     while pa.types.is_fixed_size_list(t):
         types.append(t)
         t = t.value_type
-    for t in reversed(types[1:]):
-        arr = pa.FixedSizeListArray.from_arrays(arr, type=t)
-    mask = None if valid.all() else pa.array(~valid)
-    return pa.FixedSizeListArray.from_arrays(arr, type=types[0], mask=mask)
+    flat = np.ascontiguousarray(values, dtype=t.to_pandas_dtype()).reshape(-1)
+    array: pa.Array = pa.array(flat, type=t)
+    for inner in reversed(types[1:]):
+        array = pa.FixedSizeListArray.from_arrays(array, type=inner)
+    mask = None if valid is None or np.all(valid) else pa.array(~np.asarray(valid, dtype=bool))
+    return pa.FixedSizeListArray.from_arrays(array, type=types[0], mask=mask)
 
 
-def _leaf(dtype: pa.DataType) -> pa.DataType:
-    while pa.types.is_fixed_size_list(dtype):
-        dtype = dtype.value_type
-    return dtype
+def _fixed_list(values: list[np.ndarray | None], dtype: pa.DataType, np_dtype: type, shape: tuple[int, ...]) -> pa.Array:
+    """Fixed-size-list column from per-row arrays of ``shape`` (None = null)."""
+    flat = np.zeros((len(values), int(np.prod(shape))), dtype=np_dtype)
+    valid = np.ones(len(values), dtype=bool)
+    for i, v in enumerate(values):
+        if v is None:
+            valid[i] = False
+        else:
+            flat[i] = np.asarray(v, dtype=np_dtype).reshape(-1)
+    return fixed_list_array(flat, dtype, valid)
 
 
 def samples_to_table(samples: Iterable[HandSample]) -> pa.Table:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from hiu_data.schema import IMAGE_TYPE, RLE_TYPE, arrow_schema
+from hiu_data.schema import IMAGE_TYPE, RLE_TYPE, arrow_schema, fixed_list_array
 
 _STRINGS = ("sample_id", "dataset", "split", "subset", "image_id", "hand_side", "label_source", "review_status")
 _DEFAULTS = {"label_source": "dataset"}
@@ -48,22 +48,10 @@ def _fixed(value: Any, dtype: pa.DataType, n: int) -> pa.Array:
     if value is None:
         return pa.nulls(n, type=dtype)
     values, valid = value if isinstance(value, tuple) else (value, None)
-    leaf = dtype
-    while pa.types.is_fixed_size_list(leaf):
-        leaf = leaf.value_type
-    flat = np.ascontiguousarray(values, dtype=leaf.to_pandas_dtype()).reshape(-1)
-    if flat.size != n * _size(dtype):
-        raise ValueError(f"column of type {dtype} needs {n} x {_size(dtype)} values, got {flat.size}")
-    array: pa.Array = pa.array(flat, type=leaf)
-    types = []
-    t = dtype
-    while pa.types.is_fixed_size_list(t):
-        types.append(t)
-        t = t.value_type
-    for t in reversed(types[1:]):
-        array = pa.FixedSizeListArray.from_arrays(array, type=t)
-    mask = None if valid is None or np.all(valid) else pa.array(~np.asarray(valid, dtype=bool))
-    return pa.FixedSizeListArray.from_arrays(array, type=types[0], mask=mask)
+    values = np.asarray(values)
+    if values.size != n * _size(dtype):
+        raise ValueError(f"column of type {dtype} needs {n} x {_size(dtype)} values, got {values.size}")
+    return fixed_list_array(values.reshape(n, -1) if n else values.reshape(0, _size(dtype)), dtype, valid)
 
 
 def _masks(masks: list[dict[str, Any] | None]) -> pa.Array:

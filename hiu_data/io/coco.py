@@ -42,7 +42,7 @@ import numpy as np
 
 from hiu_data.errors import HiuError, OutputExistsError
 from hiu_data.io import rle
-from hiu_data.io.images import sample_image_bytes
+from hiu_data.io.images import image_suffix, sample_image_bytes
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import BONES, JOINT_NAMES, NUM_JOINTS
 
@@ -67,17 +67,6 @@ def _nullable(values: np.ndarray | None) -> Any:
         return None
     arr = np.asarray(values, dtype=np.float64)
     return np.where(np.isfinite(arr), arr, None).tolist()
-
-
-def image_suffix(data: bytes) -> str:
-    """File suffix of encoded image bytes (.jpg, .png, .webp, else .img)."""
-    if data[:2] == b"\xff\xd8":
-        return ".jpg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return ".png"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return ".webp"
-    return ".bmp" if data[:2] == b"BM" else ".img"
 
 
 def file_name_for(image_id: str, data: bytes) -> str:

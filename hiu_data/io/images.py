@@ -103,3 +103,14 @@ def sample_image_bytes(image_bytes: bytes | None, image_path: str | None, source
         return path.read_bytes()
     except FileNotFoundError:
         raise CorruptImageError(path, "referenced image file is missing", sample_id) from None
+
+
+def image_suffix(data: bytes) -> str:
+    """File suffix of encoded image bytes from their magic number (.jpg, .png, .webp, .bmp, else .img)."""
+    if data[:2] == b"\xff\xd8":
+        return ".jpg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return ".png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ".webp"
+    return ".bmp" if data[:2] == b"BM" else ".img"

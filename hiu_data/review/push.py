@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hiu_data.errors import CorruptImageError, HiuError, OutputExistsError
+from hiu_data.io.images import image_suffix
 from hiu_data.io.parquet import HandDataset, find_dataset_dirs, tool_version
 from hiu_data.review import labels as L
 from hiu_data.review._fiftyone import (HIU_INFO_KEY, KEYPOINTS_FIELD, MASKS_FIELD, SAMPLE_ID_ATTR, dataset_exists,
@@ -68,18 +69,6 @@ class PushResult:
     source: Path
 
 
-def _image_extension(data: bytes) -> str:
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return ".png"
-    if data[:2] == b"\xff\xd8":
-        return ".jpg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return ".webp"
-    if data[:2] == b"BM":
-        return ".bmp"
-    return ".img"
-
-
 def materialise_image(sample: HandSample, source_root: str | None, cache_dir: Path) -> Path:
     """The file FiftyOne shows for a sample: its embedded bytes written once into
     ``cache_dir`` (named by their sha256), or its referenced file where it lies."""
@@ -93,7 +82,7 @@ def materialise_image(sample: HandSample, source_root: str | None, cache_dir: Pa
             raise CorruptImageError(path, "referenced image file is missing", sample.sample_id)
         return path.resolve()
     data = sample.image_bytes
-    path = cache_dir / (hashlib.sha256(data).hexdigest()[:24] + _image_extension(data))
+    path = cache_dir / (hashlib.sha256(data).hexdigest()[:24] + image_suffix(data))
     if not (path.is_file() and path.stat().st_size == len(data)):
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(data)
