@@ -97,8 +97,14 @@ class ModelConfig:
     """CHOICE: the initial weak-perspective scale maps this many metres onto the crop width
     (s = input_size / crop_extent_m pixels per metre); a hand is about 0.19 m long."""
     silhouette_sigma: float | None = None
-    """Soft-rasteriser sharpness; ``None`` = the renderer's default for the mask size."""
-    silhouette_faces_per_pixel: int = 8
+    """Soft-rasteriser sharpness in mask pixels squared; ``None`` = PyTorch3D's default
+    (1e-4 in NDC units squared) converted to the mask size: 0.1 px^2 at 64, 0.026 at 32.
+    CHOICE: softer values (the renderer's 1 px^2) dilate the silhouette of a closed hand mesh
+    by 1-2 pixels at these sizes, because every face near an edge adds to the coverage."""
+    silhouette_faces_per_pixel: int | None = None
+    """CHOICE: blend every face in the blur band (None). With a few (PyTorch3D's tutorials use
+    50-100) the nearest faces in depth are often outside faces in the band, and thin fingers
+    vanish from the silhouette; blending all costs no more with our renderer."""
 
 
 @dataclass
@@ -213,7 +219,7 @@ def tiny() -> Config:
         input_size=128, heatmap_size=32, mask_size=32, stem_channels=(16, 32), encoder_block="basic",
         encoder_widths=(32, 48, 64, 96), encoder_blocks=(1, 1, 1, 1), decoder_channels=32, num_stacks=2,
         regressor_channels=32, regressor_grid=4, regressor_hidden=256, regressor_layers=2,
-        regressor_dropout=0.0, regressor_iterations=3, silhouette_faces_per_pixel=4)
+        regressor_dropout=0.0, regressor_iterations=3)
     _set_data_sizes(config)
     # At 32 px maps one map pixel is 4 crop pixels: a narrower Gaussian and POF band than at 64.
     _set_if_present(config.data, sigma=1.5, pof_band=1.0)

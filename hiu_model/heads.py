@@ -49,6 +49,12 @@ class TaskDecoder(nn.Module):
         self.laterals = nn.ModuleList(conv_bn_relu(width, channels, 1) for width in encoder_widths)
         self.smooth = nn.ModuleList(conv_bn_relu(channels, channels, 3) for _ in encoder_widths[:-1])
         self.head = nn.Sequential(conv_bn_relu(channels, channels, 3), nn.Conv2d(channels, out_channels, 1))
+        # Predictions start near zero (SimpleBaselines' head init): with the default init the
+        # heads first spend hundreds of steps suppressing large random maps before the small
+        # Gaussian peaks emerge (measured: 29 px vs 0.8 px mean error after 100 steps of
+        # overfitting 16 crops).
+        nn.init.normal_(self.head[-1].weight, std=1e-3)
+        nn.init.zeros_(self.head[-1].bias)
         self.out_size = out_size
 
     def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

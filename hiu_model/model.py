@@ -28,23 +28,26 @@ model moves it along in ``.to()``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hiu_data.skeleton import NUM_BONES, NUM_JOINTS
+from hiu_data.skeleton import JOINT_INDEX, NUM_BONES, NUM_JOINTS
 from hiu_model.backbone import Encoder, Stem
 from hiu_model.config import ModelConfig
 from hiu_model.heads import ConcatFusion, MeshRegressor, TaskAttention, TaskDecoder
-from hiu_model.rotations import IDENTITY_6D, rot6d_to_axis_angle
+from hiu_model.rotations import IDENTITY_6D, axis_angle_to_matrix, matrix_to_rot6d, rot6d_to_axis_angle
 
 NUM_POSE_JOINTS = 16
 NUM_BETAS = 10
 DENSE_TASKS = ("heatmap", "mask", "pof")
+MIDDLE_MCP = JOINT_INDEX["middle_mcp"]
 _DEPTH_OFFSET_M = 1.0  # any constant larger than a hand keeps every vertex in front of the camera
 _MAX_LOG_SCALE = 4.0  # keeps exp() of the scale update finite early in training
+PYTORCH3D_SIGMA_NDC = 1e-4  # BlendParams' default sigma, NDC units squared
 
 
 @dataclass
@@ -95,9 +98,10 @@ class MTLBlock(nn.Module):
         self.decoders = nn.ModuleDict({
             task: TaskDecoder(cfg.encoder_widths, cfg.decoder_channels, *outputs[task])
             for task in DENSE_TASKS if task in cfg.tasks})
+        self.with_fusion = with_fusion
         self.fusion: nn.Module | None = None
-        if with_fusion:
-            count = len(self.decoders)
+        count = len(self.decoders)
+        if with_fusion and count > 1:  # a single task's features pass through unchanged
             self.fusion = (TaskAttention(cfg.decoder_channels, count, cfg.tam_reduction) if cfg.use_tam
                            else ConcatFusion(cfg.decoder_channels, count))
 
@@ -107,8 +111,9 @@ class MTLBlock(nn.Module):
         for task, decoder in self.decoders.items():
             feature, predictions[task] = decoder(encoded)
             features.append(feature)
-        fused = self.fusion(features) if self.fusion is not None else None
-        return predictions, fused
+        if not self.with_fusion:
+            return predictions, None
+        return predictions, self.fusion(features) if self.fusion is not None else features[0]
 
 
 class HIUDMTL(nn.Module):
@@ -136,9 +141,7 @@ class HIUDMTL(nn.Module):
                 parameter.requires_grad_(False)
             object.__setattr__(self, "hand_model", hand)
             self.register_buffer("faces", torch.as_tensor(hand.faces, dtype=torch.long), persistent=False)
-            pose_init = (torch.tensor(IDENTITY_6D).repeat(NUM_POSE_JOINTS) if cfg.pose_representation == "6d"
-                         else torch.zeros(3 * NUM_POSE_JOINTS))
-            theta_init = torch.cat([pose_init, torch.zeros(NUM_BETAS + 3)])
+            theta_init = self._initial_theta(hand)
             channels = {"heatmap": NUM_JOINTS, "mask": 1, "pof": 3 * NUM_BONES}
             map_channels = cfg.decoder_channels + sum(channels[t] for t in DENSE_TASKS if t in cfg.tasks)
             extra = 2 * NUM_JOINTS if self._regressor_reads_keypoints else 0
@@ -146,6 +149,29 @@ class HIUDMTL(nn.Module):
                 map_channels, self.feature_size, cfg.regressor_channels, cfg.regressor_grid, extra,
                 cfg.regressor_hidden, cfg.regressor_layers, cfg.regressor_dropout, cfg.regressor_iterations,
                 theta_init)
+
+    def _initial_theta(self, hand: nn.Module) -> torch.Tensor:
+        """The regressor's starting point: the mean hand (zero pose offsets, zero betas) turned
+        in the image plane so that its fingers point up, at the default scale, centred in the
+        crop. (HMR starts from a dataset mean; this is a data-free stand-in that keeps the first
+        projections inside the crop; the start is a learned parameter afterwards.)"""
+        cfg = self.cfg
+        with torch.no_grad():
+            joints = hand(torch.zeros(1, 48), torch.zeros(1, NUM_BETAS)).joints[0].float()
+        joints = joints - joints[0]
+        direction = joints[MIDDLE_MCP]
+        turn = -math.pi / 2 - math.atan2(float(direction[1]), float(direction[0]))
+        global_orient = torch.tensor([0.0, 0.0, turn])
+        rotated = joints @ axis_angle_to_matrix(global_orient).T
+        scale = cfg.input_size / cfg.crop_extent_m
+        centre = (rotated[:, :2].amax(0) + rotated[:, :2].amin(0)) / 2
+        translation = (cfg.input_size / 2 - scale * centre) / cfg.input_size - 0.5
+        if cfg.pose_representation == "6d":
+            pose = torch.cat([matrix_to_rot6d(axis_angle_to_matrix(global_orient)),
+                              torch.tensor(IDENTITY_6D).repeat(NUM_POSE_JOINTS - 1)])
+        else:
+            pose = torch.cat([global_orient, torch.zeros(3 * (NUM_POSE_JOINTS - 1))])
+        return torch.cat([pose, torch.zeros(NUM_BETAS + 1), translation])
 
     @property
     def _regressor_reads_keypoints(self) -> bool:
@@ -229,7 +255,7 @@ class HIUDMTL(nn.Module):
 
     def render_silhouette(self, vertices: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
         """Soft silhouette (B, m, m) of root-relative vertices (B, V, 3) under ``camera`` (B, 3)."""
-        from hiu_model.render import soft_silhouette
+        from hiu_model.render import sigma_from_ndc, soft_silhouette
 
         size, mask_size = self.cfg.input_size, self.cfg.mask_size
         uv = weak_perspective_project(vertices, camera)
@@ -237,8 +263,10 @@ class HIUDMTL(nn.Module):
         points = torch.cat([uv * depth, depth], dim=-1)
         intrinsics = torch.diag(vertices.new_tensor([mask_size / size, mask_size / size, 1.0]))
         intrinsics = intrinsics.expand(vertices.shape[0], 3, 3)
-        return soft_silhouette(points, self.faces, intrinsics, (mask_size, mask_size),
-                               sigma=self.cfg.silhouette_sigma,
+        sigma = self.cfg.silhouette_sigma
+        if sigma is None:
+            sigma = sigma_from_ndc(PYTORCH3D_SIGMA_NDC, (mask_size, mask_size))
+        return soft_silhouette(points, self.faces, intrinsics, (mask_size, mask_size), sigma=sigma,
                                faces_per_pixel=self.cfg.silhouette_faces_per_pixel)
 
 
