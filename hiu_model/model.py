@@ -96,7 +96,7 @@ class MTLBlock(nn.Module):
         outputs = {"heatmap": (NUM_JOINTS, cfg.heatmap_size), "mask": (1, cfg.mask_size),
                    "pof": (3 * NUM_BONES, cfg.heatmap_size)}
         self.decoders = nn.ModuleDict({
-            task: TaskDecoder(cfg.encoder_widths, cfg.decoder_channels, *outputs[task])
+            task: TaskDecoder(cfg.encoder_widths, cfg.decoder_channels, *outputs[task], small_init=task != "mask")
             for task in DENSE_TASKS if task in cfg.tasks})
         self.with_fusion = with_fusion
         self.fusion: nn.Module | None = None
