@@ -5,8 +5,9 @@
 //   NODE_PATH=$(npm root) node docs/tools/review_screenshots.cjs http://127.0.0.1:5151 docs/images
 //
 // It dismisses the App's promotion popup, shows the sample tags on the grid, opens the least
-// confident image, and tags it `accepted` through the App's tag menu: the last step is a
-// real review action, which `hiu-data review pull` then reads back.
+// confident image, and tags its labels `rejected` through the App's tag menu: a real review
+// action, which `hiu-data review pull` then reads back. Start from a freshly launched App
+// (the App session remembers an open sample).
 const { chromium } = require('playwright-core');
 
 const [url, outDir] = process.argv.slice(2);
@@ -27,17 +28,18 @@ const settle = (page, ms = 2500) => page.waitForTimeout(ms);
   await page.getByText('Dismiss', { exact: true }).first().click({ timeout: 5000 }).catch(() => {});
   await page.click('[data-cy="checkbox-tags"]');
   await settle(page);
-  await page.screenshot({ path: `${outDir}/review-grid.png` });
+  await page.screenshot({ path: `${outDir}/review-grid.jpg`, quality: 85 });
 
   await page.locator('[data-cy="looker"]').first().click();
   await settle(page, 4000);
-  await page.screenshot({ path: `${outDir}/review-sample.png` });
+  await page.screenshot({ path: `${outDir}/review-sample.jpg`, quality: 85 });
 
   await page.locator('[data-cy="action-tag-sample-labels"]').last().click();
   await settle(page, 1500);
-  await page.keyboard.type('accepted');
-  await settle(page, 1000);
-  await page.screenshot({ path: `${outDir}/review-tag.png` });
+  await page.keyboard.type('rejected');
+  await page.mouse.move(600, 500); // away from the tag button, whose tooltip would cover the menu
+  await settle(page, 1500);
+  await page.screenshot({ path: `${outDir}/review-tag.jpg`, quality: 85 });
   await page.keyboard.press('Enter');
   await settle(page, 1500);
   await page.getByText('Apply', { exact: true }).first().click({ timeout: 5000 }).catch(() => {});
