@@ -25,8 +25,9 @@ def pseudo_label(
 ) -> None:
     """Predict keypoints, mask, MANO and 3D for every hand of IMAGES_DIR, with a confidence per hand.
 
-    Rows get label_source pseudo:<checkpoint sha256> and review_status pending. A shard that is
-    interrupted resumes where it stopped when run again; the last shard to finish merges.
+    Rows get label_source pseudo:<checkpoint sha256> and review_status pending.
+
+    An interrupted shard resumes where it stopped when run again; the last shard to finish merges.
 
     Example: hiu-data pseudo-label runs/tiny wild/ out --boxes wild/detections.json --shard 0/4
     """
