@@ -17,8 +17,6 @@ other.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +24,8 @@ from typing import Any, Iterable
 
 import yaml
 
-from hiu_data.errors import HiuError
 from hiu_data.targets import DEFAULT_SOFTARGMAX_BETA
+from hiu_model.config_values import ConfigError, merge_into, plain, read_yaml_mapping
 from hiu_model.data import DataOptions
 
 TASKS: tuple[str, ...] = ("heatmap", "mask", "pof", "mesh")
@@ -35,10 +33,6 @@ TASKS: tuple[str, ...] = ("heatmap", "mask", "pof", "mesh")
 the mesh branch (MANO regressor, projection, silhouette)."""
 
 SHARED_SIZES: tuple[str, ...] = ("input_size", "heatmap_size", "mask_size")
-
-
-class ConfigError(HiuError):
-    """A configuration file or override is malformed, names an unknown key, or is inconsistent."""
 
 
 @dataclass
@@ -195,13 +189,13 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists), suitable for JSON and YAML."""
-        return _plain(dataclasses.asdict(self))
+        return plain(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "Config":
         """Inverse of :meth:`to_dict`; unknown keys are :class:`ConfigError`."""
         config = cls()
-        _merge(config, values, "", set())
+        merge_into(config, values, "", set())
         validate(config)
         return config
 
@@ -253,14 +247,14 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
     """
     values: dict[str, Any] = {}
     if path is not None:
-        values = _read_yaml(Path(path))
+        values = read_yaml_mapping(Path(path))
     preset = preset or values.pop("preset", None)
     values.pop("preset", None)
     if preset is not None and preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
     config = PRESETS[preset]() if preset else paper()
     explicit: set[str] = set()
-    _merge(config, values, f"{path}: " if path else "", explicit)
+    merge_into(config, values, f"{path}: " if path else "", explicit)
     for override in overrides:
         key, sep, text = override.partition("=")
         if not sep or not key.strip():
@@ -272,7 +266,7 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
         nested: Any = value
         for part in reversed(key.strip().split(".")):
             nested = {part: nested}
-        _merge(config, nested, f"--set {override}: ", explicit)
+        merge_into(config, nested, f"--set {override}: ", explicit)
     _sync_sizes(config, explicit)
     validate(config)
     return config
@@ -306,91 +300,6 @@ def validate(config: Config) -> None:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise ConfigError(f"{path}: cannot read the config ({str(error).splitlines()[0]})") from None
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: the config must be a mapping of sections (model, data, loss, train)")
-    return values
-
-
-def _merge(target: Any, values: dict[str, Any], where: str, explicit: set[str], prefix: str = "") -> None:
-    """Set the fields of dataclass ``target`` from ``values`` recursively, checking names and types."""
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where}{prefix.rstrip('.') or 'config'} must be a mapping, got {values!r}")
-    fields = {f.name: f for f in dataclasses.fields(target)}
-    hints = typing.get_type_hints(type(target))
-    for key, value in values.items():
-        dotted = f"{prefix}{key}"
-        if key not in fields:
-            known = [f"{prefix}{name}" for name in fields]
-            close = difflib.get_close_matches(dotted, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
-            raise ConfigError(f"{where}unknown key {dotted!r}{hint}")
-        current = getattr(target, key)
-        if dataclasses.is_dataclass(current):
-            _merge(current, value, where, explicit, dotted + ".")
-        else:
-            setattr(target, key, _coerce(value, hints[key], f"{where}{dotted}"))
-            explicit.add(dotted)
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Check ``value`` against the type annotation ``hint``; lists become tuples."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for option in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, option, where)
-            except ConfigError as error:
-                errors.append(str(error))
-        raise ConfigError(errors[0] if errors else f"{where}: {value!r} is not allowed")
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-            items = [_coerce(v, args[0], where) for v in value]
-        elif origin is tuple and args:
-            if len(value) != len(args):
-                raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
-            items = [_coerce(v, a, where) for v, a in zip(value, args)]
-        else:
-            items = [_coerce(v, args[0], where) if args else v for v in value]
-        return tuple(items) if origin is tuple else items
-    if origin is dict or hint is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    return value
-
-
 def _sync_sizes(config: Config, explicit: set[str]) -> None:
     for name in SHARED_SIZES:
         if not hasattr(config.data, name):
@@ -410,11 +319,3 @@ def _set_if_present(options: Any, **values: Any) -> None:
     for name, value in values.items():
         if hasattr(options, name):
             setattr(options, name, value)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    return value

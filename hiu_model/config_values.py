@@ -1,0 +1,120 @@
+"""Dataclass configurations from nested mappings: strict keys, checked types, YAML files.
+
+Generic machinery behind :func:`hiu_model.config.load_config`: :func:`merge_into` sets the
+fields of a (nested) dataclass from a mapping, rejecting unknown keys with the closest known
+key as a suggestion and checking each value against the field's type annotation (lists
+become tuples where the field is a tuple); :func:`read_yaml_mapping` reads a YAML file whose
+errors name the file; :func:`plain` turns ``dataclasses.asdict`` output into JSON-ready values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hiu_data.errors import HiuError
+
+
+class ConfigError(HiuError):
+    """A configuration file or override is malformed, names an unknown key, or is inconsistent."""
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML file ({} when empty); errors name the file."""
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: cannot read the config ({str(error).splitlines()[0]})") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of sections (model, data, loss, train)")
+    return values
+
+
+def merge_into(target: Any, values: dict[str, Any], where: str, explicit: set[str], prefix: str = "") -> None:
+    """Set the fields of dataclass ``target`` from ``values`` recursively, checking names and types."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}{prefix.rstrip('.') or 'config'} must be a mapping, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(target)}
+    hints = typing.get_type_hints(type(target))
+    for key, value in values.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            known = [f"{prefix}{name}" for name in fields]
+            close = difflib.get_close_matches(dotted, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+            raise ConfigError(f"{where}unknown key {dotted!r}{hint}")
+        current = getattr(target, key)
+        if dataclasses.is_dataclass(current):
+            merge_into(current, value, where, explicit, dotted + ".")
+        else:
+            setattr(target, key, coerce(value, hints[key], f"{where}{dotted}"))
+            explicit.add(dotted)
+
+
+def coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check ``value`` against the type annotation ``hint``; lists become tuples."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return coerce(value, option, where)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if errors else f"{where}: {value!r} is not allowed")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            items = [coerce(v, args[0], where) for v in value]
+        elif origin is tuple and args:
+            if len(value) != len(args):
+                raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+            items = [coerce(v, a, where) for v, a in zip(value, args)]
+        else:
+            items = [coerce(v, args[0], where) if args else v for v in value]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def plain(value: Any) -> Any:
+    """Nested dicts / lists / tuples with tuples turned into lists (JSON and YAML ready)."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
