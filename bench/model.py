@@ -4,11 +4,13 @@
 
 For each preset and batch size: parameters, multiply-adds per image (convolutions, matrix
 products and the MANO layer, counted by ``torch.utils.flop_counter``; the renderer's
-elementwise work is not counted), forward time per image (eval mode, no gradients), forward +
-backward time per image (train mode, the full loss of :mod:`hiu_model.losses` on a synthetic
-batch with every label). Baselines measured in the same run: the same network without the
-mesh branch (``model.tasks=[heatmap,mask,pof]``), whose ratio is the cost share of the
-regressor, hand model and silhouette; and forward+backward / forward.
+elementwise work is not counted), forward time per image (eval mode, no gradients), and
+forward + backward time per image (train mode, the full loss of :mod:`hiu_model.losses` on a
+synthetic batch with every label). Ratios against baselines measured in the same run:
+forward+backward / forward, and the share of the mesh branch (regressor, hand model,
+projection, soft silhouette), timed alone on the inputs captured from the same forward pass,
+in the forward and in the forward+backward time. Times are the best of ``--repeats`` runs
+after a warm-up at batch 1.
 """
 
 from __future__ import annotations
@@ -21,9 +23,7 @@ import torch
 from hiu_data.skeleton import NUM_BONES, NUM_JOINTS
 from hiu_model.config import Config, load_config
 from hiu_model.losses import compute_losses
-from hiu_model.model import HIUDMTL
-
-DENSE_ONLY = "model.tasks=[heatmap,mask,pof]"
+from hiu_model.model import HIUDMTL, HIUOutput
 
 
 def synthetic_batch(cfg: Config, batch: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -48,6 +48,7 @@ def synthetic_batch(cfg: Config, batch: int, device: torch.device) -> dict[str, 
 def multiply_adds(model: HIUDMTL, batch: dict[str, torch.Tensor]) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
+    """Multiply-adds of one image's forward pass (matrix products and convolutions)."""
     model.eval()
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
@@ -56,7 +57,7 @@ def multiply_adds(model: HIUDMTL, batch: dict[str, torch.Tensor]) -> float:
 
 
 def seconds(fn, repeats: int, device: torch.device) -> float:  # noqa: ANN001
-    fn()  # warm-up
+    """Best wall time of ``repeats`` calls (the caller warms up at batch 1 first)."""
     best = float("inf")
     for _ in range(repeats):
         if device.type == "cuda":
@@ -73,24 +74,51 @@ def measure(cfg: Config, batch_size: int, repeats: int, device: torch.device) ->
     torch.manual_seed(0)
     model = HIUDMTL(cfg.model).to(device)
     batch = synthetic_batch(cfg, batch_size, device)
+    single = {key: value[:1] for key, value in batch.items()}
+    mesh_inputs: dict[str, object] = {}
+    mesh_branch = model._mesh_branch
 
-    def forward() -> None:
+    def capture(fused, predictions, output, camera_K):  # noqa: ANN001, ANN202
+        mesh_inputs.update(fused=fused.detach(), predictions={k: v.detach() for k, v in predictions.items()},
+                           keypoints=output.heatmap_keypoints.detach(), camera_K=camera_K)
+        return mesh_branch(fused, predictions, output, camera_K)
+
+    model._mesh_branch = capture
+
+    def forward(items: dict[str, torch.Tensor]) -> None:
         model.eval()
         with torch.no_grad():
-            model(batch["image"], batch["camera_K"])
+            model(items["image"], items["camera_K"])
 
-    def forward_backward() -> None:
+    def forward_backward(items: dict[str, torch.Tensor]) -> None:
         model.train()
         model.zero_grad(set_to_none=True)
-        total, _ = compute_losses(model(batch["image"], batch["camera_K"]), batch, cfg.loss)
+        total, _ = compute_losses(model(items["image"], items["camera_K"]), items, cfg.loss)
         total.backward()
 
-    return {
+    def mesh_only(backward: bool) -> None:
+        """The mesh branch alone (regressor, hand model, projection, silhouette) on the
+        captured inputs of the last full-batch forward."""
+        model.train(backward)
+        fused = mesh_inputs["fused"].clone().requires_grad_(backward)
+        output = HIUOutput(heatmap_keypoints=mesh_inputs["keypoints"])
+        with torch.set_grad_enabled(backward):
+            mesh_branch(fused, mesh_inputs["predictions"], output, mesh_inputs["camera_K"])
+            if backward:
+                (output.silhouette.mean() + output.joints_2d.mean() + output.joints_3d.mean()).backward()
+
+    forward(single)  # warm-up (allocations, kernel selection) at batch 1
+    forward_backward(single)
+    result = {
         "params": sum(p.numel() for p in model.parameters()),
         "macs": multiply_adds(model, batch),
-        "forward": seconds(forward, repeats, device) / batch_size,
-        "train": seconds(forward_backward, repeats, device) / batch_size,
+        "forward": seconds(lambda: forward(batch), repeats, device) / batch_size,
+        "train": seconds(lambda: forward_backward(batch), repeats, device) / batch_size,
     }
+    mesh_repeats = max(repeats, 3)
+    result["mesh_forward"] = seconds(lambda: mesh_only(False), mesh_repeats, device) / batch_size
+    result["mesh_train"] = seconds(lambda: mesh_only(True), mesh_repeats, device) / batch_size
+    return result
 
 
 def main() -> None:
@@ -107,18 +135,16 @@ def main() -> None:
     device = torch.device(args.device)
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     header = (f"{'preset':<8}{'batch':>6}{'params':>11}{'GMACs/img':>11}{'fwd ms/img':>12}{'fwd+bwd ms/img':>16}"
-              f"{'bwd/fwd':>9}{'mesh share fwd':>16}{'mesh share f+b':>16}")
+              f"{'bwd/fwd':>9}{'mesh fwd ms':>13}{'mesh f+b ms':>13}{'mesh share':>12}")
     print(header)
     for preset in args.presets:
         repeats = args.paper_repeats if preset == "paper" else args.repeats
         for batch_size in args.batches:
-            full = measure(load_config(preset=preset), batch_size, repeats, device)
-            dense = measure(load_config(preset=preset, overrides=[DENSE_ONLY]), batch_size, repeats, device)
-            print(f"{preset:<8}{batch_size:>6}{full['params'] / 1e6:>10.2f}M{full['macs'] / 1e9:>11.3f}"
-                  f"{full['forward'] * 1e3:>12.1f}{full['train'] * 1e3:>16.1f}{full['train'] / full['forward']:>9.2f}"
-                  f"{1 - dense['forward'] / full['forward']:>16.0%}{1 - dense['train'] / full['train']:>16.0%}",
-                  flush=True)
-
+            r = measure(load_config(preset=preset), batch_size, repeats, device)
+            print(f"{preset:<8}{batch_size:>6}{r['params'] / 1e6:>10.2f}M{r['macs'] / 1e9:>11.3f}"
+                  f"{r['forward'] * 1e3:>12.1f}{r['train'] * 1e3:>16.1f}{r['train'] / r['forward']:>9.2f}"
+                  f"{r['mesh_forward'] * 1e3:>13.2f}{r['mesh_train'] * 1e3:>13.2f}"
+                  f"{r['mesh_forward'] / r['forward']:>6.0%} /{r['mesh_train'] / r['train']:>4.0%}", flush=True)
 
 if __name__ == "__main__":
     main()
