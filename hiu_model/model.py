@@ -3,7 +3,7 @@
 Forward of :class:`HIUDMTL` on a batch of crops (B, 3, S, S):
 
 1. stem (two 7x7 stride-2 convs) -> features at h = S / 4;
-2. S stacked multi-task blocks; block k encodes [stem features, fused features of block
+2. N stacked multi-task blocks (``num_stacks``); block k encodes [stem features, fused features of block
    k-1 (zeros for the first)], decodes heat-maps, mask and POF (each an intermediate
    prediction plus a task feature map) and fuses the task features with the task attention
    module;
@@ -12,6 +12,11 @@ Forward of :class:`HIUDMTL` on a batch of crops (B, 3, S, S):
    (s, tx, ty) -> hand model -> vertices and 21 joints (root-relative, metres, right-hand
    frame) -> ``joints_2d = s * joints_3d[..., :2] + (tx, ty)`` in crop pixels -> the soft
    silhouette at the mask resolution.
+
+Pose: the regressor predicts each of the 16 rotations in the continuous 6D representation
+(``pose_representation="6d"``; ``axis_angle`` regresses the 48 values directly) and the model
+converts them to MANO's axis-angle, relative to the mean pose. The regressor starts from the
+mean hand, fingers up, centred in the crop at the default scale (a learned starting point).
 
 Weak perspective: ``s`` is in crop pixels per metre and ``(tx, ty)`` is the wrist's position
 in crop pixels. The silhouette is rendered with exactly this camera: each vertex is placed at
@@ -36,9 +41,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from hiu_data.skeleton import JOINT_INDEX, NUM_BONES, NUM_JOINTS
+from hiu_data.targets import soft_argmax
 from hiu_model.backbone import Encoder, Stem
 from hiu_model.config import ModelConfig
 from hiu_model.heads import ConcatFusion, MeshRegressor, TaskAttention, TaskDecoder
+from hiu_model.mano import HandModel
+from hiu_model.render import sigma_from_ndc, soft_silhouette
 from hiu_model.rotations import IDENTITY_6D, axis_angle_to_matrix, matrix_to_rot6d, rot6d_to_axis_angle
 
 NUM_POSE_JOINTS = 16
@@ -134,8 +142,6 @@ class HIUDMTL(nn.Module):
         self.regressor: MeshRegressor | None = None
         object.__setattr__(self, "hand_model", None)
         if self.with_mesh:
-            from hiu_model.mano import HandModel
-
             hand = HandModel(side="right", model_dir=cfg.mano_dir, kind=cfg.hand_model)
             for parameter in hand.parameters():
                 parameter.requires_grad_(False)
@@ -212,8 +218,6 @@ class HIUDMTL(nn.Module):
             if block_fused is not None:
                 fused = block_fused
         if output.heatmaps:
-            from hiu_data.targets import soft_argmax
-
             map_to_crop = size / output.heatmaps[-1].shape[-1]
             output.heatmap_keypoints = soft_argmax(output.heatmaps[-1], beta=self.cfg.soft_argmax_beta) * map_to_crop
         if self.regressor is not None:
@@ -255,8 +259,6 @@ class HIUDMTL(nn.Module):
 
     def render_silhouette(self, vertices: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
         """Soft silhouette (B, m, m) of root-relative vertices (B, V, 3) under ``camera`` (B, 3)."""
-        from hiu_model.render import sigma_from_ndc, soft_silhouette
-
         size, mask_size = self.cfg.input_size, self.cfg.mask_size
         uv = weak_perspective_project(vertices, camera)
         depth = vertices[..., 2:] + _DEPTH_OFFSET_M
