@@ -17,7 +17,9 @@ Each check counts the rows it looked at and the rows it flags, and keeps a few e
   ranges in metres, joints in front of the camera), ``joint_order`` (anatomical order tests:
   each finger's base nearer the wrist than its next joint and the middle MCP between index
   and ring, a row flagged when 3 or more of these 6 fail; with 3D also the thumb base nearer
-  the wrist than the little MCP; 3D when present, else 2D).
+  the wrist than the little MCP; from 3D), ``joint_order_2d`` (the same chain tests on rows
+  without 3D; fails only when over a quarter of them are flagged, since foreshortened curled
+  fingers fail a few percent of natural 2D hands).
 
 A unit error (millimetres stored as metres) does not show in the reprojection (projection is
 scale-free) but makes every bone hundreds of times too long; a reversed finger order (RHD's
@@ -53,6 +55,7 @@ BONE_RANGES = np.array([PHALANX_RANGE if parent != ROOT else THUMB_BASE_RANGE if
                         else METACARPAL_RANGE for parent, child in BONES])
 """(NUM_BONES, 2) min, max length in metres of each bone of ``BONES``."""
 ORDER_TESTS_TO_FLAG = 3
+ORDER_2D_FAIL_FRACTION = 0.25
 
 
 @dataclass
@@ -104,8 +107,9 @@ class ValidationReport:
 class _Check:
     """Collects flagged rows of one check."""
 
-    def __init__(self, name: str, kind: str, max_examples: int) -> None:
+    def __init__(self, name: str, kind: str, max_examples: int, min_fraction: float = 0.0) -> None:
         self.name, self.kind, self.max_examples = name, kind, max_examples
+        self.min_fraction = min_fraction  # a statistical check never fails below this share
         self.checked, self.flagged, self.examples, self.note = 0, 0, [], ""
 
     def add(self, checked: int, flagged_ids: list[str] | np.ndarray, details: list[str] | None = None) -> None:
@@ -120,7 +124,7 @@ class _Check:
             self.note = self.note or "nothing to check"
         elif self.flagged == 0:
             status = "ok"
-        elif self.kind == HARD or self.flagged > max_fraction * self.checked:
+        elif self.kind == HARD or self.flagged > max(max_fraction, self.min_fraction) * self.checked:
             status = "fail"
         else:
             status = "warn"
@@ -147,8 +151,13 @@ def _validate_one(folder: Path, reprojection_px: float, tolerance_px: float, max
                   workers: int, max_examples: int) -> DatasetReport:
     names = [("manifest", HARD), ("duplicate_ids", HARD), ("fields", HARD), ("visibility_nan", HARD),
              ("keypoints_in_image", HARD), ("bbox_in_image", HARD), ("images", HARD), ("masks", HARD),
-             ("reprojection", STATISTICAL), ("plausible_3d", STATISTICAL), ("joint_order", STATISTICAL)]
+             ("reprojection", STATISTICAL), ("plausible_3d", STATISTICAL), ("joint_order", STATISTICAL),
+             ("joint_order_2d", STATISTICAL)]
     checks = {name: _Check(name, kind, max_examples) for name, kind in names}
+    # In 2D, curled fingers seen end-on put a PIP nearer the wrist than its MCP: a few percent of
+    # natural hands fail the chain tests (6 % of generated CMU-style views), while a permuted
+    # order fails in most rows (59 % for RHD's tip->MCP order), so 2D fails only above a quarter.
+    checks["joint_order_2d"].min_fraction = ORDER_2D_FAIL_FRACTION
     manifest, shards = _check_manifest(folder, checks["manifest"])
     dataset = str((manifest or {}).get("dataset", folder.name))
     if not shards:
@@ -166,9 +175,9 @@ def _validate_one(folder: Path, reprojection_px: float, tolerance_px: float, max
     truth = rows if not pseudo.any() else _Rows(table.filter(pa.array(~pseudo)))
     percentiles = _check_reprojection(truth, checks["reprojection"], reprojection_px)
     _check_3d(truth, checks["plausible_3d"])
-    _check_order(truth, checks["joint_order"])
+    _check_order(truth, checks["joint_order"], checks["joint_order_2d"])
     if pseudo.any():
-        for name in ("reprojection", "plausible_3d", "joint_order"):
+        for name in ("reprojection", "plausible_3d", "joint_order", "joint_order_2d"):
             checks[name].note = (checks[name].note + "; " if checks[name].note else "") + \
                 f"{int(pseudo.sum())} pseudo-labelled rows not judged (ranked by confidence for review instead)"
     source_root = (manifest or {}).get("source_root")
@@ -351,7 +360,8 @@ def _order_failures(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return failed, thumb
 
 
-def _check_order(rows: _Rows, check: _Check) -> None:
+def _check_order(rows: _Rows, check: _Check, check_2d: _Check) -> None:
+    """Joint order from 3D rows (``check``) and, for rows without 3D, from 2D (``check_2d``)."""
     use3d = rows.has3d & np.isfinite(rows.kp3d).all(axis=(1, 2))
     # 2D rows need the wrist and most joints; tests with a missing joint compare NaN and pass
     use2d = ~use3d & rows.has2d & (rows.vis[:, ROOT] > 0) & ((rows.vis > 0).sum(axis=1) >= 15)
@@ -360,9 +370,13 @@ def _check_order(rows: _Rows, check: _Check) -> None:
     failed[use3d], thumb[use3d] = _order_failures(rows.kp3d[use3d])
     failed[use2d] = _order_failures(rows.kp2d[use2d])[0]  # foreshortening makes the thumb test unsafe in 2D
     bad = (failed >= ORDER_TESTS_TO_FLAG) | thumb
-    _flag(check, rows, use3d | use2d, bad,
-          lambda i: f"{failed[i]} of 6 finger-chain tests fail" + (", thumb base farther than the little MCP" if thumb[i]
-                                                                  else "") + " (joints permuted?)")
+
+    def detail(i: int) -> str:
+        thumb_text = ", thumb base farther than the little MCP" if thumb[i] else ""
+        return f"{failed[i]} of 6 finger-chain tests fail{thumb_text} (joints permuted?)"
+
+    _flag(check, rows, use3d, bad, detail)
+    _flag(check_2d, rows, use2d, bad, detail)
 
 
 def _decode_job(job: tuple[str, bytes | None, str | None, Any, int, int, Any]) -> tuple[str, str | None, str | None]:

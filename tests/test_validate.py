@@ -137,3 +137,17 @@ def test_pseudo_labels_are_not_judged_as_ground_truth(tmp_path: Path, rhd_record
     assert report.ok, report.to_dict()
     (d,) = report.datasets
     assert "pseudo-labelled rows not judged" in {c.name: c.note for c in d.checks}["reprojection"]
+
+
+def test_joint_order_from_2d_only_rows(tmp_path: Path, rhd_records) -> None:
+    records = [r.__class__(**{**r.__dict__}) for r in rhd_records]
+    for r in records:
+        r.keypoints_3d, r.camera_K = None, None
+    write_dataset(records, tmp_path / "right", "rhd")
+    statuses = _statuses(validate(tmp_path / "right", check_images=False))
+    assert statuses["joint_order_2d"] == "ok" and statuses["joint_order"] == "skipped"
+    for r in records:
+        r.keypoints_2d = r.keypoints_2d[RHD_TO_HAND21]
+    write_dataset(records, tmp_path / "permuted", "rhd")
+    report = validate(tmp_path / "permuted", check_images=False)
+    assert not report.ok and _statuses(report)["joint_order_2d"] == "fail"
