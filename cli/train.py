@@ -69,6 +69,9 @@ def train(
     if out is None:
         if resume:
             raise typer.BadParameter("--resume needs --out RUN_DIR", param_hint="--resume")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            # Each process would pick its own time stamp: the run folder must be named.
+            raise typer.BadParameter("several processes (torchrun) need --out RUN_DIR", param_hint="--out")
         out = Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = config
     if resume and base is None and (out / RUN_CONFIG_FILE).exists():

@@ -54,8 +54,12 @@ def pick_device(requested: str, local_rank: int = 0) -> torch.device:
     return torch.device(requested)
 
 
-def setup(device: str = "auto", timeout_s: float = 600.0) -> DistInfo:
-    """Join the ``torchrun`` process group if there is one; pick this process's device."""
+def setup(device: str = "auto", timeout_s: float = 3600.0) -> DistInfo:
+    """Join the ``torchrun`` process group if there is one; pick this process's device.
+
+    The collective timeout is generous: the other ranks wait in a barrier while rank 0
+    validates and saves checkpoints.
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
