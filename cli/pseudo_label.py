@@ -40,8 +40,8 @@ def pseudo_label(
     console.print(f"shard {index}/{count}: {result.hands} hands on {result.images} images "
                   f"({result.chunks_resumed} of {result.chunks_done} chunks were already done); {result.label_source}",
                   markup=False)
-    for reason in result.skipped:
-        console.print(f"  skipped {reason}", markup=False)
+    for item in result.skipped:
+        console.print(f"  skipped {item.sample_id}: {item.reason}", markup=False)
     if result.path is not None:
         console.print(f"wrote {result.path}; next: hiu-data review push {result.path}", markup=False)
     else:

@@ -38,7 +38,6 @@ order, into ``OUT/<name>/`` and removes the parts.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -56,7 +55,7 @@ from hiu_data.formats import Skipped, folder
 from hiu_data.formats._common import bbox_from_keypoints, visibility_in_image
 from hiu_data.io import rle
 from hiu_data.io.images import decode
-from hiu_data.io.parquet import MANIFEST, DatasetWriter, HandDataset
+from hiu_data.io.parquet import MANIFEST, DatasetWriter, HandDataset, sha256_file
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import ROOT
 
@@ -95,7 +94,7 @@ class PseudoLabelResult:
     chunks_resumed: int
     label_source: str
     path: Path | None = None
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
 
 
 def assumed_camera(width: int, height: int) -> np.ndarray:
@@ -168,21 +167,17 @@ def labelled_row(row: HandSample, prediction: Any, image_bytes: bytes, name: str
     )
 
 
-def _folder_rows(images_dir: Path, boxes: Path | None, on_error: str) -> tuple[list[list[HandSample]], list[str]]:
+def _folder_rows(images_dir: Path, boxes: Path | None, on_error: str) -> tuple[list[list[HandSample]], list[Skipped]]:
     """The folder's rows grouped by image (sorted order; reference mode: nothing held in
-    memory but paths), and the ``sample_id: reason`` of images skipped as corrupt."""
+    memory but paths), and the images skipped as corrupt."""
     by_image: dict[str, list[HandSample]] = {}
-    skipped: list[str] = []
+    skipped: list[Skipped] = []
     for item in folder.read(images_dir, images="reference", on_error=on_error, boxes=boxes):
         if isinstance(item, Skipped):
-            skipped.append(f"{item.sample_id}: {item.reason}")
+            skipped.append(item)
         else:
             by_image.setdefault(item.image_id, []).append(item)
     return list(by_image.values()), skipped
-
-
-def _file_sha256(path: Path | None) -> str | None:
-    return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _ensure_plan(parts: Path, plan: dict[str, Any]) -> None:
@@ -236,7 +231,7 @@ def _label_chunk(model: Any, cfg: Any, images_dir: Path, groups: Sequence[list[H
 
 
 def _merge(out: Path, name: str, parts: Path, groups: list[list[HandSample]], num_shards: int, chunk_images: int,
-           options: dict[str, Any], skipped: list[str], overwrite: bool) -> Path | None:
+           options: dict[str, Any], skipped: list[Skipped], overwrite: bool) -> Path | None:
     """Every chunk of every shard -> ``out/<name>/`` in the folder's image order; None when
     another process holds the merge."""
     try:
@@ -255,9 +250,8 @@ def _merge(out: Path, name: str, parts: Path, groups: list[list[HandSample]], nu
             data, indices = chunk_rows[name + rows[0].image_id[len(rows[0].dataset):]]
             for index in indices:
                 writer.add(data[index])
-        for reason in skipped:
-            sample_id, _, why = reason.partition(": ")
-            writer.skip(sample_id, why)
+        for item in skipped:
+            writer.skip(item.sample_id, item.reason)
     shutil.rmtree(parts, ignore_errors=True)
     return writer.target
 
@@ -292,7 +286,7 @@ def pseudo_label(checkpoint: str | Path, images_dir: str | Path, out: str | Path
     model, cfg, info = load_checkpoint(checkpoint, device=device or "cpu")
     label_source = f"pseudo:{info['sha256']}"
     groups, skipped = _folder_rows(images_dir, boxes, on_error)
-    plan = {"images_dir": str(images_dir.resolve()), "boxes_sha256": _file_sha256(boxes), "images": len(groups),
+    plan = {"images_dir": str(images_dir.resolve()), "boxes_sha256": None if boxes is None else sha256_file(boxes), "images": len(groups),
             "checkpoint_sha256": info["sha256"], "shards": shard[1], "chunk_images": chunk_images, "name": name}
     parts = out / f".{name}.parts"
     _ensure_plan(parts, plan)

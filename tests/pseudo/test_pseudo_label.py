@@ -146,3 +146,19 @@ def test_joints_predicted_outside_the_image_are_marked_not_visible() -> None:
     out = labelled_row(row, prediction, b"", "pseudo", "pseudo:abc")
     assert out.visibility[3] == 1 and out.visibility[4] == 1
     assert (np.delete(out.visibility, [3, 4]) == 2).all()
+
+
+def test_corrupt_images_are_skipped_and_counted(checkpoint: Path, images_dir: Path, tmp_path: Path) -> None:
+    from hiu_data.io.parquet import load_manifest
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "good.png").write_bytes((images_dir / "a.png").read_bytes())
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.raises(Exception, match="broken.jpg"):
+        pl.pseudo_label(checkpoint, folder, tmp_path / "strict")
+    assert not (tmp_path / "strict" / "pseudo").exists()
+    result = pl.pseudo_label(checkpoint, folder, tmp_path / "out", on_error="skip")
+    assert [s.sample_id for s in result.skipped] == ["folder/unlabeled/broken.jpg"]
+    assert len(_rows(result.path)) == 1
+    assert load_manifest(result.path)["skipped"]["count"] == 1
