@@ -32,8 +32,8 @@ class _RichReporter:
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for everything the demo makes.")] = Path("hiu-demo"),
     minutes: Annotated[float, typer.Option("--minutes", "-m", min=0.05, help="Training time budget in minutes.")] = 5.0,
-    hands: Annotated[int, typer.Option("--hands", min=10, help="Images generated per source layout.")] = 400,
-    wild: Annotated[int, typer.Option("--wild", min=2, help="Unlabeled 'wild' images to pseudo-label.")] = 120,
+    hands: Annotated[int, typer.Option("--hands", min=10, help="Images generated per source layout.")] = 250,
+    wild: Annotated[int, typer.Option("--wild", min=2, help="Unlabeled 'wild' images to pseudo-label.")] = 80,
     steps: Annotated[int | None, typer.Option("--steps", min=1, help="Training steps (default: what the budget allows).")] = None,
     review: Annotated[bool, typer.Option("--review/--no-review", help="Push the pseudo-labels to FiftyOne.")] = True,
     workers: Workers = 2,

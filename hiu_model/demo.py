@@ -59,9 +59,9 @@ class DemoOptions:
     out: Path = Path("hiu-demo")
     minutes: float = 5.0
     """Training time budget in minutes (the other stages take 2-3 minutes more)."""
-    hands_per_source: int = 400
+    hands_per_source: int = 250
     """Images generated per source layout (10 % of them held out as test, STB: sequence B1)."""
-    wild_images: int = 120
+    wild_images: int = 80
     seed: int = 0
     workers: int = 2
     steps: int | None = None
@@ -184,6 +184,8 @@ def run_demo(options: DemoOptions, reporter: Reporter | None = None) -> DemoResu
 
 
 def _train_and_label(options: DemoOptions, result: DemoResult, reporter: Reporter, converted: Path, wild: Path) -> None:
+    import torch
+
     from hiu_model.checkpoint import load_checkpoint
     from hiu_model.config import load_config
     from hiu_model.evaluate import evaluate
@@ -197,7 +199,10 @@ def _train_and_label(options: DemoOptions, result: DemoResult, reporter: Reporte
     # Dexter+Object is a test set of fingertips only; it is evaluated, not trained on.
     cfg.train.unlabeled = [str(wild)]
     cfg.train.batch_size = options.batch_size
-    cfg.train.num_workers = min(options.workers, 2)
+    # On a small CPU machine one core trains and the other feeds it: more threads or loader
+    # processes than cores made steps 2-20x slower (OpenMP threads waiting on busy cores).
+    torch.set_num_threads(1)
+    cfg.train.num_workers = 1 if options.workers > 1 else 0
     cfg.train.seed = options.seed
     cfg.train.max_minutes = options.minutes
     steps = options.steps or estimate_steps(cfg, options.minutes, options.batch_size)
