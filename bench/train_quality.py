@@ -48,6 +48,7 @@ def main() -> None:
     from hiu_data.io.parquet import HandDataset
     from hiu_model.checkpoint import load_checkpoint
     from hiu_model.config import load_config
+    from hiu_model.demo import estimate_steps
     from hiu_model.evaluate import evaluate, flatten
     from hiu_model.train import train
 
@@ -56,6 +57,11 @@ def main() -> None:
     print(f"train hands: {len(HandDataset(train_set))}, held-out hands: {len(HandDataset(heldout))}")
     cfg = load_config(None, "tiny", [f"train.datasets=[{train_set}]", f"train.max_minutes={args.minutes}",
                                      *args.overrides])
+    if not any(o.startswith("train.steps=") for o in args.overrides):
+        # The cosine schedule must end inside the budget: size it from timed steps on this machine
+        # (train.max_minutes stays as the hard stop).
+        cfg.train.steps = estimate_steps(cfg, args.minutes, cfg.train.batch_size)
+        print(f"estimated {cfg.train.steps} steps in {args.minutes:g} min")
     start = time.perf_counter()
     run = train(cfg, args.out, overwrite=True)
     minutes = (time.perf_counter() - start) / 60.0

@@ -10,8 +10,11 @@ in the batch is zero.
 Terms (weights in :class:`hiu_model.config.LossConfig`; forms are CHOICES where the paper is
 silent):
 
-- ``heatmap`` (every stack, mean over stacks): squared error summed over the map's pixels, mean
-  over joints with ``heatmap_weights * has_2d``;
+- ``heatmap`` (every stack, mean over stacks): squared error summed over the map's pixels
+  (each weighted ``1 + heatmap_foreground * target``), mean over joints with
+  ``heatmap_weights * has_2d``;
+- ``heatmap_integral``: L1 of the last heat-maps' soft-arg-max against the 2D labels, in units
+  of the crop side, joints with ``visibility > 0`` and ``has_2d``;
 - ``pof`` (every stack): the same per POF channel with ``pof_weights * has_2d`` (the z channel
   carries weight only with 3D labels; the data pipeline sets that);
 - ``mask`` (every stack): binary cross-entropy of the logits, mean over pixels, ``has_mask``;
@@ -72,9 +75,16 @@ def compute_losses(output: HIUOutput, batch: dict[str, torch.Tensor], cfg: LossC
 
     if output.heatmaps and cfg.heatmap:
         weights = batch["heatmap_weights"] * flags["has_2d"][:, None]
+        target = batch["heatmaps"]
+        pixel_weight = 1.0 + cfg.heatmap_foreground * target if cfg.heatmap_foreground else 1.0
         terms["heatmap"] = _mean_over_stacks([
-            _weighted_mean(((prediction - batch["heatmaps"]) ** 2).sum(dim=(2, 3)), weights)
-            for prediction in _check_shapes(output.heatmaps, batch["heatmaps"], "heatmaps")])
+            _weighted_mean((pixel_weight * (prediction - target) ** 2).sum(dim=(2, 3)), weights)
+            for prediction in _check_shapes(output.heatmaps, target, "heatmaps")])
+    if output.heatmap_keypoints is not None and cfg.heatmap_integral:
+        crop = batch["image"].shape[-1]
+        error = (output.heatmap_keypoints - batch["keypoints_2d"]).abs().sum(-1) / crop
+        weights = (batch["visibility"] > 0).float() * flags["has_2d"][:, None]
+        terms["heatmap_integral"] = _weighted_mean(error, weights)
     if output.pofs and cfg.pof:
         weights = batch["pof_weights"] * flags["has_2d"][:, None]
         terms["pof"] = _mean_over_stacks([

@@ -180,3 +180,36 @@ def _only_second(tensor: torch.Tensor, amount: float) -> torch.Tensor:
 def _prediction_tensors(output: HIUOutput) -> list[torch.Tensor]:
     return [*output.heatmaps, *output.masks, *output.pofs, output.joints_3d, output.joints_2d,
             output.silhouette, output.mano_pose, output.mano_betas]
+
+
+def test_heatmap_integral_is_the_crop_normalised_l1_of_visible_joints() -> None:
+    batch = make_batch()
+    config = dataclasses.replace(NO_PRIORS, heatmap_integral=1.0)
+    assert compute_losses(perfect_output(batch), batch, config)[1]["heatmap_integral"].item() == 0.0
+    assert "heatmap_integral" not in compute_losses(perfect_output(batch), batch, NO_PRIORS)[1]
+
+    output = perfect_output(batch)
+    output.heatmap_keypoints[..., 0] += 2.0  # 2 px off in x, every joint
+    output.heatmap_keypoints[:, 3] += 50.0  # far off, but joint 3 is not labelled
+    batch["visibility"][:, 3] = 0
+    output.heatmap_keypoints.requires_grad_(True)
+    _, terms = compute_losses(output, batch, config)
+    assert terms["heatmap_integral"].item() == pytest.approx(2.0 / CROP, rel=1e-5)
+    terms["heatmap_integral"].backward()
+    assert torch.all(output.heatmap_keypoints.grad[:, 3] == 0)
+    assert torch.all(output.heatmap_keypoints.grad[:, 4, 0] > 0)
+
+
+def test_heatmap_foreground_weights_each_pixel_by_its_target() -> None:
+    batch = make_batch(batch=1)
+    target = torch.zeros(1, NUM_JOINTS, MAP, MAP)
+    target[:, :, 5, 7] = 1.0
+    target[:, :, 5, 8] = 0.5
+    batch["heatmaps"] = target
+    output = perfect_output(batch)
+    output.heatmaps = [target + 0.1, target + 0.1]  # 0.01 squared error on every pixel
+    plain = compute_losses(output, batch, NO_PRIORS)[1]["heatmap"].item()
+    weighted = compute_losses(output, batch, dataclasses.replace(NO_PRIORS, heatmap_foreground=4.0))[1]["heatmap"].item()
+    assert plain == pytest.approx(0.01 * MAP * MAP, rel=1e-5)
+    # Two foreground pixels gain 4 * 1.0 and 4 * 0.5 extra weight.
+    assert weighted == pytest.approx(0.01 * (MAP * MAP + 4.0 * 1.5), rel=1e-5)
