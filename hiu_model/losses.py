@@ -81,10 +81,7 @@ def compute_losses(output: HIUOutput, batch: dict[str, torch.Tensor], cfg: LossC
             _weighted_mean((pixel_weight * (prediction - target) ** 2).sum(dim=(2, 3)), weights)
             for prediction in _check_shapes(output.heatmaps, target, "heatmaps")])
     if output.heatmap_keypoints is not None and cfg.heatmap_integral:
-        crop = batch["image"].shape[-1]
-        error = (output.heatmap_keypoints - batch["keypoints_2d"]).abs().sum(-1) / crop
-        weights = (batch["visibility"] > 0).float() * flags["has_2d"][:, None]
-        terms["heatmap_integral"] = _weighted_mean(error, weights)
+        terms["heatmap_integral"] = _labelled_keypoint_l1(output.heatmap_keypoints, batch, flags)
     if output.pofs and cfg.pof:
         weights = batch["pof_weights"] * flags["has_2d"][:, None]
         terms["pof"] = _mean_over_stacks([
@@ -115,10 +112,7 @@ def _mesh_terms(output: HIUOutput, batch: dict[str, torch.Tensor], cfg: LossConf
         target = _bone_directions(batch["keypoints_3d"])
         terms["bone_orientation"] = _weighted_mean(((predicted - target) ** 2).sum(-1).mean(-1), flags["has_3d"])
     if cfg.reprojection:
-        crop = batch["image"].shape[-1]
-        error = (output.joints_2d - batch["keypoints_2d"]).abs().sum(-1) / crop
-        weights = (batch["visibility"] > 0).float() * flags["has_2d"][:, None]
-        terms["reprojection"] = _weighted_mean(error, weights)
+        terms["reprojection"] = _labelled_keypoint_l1(output.joints_2d, batch, flags)
     if cfg.mask_reprojection and output.silhouette is not None:
         error = ((output.silhouette - batch["mask"]) ** 2).mean(dim=(1, 2))
         terms["mask_reprojection"] = _weighted_mean(error, flags["has_mask"])
@@ -151,6 +145,16 @@ def _self_supervised_terms(output: HIUOutput, batch: dict[str, torch.Tensor], cf
         crop = batch["image"].shape[-1]
         error = ((output.joints_2d - teacher).abs().sum(-1) / crop).mean(-1)
         terms["self_keypoints"] = _weighted_mean(error, weights)
+
+
+def _labelled_keypoint_l1(predicted: torch.Tensor, batch: dict[str, torch.Tensor],
+                          flags: dict[str, torch.Tensor]) -> torch.Tensor:
+    """L1 of (B, 21, 2) predicted crop pixels against the 2D labels, in units of the crop side,
+    mean over joints with ``visibility > 0`` of samples with ``has_2d``."""
+    crop = batch["image"].shape[-1]
+    error = (predicted - batch["keypoints_2d"]).abs().sum(-1) / crop
+    weights = (batch["visibility"] > 0).float() * flags["has_2d"][:, None]
+    return _weighted_mean(error, weights)
 
 
 def _bone_directions(joints: torch.Tensor) -> torch.Tensor:
