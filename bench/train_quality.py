@@ -6,7 +6,7 @@ evaluates the final checkpoint on the held-out hands and prints each target next
 measured value and their ratio (issue 9: heat-map PCK@0.1 >= 0.90, mask IoU >= 0.85,
 projected-mesh PCK@0.1 >= 0.70, within 15 minutes on 2 cores).
 
-    python bench/train_quality.py --data /tmp/q --out /tmp/q/run [--minutes 15] [--set k=v ...]
+    python bench/train_quality.py --data DATA --out DATA/run [--minutes 15] [--set k=v ...]
 
 The machine is shared: wall-clock training time includes whatever else runs on it, so the
 reachable step count (printed) is a pessimistic one.
