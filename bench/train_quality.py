@@ -48,9 +48,8 @@ def main() -> None:
     from hiu_data.io.parquet import HandDataset
     from hiu_model.checkpoint import load_checkpoint
     from hiu_model.config import load_config
-    from hiu_model.demo import estimate_steps
     from hiu_model.evaluate import evaluate, flatten
-    from hiu_model.train import train
+    from hiu_model.train import estimate_steps, train
 
     train_set = ensure_synth(args.data / "train", args.train_images, 0, 0.0)
     heldout = ensure_synth(args.data / "heldout", args.heldout_images, 1, 1.0)

@@ -108,28 +108,6 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def estimate_steps(cfg: Any, minutes: float, batch_size: int) -> int:
-    """Optimizer steps that fit in ``minutes``: a few timed forward/backward passes of the
-    model on this machine, with a margin for data loading and evaluation."""
-    import torch
-
-    from hiu_model.model import HIUDMTL
-
-    torch.manual_seed(0)
-    model = HIUDMTL(cfg.model)
-    size = cfg.model.input_size
-    images = torch.randn(batch_size, 3, size, size)
-    timings = []
-    for _ in range(3):
-        start = time.perf_counter()
-        output = model(images)
-        loss = sum(h.mean() for h in output.heatmaps) + output.vertices.mean() + output.silhouette.mean()
-        loss.backward()
-        timings.append(time.perf_counter() - start)
-    per_step = min(timings[1:]) * 1.4  # loader, optimizer and logging overhead (1.07-1.36 measured on 2 idle cores)
-    return max(10, int(minutes * 60 / per_step))
-
-
 def run_demo(options: DemoOptions, reporter: Reporter | None = None) -> DemoResult:
     """Run every stage; raises :class:`HiuError` when a stage fails (e.g. validation)."""
     from hiu_data.convert import convert
@@ -191,7 +169,7 @@ def _train_and_label(options: DemoOptions, result: DemoResult, reporter: Reporte
     from hiu_model.evaluate import evaluate
     from hiu_model.overlay import predict_files
     from hiu_model.pseudo_label import pseudo_label
-    from hiu_model.train import train
+    from hiu_model.train import estimate_steps, train
 
     out = result.out
     cfg = load_config(preset="tiny")
