@@ -119,7 +119,8 @@ def save_checkpoint(run_dir: str | Path, step: int, model: nn.Module, config: di
     tmp.mkdir()
     try:
         net = unwrap(model)
-        save_model(net, str(tmp / MODEL_FILE), metadata={"format": FORMAT, "step": str(step)})
+        save_model(net, str(tmp / MODEL_FILE), force_contiguous=True,  # channels-last weights
+                   metadata={"format": FORMAT, "step": str(step)})
         meta = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "step": int(step),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

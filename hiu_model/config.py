@@ -27,6 +27,7 @@ import yaml
 from hiu_data.targets import DEFAULT_SOFTARGMAX_BETA
 from hiu_model.config_values import ConfigError, merge_into, plain, read_yaml_mapping
 from hiu_model.data import DataOptions
+from hiu_model.optim import OPTIMIZERS
 
 TASKS: tuple[str, ...] = ("heatmap", "mask", "pof", "mesh")
 """Task names of ``ModelConfig.tasks``: 2D heat-maps, hand mask, part orientation fields, and
@@ -60,6 +61,11 @@ class ModelConfig:
     encoder_blocks: tuple[int, ...] = (3, 4, 6, 3)
     """Standard ResNet-50 (the appendix's "3, 4, 5, 6" is read as a typo)."""
     decoder_channels: int = 256
+    decoder_widths: tuple[int, ...] = ()
+    """Decoder channels at each encoder level, finest first (the first is ``decoder_channels``);
+    empty = ``decoder_channels`` at every level (the paper's FPN-like decoders). CHOICE for
+    light presets: wider at the coarse levels, where a channel costs little, so that what the
+    deep encoder stages know about the whole hand reaches the heads."""
     num_stacks: int = 4
     """Stacked multi-task blocks (the issue's paper preset: 4)."""
     use_tam: bool = True
@@ -156,6 +162,9 @@ class TrainConfig:
     steps: int = 100_000
     batch_size: int = 32
     """Per process; the effective batch is ``batch_size * world_size``."""
+    optimizer: str = "adamw"
+    """``adamw``, or ``muon`` (Muon on the hidden convolution / linear weights, AdamW on the
+    rest; see :mod:`hiu_model.optim`)."""
     lr: float = 1e-3
     weight_decay: float = 1e-4
     """AdamW (decoupled) weight decay, not applied to norms and biases."""
@@ -167,7 +176,13 @@ class TrainConfig:
     grad_clip: float = 5.0
     """Max global gradient norm; 0 disables clipping."""
     amp: str = "auto"
-    """Mixed precision: ``auto`` (bf16 on a GPU that supports it, else fp16; off on CPU), ``off``, ``bf16``, ``fp16``."""
+    """Mixed precision: ``auto`` (GPU: bf16 where supported, else fp16; CPU: bf16 where the
+    processor has AMX tiles, else off), ``off``, ``bf16``, ``fp16`` (GPU only). The mesh branch
+    (regressor, hand model, renderer) always runs in float32."""
+    channels_last: bool = True
+    """Convolutions in NHWC layout (weights and input crops): 15-20 % faster steps on the CPU
+    (oneDNN) and the layout GPU tensor cores want under mixed precision. Checkpoints are stored
+    in the usual layout either way."""
     device: str = "auto"
     seed: int = 0
     num_workers: int = 2
@@ -289,6 +304,8 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
 def validate(config: Config) -> None:
     """Check the cross-field rules of a configuration; raises :class:`ConfigError`."""
     model = config.model
+    if config.train.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"train.optimizer: {config.train.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
     unknown = [task for task in model.tasks if task not in TASKS]
     if unknown:
         raise ConfigError(f"model.tasks: unknown task(s) {unknown}; available: {', '.join(TASKS)}")
@@ -302,6 +319,10 @@ def validate(config: Config) -> None:
         raise ConfigError(f"model.encoder_block: {model.encoder_block!r} is not basic or bottleneck")
     if model.pose_representation not in ("6d", "axis_angle"):
         raise ConfigError(f"model.pose_representation: {model.pose_representation!r} is not 6d or axis_angle")
+    if model.decoder_widths and (len(model.decoder_widths) != len(model.encoder_widths)
+                                 or model.decoder_widths[0] != model.decoder_channels):
+        raise ConfigError(f"model.decoder_widths: {list(model.decoder_widths)} needs one width per encoder stage "
+                          f"({len(model.encoder_widths)}), decoder_channels ({model.decoder_channels}) first")
     for name, value in (("num_stacks", model.num_stacks), ("regressor_iterations", model.regressor_iterations)):
         if value < 1:
             raise ConfigError(f"model.{name}: must be >= 1, got {value}")

@@ -101,10 +101,18 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads exponent notation without a dot (``3e-3``) as a string.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
     if hint is str:
+        if isinstance(value, bool):
+            value = "on" if value else "off"  # YAML 1.1 reads on/off (and yes/no) as booleans
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value

@@ -42,6 +42,13 @@ class DistInfo:
         return self.world_size > 1
 
 
+def cpu_has_bf16_matmul() -> bool:
+    """Whether this CPU has AMX tiles (bf16 matrix multiplication in hardware); without them
+    bf16 on the CPU is emulated and slower than float32."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe()) if probe is not None else False
+
+
 def pick_device(requested: str, local_rank: int = 0) -> torch.device:
     """``auto`` -> CUDA (this process's local GPU) when available, else CPU; or the named device."""
     if requested == "auto":

@@ -35,20 +35,32 @@ class TaskDecoder(nn.Module):
 
     Args:
         encoder_widths: channels of the encoder stages, finest first.
-        channels: channels of the task feature map (paper: 256).
+        channels: channels of the task feature map at the finest level (paper: 256).
         out_channels: channels of the intermediate prediction (21 heat-maps, 1 mask logit,
             60 POF values).
         out_size: side of the prediction in pixels; ``None`` keeps the finest encoder size.
         small_init: start the prediction near zero (for heat-maps and POF).
+        level_widths: decoder channels at each encoder level, finest first (the first is
+            ``channels``); ``None`` = ``channels`` at every level. Where a level is wider than
+            the next finer one, a 1x1 convolution narrows it before upsampling (at the coarse
+            size, where it is cheap).
     Forward: encoder features (finest first) -> (features (B, channels, h, h),
     prediction (B, out_channels, out_size, out_size)).
     """
 
     def __init__(self, encoder_widths: Sequence[int], channels: int, out_channels: int,
-                 out_size: int | None = None, small_init: bool = False) -> None:
+                 out_size: int | None = None, small_init: bool = False,
+                 level_widths: Sequence[int] | None = None) -> None:
         super().__init__()
-        self.laterals = nn.ModuleList(conv_bn_relu(width, channels, 1) for width in encoder_widths)
-        self.smooth = nn.ModuleList(conv_bn_relu(channels, channels, 3) for _ in encoder_widths[:-1])
+        widths = list(level_widths) if level_widths else [channels] * len(encoder_widths)
+        if len(widths) != len(encoder_widths) or widths[0] != channels:
+            raise ValueError(f"decoder level widths {widths} need one entry per encoder stage "
+                             f"({len(encoder_widths)}) and {channels} first")
+        self.laterals = nn.ModuleList(conv_bn_relu(width, out, 1) for width, out in zip(encoder_widths, widths))
+        self.narrow = nn.ModuleList(
+            conv_bn_relu(coarse, fine, 1) if coarse != fine else nn.Identity()
+            for fine, coarse in zip(widths[:-1], widths[1:]))
+        self.smooth = nn.ModuleList(conv_bn_relu(width, width, 3) for width in widths[:-1])
         self.head = nn.Sequential(conv_bn_relu(channels, channels, 3), nn.Conv2d(channels, out_channels, 1))
         if small_init:
             # Regression maps that are zero almost everywhere (heat-maps, POF) start near zero
@@ -64,7 +76,7 @@ class TaskDecoder(nn.Module):
         x = self.laterals[-1](features[-1])
         for level in range(len(features) - 2, -1, -1):
             skip = features[level]
-            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = F.interpolate(self.narrow[level](x), size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = self.smooth[level](x + self.laterals[level](skip))
         head_input = x
         if self.out_size is not None and self.out_size != x.shape[-1]:

@@ -104,7 +104,8 @@ class MTLBlock(nn.Module):
         outputs = {"heatmap": (NUM_JOINTS, cfg.heatmap_size), "mask": (1, cfg.mask_size),
                    "pof": (3 * NUM_BONES, cfg.heatmap_size)}
         self.decoders = nn.ModuleDict({
-            task: TaskDecoder(cfg.encoder_widths, cfg.decoder_channels, *outputs[task], small_init=task != "mask")
+            task: TaskDecoder(cfg.encoder_widths, cfg.decoder_channels, *outputs[task], small_init=task != "mask",
+                              level_widths=cfg.decoder_widths or None)
             for task in DENSE_TASKS if task in cfg.tasks})
         self.with_fusion = with_fusion
         self.fusion: nn.Module | None = None
@@ -179,6 +180,16 @@ class HIUDMTL(nn.Module):
             pose = torch.cat([global_orient, torch.zeros(3 * (NUM_POSE_JOINTS - 1))])
         return torch.cat([pose, torch.zeros(NUM_BETAS + 1), translation])
 
+    def boundary_parameters(self) -> list[nn.Parameter]:
+        """Weights of the layers at the network's ends: the first convolution (reads pixels),
+        each task head's prediction layer and the regressor's output layer. Optimisers that
+        treat hidden weight matrices specially (Muon) leave these to AdamW."""
+        layers: list[nn.Module] = [self.stem.layers[0][0]]
+        layers += [decoder.head[-1] for block in self.blocks for decoder in block.decoders.values()]
+        if self.regressor is not None:
+            layers.append(self.regressor.mlp[-1])
+        return [layer.weight for layer in layers]
+
     @property
     def _regressor_reads_keypoints(self) -> bool:
         return self.cfg.regressor_uses_keypoints and "heatmap" in self.cfg.tasks
@@ -221,11 +232,17 @@ class HIUDMTL(nn.Module):
             map_to_crop = size / output.heatmaps[-1].shape[-1]
             output.heatmap_keypoints = soft_argmax(output.heatmaps[-1], beta=self.cfg.soft_argmax_beta) * map_to_crop
         if self.regressor is not None:
-            self._mesh_branch(fused, predictions, output, camera_K)
+            # The regressor, the hand model and the renderer are a small share of the work and
+            # want float32 (vertices in metres, sub-pixel projections): never autocast them.
+            dtype = self.regressor.theta_init.dtype
+            keypoints = output.heatmap_keypoints
+            with torch.autocast(fused.device.type, enabled=False):
+                self._mesh_branch(fused.to(dtype), {task: p.to(dtype) for task, p in predictions.items()}, output,
+                                  camera_K, keypoints.to(dtype) if keypoints is not None else None)
         return output
 
     def _mesh_branch(self, fused: torch.Tensor, predictions: dict[str, torch.Tensor], output: HIUOutput,
-                     camera_K: torch.Tensor | None) -> None:
+                     camera_K: torch.Tensor | None, heatmap_keypoints: torch.Tensor | None) -> None:
         assert self.regressor is not None and self.hand_model is not None
         size, batch = self.cfg.input_size, fused.shape[0]
         maps = [fused]
@@ -236,8 +253,8 @@ class HIUDMTL(nn.Module):
                     prediction = F.interpolate(prediction, size=fused.shape[-2:], mode="bilinear", align_corners=False)
                 maps.append(prediction)
         extra = None
-        if self._regressor_reads_keypoints and output.heatmap_keypoints is not None:
-            extra = (output.heatmap_keypoints / size * 2.0 - 1.0).flatten(1)
+        if self._regressor_reads_keypoints and heatmap_keypoints is not None:
+            extra = (heatmap_keypoints / size * 2.0 - 1.0).flatten(1)
         theta = self.regressor(torch.cat(maps, dim=1), extra)[-1]
         pose_width = 6 * NUM_POSE_JOINTS if self.cfg.pose_representation == "6d" else 3 * NUM_POSE_JOINTS
         pose_params, betas, camera_raw = theta.split([pose_width, NUM_BETAS, 3], dim=1)

@@ -58,6 +58,7 @@ def test_wrong_input_size_is_reported() -> None:
     ["model.use_tam=false", "model.num_stacks=1", "model.pose_representation=axis_angle"],
     ["model.tasks=[heatmap, pof]", "model.num_stacks=3"],
     ["model.tasks=[mask, mesh]"],
+    ["model.decoder_widths=[32, 48, 64, 96]"],
 ])
 def test_gradients_reach_every_parameter(overrides: list[str], tiny_batch: dict[str, torch.Tensor]) -> None:
     cfg = load_config(preset="tiny", overrides=overrides)
@@ -120,6 +121,19 @@ def test_hand_model_stays_out_of_the_state_dict_and_follows_dtype() -> None:
     with torch.no_grad():
         output = model(torch.zeros(1, 3, 128, 128, dtype=torch.float64))
     assert output.vertices.dtype == torch.float64
+
+
+def test_mesh_branch_runs_in_float32_under_autocast(tiny_batch: dict[str, torch.Tensor]) -> None:
+    torch.manual_seed(0)
+    model = HIUDMTL(load_config(preset="tiny").model).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(tiny_batch["image"], tiny_batch["camera_K"])
+    assert output.heatmaps[-1].dtype == torch.bfloat16  # the dense branch is autocast
+    for name in ("mano_pose", "camera", "vertices", "joints_2d", "silhouette"):
+        value = getattr(output, name)
+        assert value.dtype == torch.float32 and torch.isfinite(value).all(), name
+    (output.joints_2d.sum() + output.silhouette.sum()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
 def _heatmap_error(model: HIUDMTL, batch: dict[str, torch.Tensor], cfg) -> float:  # noqa: ANN001

@@ -49,6 +49,9 @@ def test_round_trip_through_json() -> None:
     ("model.input_size=130", "multiple of 4"),
     ("model.num_stacks", "section.key=value"),
     ("model.stem_channels=[1, 2, 3]", "expected 2 values"),
+    ("model.decoder_widths=[64, 64, 128, 256]", "decoder_channels \\(32\\) first"),
+    ("model.decoder_widths=[32, 64]", "one width per encoder stage"),
+    ("train.lr=fast", "expected a number"),
 ])
 def test_bad_overrides_are_one_line_errors(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")) as error:
@@ -81,3 +84,14 @@ def test_file_errors_name_the_file(tmp_path) -> None:
 def test_tiny_is_small() -> None:
     model = tiny().model
     assert model.encoder_block == "basic" and model.decoder_channels <= 64
+
+
+def test_numbers_in_exponent_notation() -> None:
+    # YAML 1.1 reads 3e-3 (no dot) as a string; a number field takes it as the number it is.
+    config = load_config(preset="tiny", overrides=["train.lr=3e-3", "train.weight_decay=1.0e-5"])
+    assert config.train.lr == 0.003 and config.train.weight_decay == 1e-5
+
+
+def test_off_stays_a_word_in_text_fields() -> None:
+    # YAML 1.1 reads off/on as booleans; a text field gets the word back.
+    assert load_config(preset="tiny", overrides=["train.amp=off"]).train.amp == "off"

@@ -17,7 +17,8 @@ from hiu_data.errors import HiuError, OutputExistsError
 from hiu_model import checkpoint as ckpt
 from hiu_model.config import load_config
 from hiu_model.run_log import read_metrics
-from hiu_model.train import lr_factor, train
+from hiu_model import distributed
+from hiu_model.train import amp_dtype, lr_factor, train
 from tests.targets.handmade import write_hands
 
 # The smallest network that still runs every branch: 32 px crops, one stack, narrow heads.
@@ -103,6 +104,20 @@ def test_unlabeled_image_folder_gets_only_self_supervised_losses(hands: Path, tm
     assert (run / "data" / "unlabeled-0" / "folder" / "manifest.json").exists()
     self_terms = [r["value"] for r in read_metrics(run) if r["tag"] in ("train/self_mask", "train/self_keypoints")]
     assert self_terms and any(v > 0 for v in self_terms)
+
+
+@pytest.mark.parametrize("amp, amx, expected", [
+    ("auto", True, torch.bfloat16), ("auto", False, None), ("bf16", False, torch.bfloat16), ("off", True, None)])
+def test_mixed_precision_on_the_cpu(amp: str, amx: bool, expected: torch.dtype | None,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(distributed, "cpu_has_bf16_matmul", lambda: amx)
+    cfg = load_config(None, "tiny", [f"train.amp={amp}"])
+    assert amp_dtype(cfg.train, torch.device("cpu")) == expected
+
+
+def test_fp16_on_the_cpu_is_refused() -> None:
+    with pytest.raises(HiuError, match="fp16 needs a CUDA device"):
+        amp_dtype(load_config(None, "tiny", ["train.amp=fp16"]).train, torch.device("cpu"))
 
 
 def test_lr_schedule() -> None:
