@@ -184,7 +184,10 @@ def build_loader(sources: Sequence[Any], options: "DataOptions | None" = None, *
     return torch.utils.data.DataLoader(
         mixed, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
         drop_last=train if drop_last is None else drop_last, pin_memory=pin_memory,
-        worker_init_fn=_worker_init if num_workers > 0 else None, persistent_workers=False)
+        worker_init_fn=_worker_init if num_workers > 0 else None,
+        # Training loaders are iterated once per epoch: workers that persist keep their row-group
+        # cache (augmentation is keyed by the sampler, so a worker's state never changes an item).
+        persistent_workers=train and num_workers > 0)
 
 
 class _ShardSampler(torch.utils.data.Sampler):

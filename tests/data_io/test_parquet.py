@@ -82,6 +82,43 @@ def test_split_filter_and_random_access(tmp_path: Path) -> None:
         full[len(full)]
 
 
+def _count_row_group_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    reads: list[int] = []
+    original = pq.ParquetFile.read_row_group
+
+    def counting(self, i, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        reads.append(i)
+        return original(self, i, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", counting)
+    return reads
+
+
+def test_random_access_reads_each_row_group_once_when_the_cache_holds_the_dataset(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = write_dataset(random_records(40), tmp_path, "synthetic", row_group_rows=4)
+    order = np.random.default_rng(0).permutation(40)
+    ds = HandDataset(folder)
+    reads = _count_row_group_reads(monkeypatch)
+    for _ in range(2):  # two shuffled epochs
+        for i in order:
+            ds[int(i)]
+    groups = sum(len(shard.group_starts) - 1 for shard in ds.shards)
+    assert len(reads) == groups
+
+
+def test_row_group_cache_is_bounded_by_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = write_dataset(random_records(40), tmp_path, "synthetic", row_group_rows=4)
+    ds = HandDataset(folder, cache_bytes=1)  # holds only the group in use
+    reads = _count_row_group_reads(monkeypatch)
+    first = ds[0]
+    for i in range(40):
+        ds[i]
+    assert ds[0].differences(first) == []
+    groups = sum(len(shard.group_starts) - 1 for shard in ds.shards)
+    assert len(reads) == groups + 1  # each group once, then the first again
+
+
 def test_several_dataset_folders_read_as_one(tmp_path: Path) -> None:
     write_dataset(random_records(10, dataset="a"), tmp_path, "a")
     write_dataset(random_records(7, seed=1, dataset="b"), tmp_path, "b")
