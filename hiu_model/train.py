@@ -1,4 +1,4 @@
-"""Training of HIU-DMTL: mixed datasets, AdamW with a schedule, checkpoints, exact resume, DDP.
+"""Training of HIU-DMTL: mixed datasets, AdamW or Muon with a schedule, checkpoints, exact resume, DDP.
 
 ``train(cfg, out)`` runs ``cfg.train.steps`` optimizer steps and leaves a run folder (layout
 in :mod:`hiu_model.checkpoint`). One code path serves one CPU, one GPU and ``torchrun``
@@ -22,9 +22,10 @@ would have made: the next loss is the same bit for bit on the CPU.
 Schedule: linear warm-up over ``warmup_steps`` (at most a tenth of ``steps``) from
 ``lr / warmup_steps``, then ``cosine``
 decay to ``min_lr_ratio * lr`` at ``steps`` (or ``step``: x0.1 at 60% and 85%, or
-``constant``). AdamW with weight decay on conv / linear weights only. Mixed precision on GPU
-(``amp``): bf16 where supported, else fp16 with a gradient scaler. A step whose gradient norm
-is not finite is skipped (counted in ``train/skipped_steps``).
+``constant``). ``optimizer``: AdamW, or Muon on the hidden weights (:mod:`hiu_model.optim`);
+weight decay on conv / linear weights only. Mixed precision (``amp``): on a GPU bf16 where
+supported, else fp16 with a gradient scaler; on a CPU with bf16 matrix units (AMX) bf16.
+A step whose gradient norm is not finite is skipped (counted in ``train/skipped_steps``).
 """
 
 from __future__ import annotations
