@@ -15,9 +15,9 @@ import torch
 
 from hiu_data.errors import HiuError, OutputExistsError
 from hiu_model import checkpoint as ckpt
+from hiu_model import distributed
 from hiu_model.config import load_config
 from hiu_model.run_log import read_metrics
-from hiu_model import distributed
 from hiu_model.train import amp_dtype, lr_factor, train
 from tests.targets.handmade import write_hands
 
