@@ -7,8 +7,8 @@ products and the MANO layer, counted by ``torch.utils.flop_counter``; the render
 elementwise work is not counted), forward time per image (eval mode, no gradients), and
 forward + backward time per image (train mode, the full loss of :mod:`hiu_model.losses` on a
 synthetic batch with every label). Ratios against baselines measured in the same run:
-forward+backward / forward, and the share of the mesh branch (regressor, hand model,
-projection, soft silhouette), timed alone on the inputs captured from the same forward pass,
+forward+backward / forward, and the share of the mesh branch after the regressor's
+convolutions (regressor iterations, hand model, projection, soft silhouette), timed alone on the inputs captured from the same forward pass,
 in the forward and in the forward+backward time. Times are the best of ``--repeats`` runs
 after a warm-up at batch 1.
 """
@@ -78,10 +78,10 @@ def measure(cfg: Config, batch_size: int, repeats: int, device: torch.device) ->
     mesh_inputs: dict[str, object] = {}
     mesh_branch = model._mesh_branch
 
-    def capture(fused, predictions, output, camera_K):  # noqa: ANN001, ANN202
-        mesh_inputs.update(fused=fused.detach(), predictions={k: v.detach() for k, v in predictions.items()},
-                           keypoints=output.heatmap_keypoints.detach(), camera_K=camera_K)
-        return mesh_branch(fused, predictions, output, camera_K)
+    def capture(summary, output, camera_K, heatmap_keypoints, silhouette_rows=None):  # noqa: ANN001, ANN202
+        mesh_inputs.update(summary=summary.detach(), camera_K=camera_K,
+                           keypoints=None if heatmap_keypoints is None else heatmap_keypoints.detach())
+        return mesh_branch(summary, output, camera_K, heatmap_keypoints, silhouette_rows)
 
     model._mesh_branch = capture
 
@@ -97,13 +97,13 @@ def measure(cfg: Config, batch_size: int, repeats: int, device: torch.device) ->
         total.backward()
 
     def mesh_only(backward: bool) -> None:
-        """The mesh branch alone (regressor, hand model, projection, silhouette) on the
-        captured inputs of the last full-batch forward."""
+        """The mesh branch after the regressor's convolutions (iterations, hand model,
+        projection, silhouette) on the captured inputs of the last full-batch forward."""
         model.train(backward)
-        fused = mesh_inputs["fused"].clone().requires_grad_(backward)
-        output = HIUOutput(heatmap_keypoints=mesh_inputs["keypoints"])
+        summary = mesh_inputs["summary"].clone().requires_grad_(backward)
+        output = HIUOutput()
         with torch.set_grad_enabled(backward):
-            mesh_branch(fused, mesh_inputs["predictions"], output, mesh_inputs["camera_K"])
+            mesh_branch(summary, output, mesh_inputs["camera_K"], mesh_inputs["keypoints"])
             if backward:
                 (output.silhouette.mean() + output.joints_2d.mean() + output.joints_3d.mean()).backward()
 

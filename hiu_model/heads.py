@@ -132,8 +132,9 @@ class MeshRegressor(nn.Module):
         hidden, layers, dropout: the MLP (paper defaults from HMR/HAMR: 1024, 2, 0.5).
         iterations: regression iterations (HMR/HAMR: 3).
         theta_init: (P,) initial parameter vector (learned afterwards).
-    Forward: (map (B, in_channels, map_size, map_size), extra (B, extra_dim) or None) -> list
-    of theta (B, P) after each iteration; the last one is the prediction.
+    ``summarise``: map (B, in_channels, map_size, map_size) -> features (B, channels * grid**2)
+    (the convolutions; they may run under autocast). Forward: (features, extra (B, extra_dim) or
+    None) -> list of theta (B, P) after each iteration; the last one is the prediction.
     """
 
     def __init__(self, in_channels: int, map_size: int, channels: int, grid: int, extra_dim: int,
@@ -160,8 +161,11 @@ class MeshRegressor(nn.Module):
         self.theta_init = nn.Parameter(theta_init.clone().float())
         self.iterations = iterations
 
-    def forward(self, feature_map: torch.Tensor, extra: torch.Tensor | None = None) -> list[torch.Tensor]:
-        features = self.down(feature_map).flatten(1)
+    def summarise(self, feature_map: torch.Tensor) -> torch.Tensor:
+        """(B, in_channels, map_size, map_size) -> (B, channels * grid * grid) flattened grid."""
+        return self.down(feature_map).flatten(1)
+
+    def forward(self, features: torch.Tensor, extra: torch.Tensor | None = None) -> list[torch.Tensor]:
         if extra is not None:
             features = torch.cat([features, extra], dim=1)
         theta = self.theta_init.expand(features.shape[0], -1)

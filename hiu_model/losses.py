@@ -32,6 +32,9 @@ silent):
   ``self_supervised_on_labeled``): rendered silhouette vs. the last predicted mask
   probability (squared error), and projected joints vs. the last heat-maps' soft-arg-max (L1 in
   crop units). With ``detach_self_targets`` the dense predictions are the teacher.
+
+The silhouette terms average over the rows the silhouette was rendered for
+(``output.silhouette_rows``; every row unless training renders a subset).
 """
 
 from __future__ import annotations
@@ -114,8 +117,8 @@ def _mesh_terms(output: HIUOutput, batch: dict[str, torch.Tensor], cfg: LossConf
     if cfg.reprojection:
         terms["reprojection"] = _labelled_keypoint_l1(output.joints_2d, batch, flags)
     if cfg.mask_reprojection and output.silhouette is not None:
-        error = ((output.silhouette - batch["mask"]) ** 2).mean(dim=(1, 2))
-        terms["mask_reprojection"] = _weighted_mean(error, flags["has_mask"])
+        error = ((output.silhouette - _silhouette_rows(output, batch["mask"])) ** 2).mean(dim=(1, 2))
+        terms["mask_reprojection"] = _weighted_mean(error, _silhouette_rows(output, flags["has_mask"]))
     if cfg.mano_pose and output.mano_pose is not None:
         predicted = axis_angle_to_matrix(output.mano_pose.reshape(-1, 16, 3))
         target = axis_angle_to_matrix(batch["mano_pose"].reshape(-1, 16, 3))
@@ -134,12 +137,13 @@ def _self_supervised_terms(output: HIUOutput, batch: dict[str, torch.Tensor], cf
     assert output.joints_2d is not None
     weights = torch.ones_like(labeled) if cfg.self_supervised_on_labeled else 1.0 - labeled
     if cfg.self_mask and output.masks and output.silhouette is not None:
-        teacher = torch.sigmoid(output.masks[-1][:, 0])
+        teacher = torch.sigmoid(_silhouette_rows(output, output.masks[-1][:, 0]))
         teacher = teacher.detach() if cfg.detach_self_targets else teacher
         if teacher.shape[-2:] != output.silhouette.shape[-2:]:
             raise ValueError(f"mask {tuple(teacher.shape[-2:])} and silhouette "
                              f"{tuple(output.silhouette.shape[-2:])} sizes differ")
-        terms["self_mask"] = _weighted_mean(((output.silhouette - teacher) ** 2).mean(dim=(1, 2)), weights)
+        error = ((output.silhouette - teacher) ** 2).mean(dim=(1, 2))
+        terms["self_mask"] = _weighted_mean(error, _silhouette_rows(output, weights))
     if cfg.self_keypoints and output.heatmap_keypoints is not None:
         teacher = output.heatmap_keypoints.detach() if cfg.detach_self_targets else output.heatmap_keypoints
         crop = batch["image"].shape[-1]
@@ -160,6 +164,11 @@ def _labelled_keypoint_l1(predicted: torch.Tensor, batch: dict[str, torch.Tensor
 def _bone_directions(joints: torch.Tensor) -> torch.Tensor:
     """(B, 21, 3) joints -> (B, 20, 3) unit child-minus-parent directions (zero for zero bones)."""
     return F.normalize(joints[:, _CHILDREN] - joints[:, _PARENTS], dim=-1, eps=1e-8)
+
+
+def _silhouette_rows(output: HIUOutput, values: torch.Tensor) -> torch.Tensor:
+    """The rows of a per-sample tensor (B, ...) that ``output.silhouette`` covers."""
+    return values if output.silhouette_rows is None else values[output.silhouette_rows]
 
 
 def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -74,7 +74,9 @@ class HIUOutput:
         vertices: (B, V, 3) mesh, metres, relative to the wrist, right-hand camera frame.
         joints_3d: (B, 21, 3) HAND21 joints, metres, relative to the wrist (joint 0 is zero).
         joints_2d: (B, 21, 2) the mesh branch's joints projected with ``camera``, crop pixels.
-        silhouette: (B, m, m) soft silhouette of the mesh in [0, 1].
+        silhouette: (B, m, m) soft silhouette of the mesh in [0, 1]; (n, m, m) for the rows
+            ``silhouette_rows`` when the forward pass was given them.
+        silhouette_rows: (n,) int64 batch rows of ``silhouette``; ``None`` = every row.
         root_3d: (B, 3) wrist in the camera frame, metres, when ``camera_K`` was given.
     """
 
@@ -89,6 +91,7 @@ class HIUOutput:
     joints_3d: torch.Tensor | None = None
     joints_2d: torch.Tensor | None = None
     silhouette: torch.Tensor | None = None
+    silhouette_rows: torch.Tensor | None = None
     root_3d: torch.Tensor | None = None
 
 
@@ -205,12 +208,16 @@ class HIUDMTL(nn.Module):
             self.hand_model._apply(fn)
         return self
 
-    def forward(self, image: torch.Tensor, camera_K: torch.Tensor | None = None) -> HIUOutput:
+    def forward(self, image: torch.Tensor, camera_K: torch.Tensor | None = None,
+                silhouette_rows: torch.Tensor | None = None) -> HIUOutput:
         """Run the network.
 
         Args:
             image: (B, 3, S, S) float32 normalised crops (S = ``cfg.input_size``).
             camera_K: optional (B, 3, 3) crop intrinsics (pixels); only used for ``root_3d``.
+            silhouette_rows: optional (n,) int64 rows whose silhouette is rendered (``None``:
+                all). The renderer is the costliest part of the mesh branch; training can
+                render a subset of each batch (``train.silhouette_samples``).
         Returns:
             :class:`HIUOutput`.
         """
@@ -232,30 +239,39 @@ class HIUDMTL(nn.Module):
             map_to_crop = size / output.heatmaps[-1].shape[-1]
             output.heatmap_keypoints = soft_argmax(output.heatmaps[-1], beta=self.cfg.soft_argmax_beta) * map_to_crop
         if self.regressor is not None:
-            # The regressor, the hand model and the renderer are a small share of the work and
-            # want float32 (vertices in metres, sub-pixel projections): never autocast them.
+            # The regressor's convolutions run under the caller's autocast like the dense
+            # branch (in float32 they cost as much as the whole dense backward of ``tiny``). Its
+            # iterations, the hand model and the renderer want float32 (vertices in metres,
+            # sub-pixel projections): never autocast them.
+            summary = self.regressor.summarise(self._regressor_input(fused, predictions))
             dtype = self.regressor.theta_init.dtype
             keypoints = output.heatmap_keypoints
             with torch.autocast(fused.device.type, enabled=False):
-                self._mesh_branch(fused.to(dtype), {task: p.to(dtype) for task, p in predictions.items()}, output,
-                                  camera_K, keypoints.to(dtype) if keypoints is not None else None)
+                self._mesh_branch(summary.to(dtype), output, camera_K,
+                                  keypoints.to(dtype) if keypoints is not None else None, silhouette_rows)
         return output
 
-    def _mesh_branch(self, fused: torch.Tensor, predictions: dict[str, torch.Tensor], output: HIUOutput,
-                     camera_K: torch.Tensor | None, heatmap_keypoints: torch.Tensor | None) -> None:
-        assert self.regressor is not None and self.hand_model is not None
-        size, batch = self.cfg.input_size, fused.shape[0]
+    @staticmethod
+    def _regressor_input(fused: torch.Tensor, predictions: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The fused features and the last predictions (mask as a probability) at the fused
+        features' resolution, concatenated: (B, C + 21 + 1 + 60, h, h)."""
         maps = [fused]
         for task in DENSE_TASKS:
             if task in predictions:
                 prediction = torch.sigmoid(predictions[task]) if task == "mask" else predictions[task]
                 if prediction.shape[-1] != fused.shape[-1]:
                     prediction = F.interpolate(prediction, size=fused.shape[-2:], mode="bilinear", align_corners=False)
-                maps.append(prediction)
+                maps.append(prediction.to(fused.dtype))
+        return torch.cat(maps, dim=1)
+
+    def _mesh_branch(self, summary: torch.Tensor, output: HIUOutput, camera_K: torch.Tensor | None,
+                     heatmap_keypoints: torch.Tensor | None, silhouette_rows: torch.Tensor | None = None) -> None:
+        assert self.regressor is not None and self.hand_model is not None
+        size, batch = self.cfg.input_size, summary.shape[0]
         extra = None
         if self._regressor_reads_keypoints and heatmap_keypoints is not None:
             extra = (heatmap_keypoints / size * 2.0 - 1.0).flatten(1)
-        theta = self.regressor(torch.cat(maps, dim=1), extra)[-1]
+        theta = self.regressor(summary, extra)[-1]
         pose_width = 6 * NUM_POSE_JOINTS if self.cfg.pose_representation == "6d" else 3 * NUM_POSE_JOINTS
         pose_params, betas, camera_raw = theta.split([pose_width, NUM_BETAS, 3], dim=1)
         if self.cfg.pose_representation == "6d":
@@ -270,7 +286,12 @@ class HIUDMTL(nn.Module):
         output.joints_3d = hand.joints - root
         output.vertices = hand.vertices - root
         output.joints_2d = weak_perspective_project(output.joints_3d, camera)
-        output.silhouette = self.render_silhouette(output.vertices, camera)
+        if silhouette_rows is None:
+            output.silhouette = self.render_silhouette(output.vertices, camera)
+        else:
+            output.silhouette_rows = silhouette_rows.to(device=camera.device, dtype=torch.long)
+            output.silhouette = self.render_silhouette(output.vertices[output.silhouette_rows],
+                                                       camera[output.silhouette_rows])
         if camera_K is not None:
             output.root_3d = root_from_weak_perspective(camera, camera_K)
 

@@ -171,6 +171,17 @@ def build_training_data(cfg: Any, run_dir: Path, info: distributed.DistInfo) -> 
     return _Batches(loader, steps_per_epoch, cfg.train.batch_size), len(labeled)
 
 
+def silhouette_rows(labeled: torch.Tensor, samples: int) -> torch.Tensor | None:
+    """Batch rows (n,) int64, ascending, whose silhouette a training step renders: every
+    unlabeled row, then labeled rows in batch order up to ``samples`` rows in all; ``None`` (all
+    rows) when ``samples`` is 0 or covers the batch. ``labeled``: (B,) 1 for labeled rows."""
+    if samples <= 0 or samples >= labeled.numel():
+        return None
+    unlabeled = torch.nonzero(labeled == 0).squeeze(1)
+    chosen = torch.nonzero(labeled != 0).squeeze(1)[:max(0, samples - unlabeled.numel())]
+    return torch.cat([chosen, unlabeled]).sort().values
+
+
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device, num_labeled: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     labeled = (batch["source"] < num_labeled).float()
@@ -289,7 +300,7 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
             batch, labeled = _to_device(next(stream), info.device, num_labeled)
             batch["image"] = batch["image"].contiguous(memory_format=memory_format)
             with torch.autocast(info.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                output = net(batch["image"], batch["camera_K"])
+                output = net(batch["image"], batch["camera_K"], silhouette_rows(labeled, tc.silhouette_samples))
                 total, terms = compute_losses(output, batch, cfg.loss, labeled)
             if scaler is not None:
                 scaler.scale(total).backward()
@@ -363,11 +374,12 @@ def estimate_steps(cfg: Any, minutes: float, batch_size: int) -> int:
     optimizer = make_optimizer(model, cfg.train, device)
     size = cfg.model.input_size
     images = torch.randn(batch_size, 3, size, size).contiguous(memory_format=memory_format)
+    rows = silhouette_rows(torch.ones(batch_size), cfg.train.silhouette_samples)
     timings = []
     for _ in range(3):
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-            output = model(images)
+            output = model(images, None, rows)
             loss = sum(h.float().mean() for h in output.heatmaps) + output.vertices.mean() + output.silhouette.mean()
         loss.backward()
         optimizer.step()

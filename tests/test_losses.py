@@ -213,3 +213,20 @@ def test_heatmap_foreground_weights_each_pixel_by_its_target() -> None:
     assert plain == pytest.approx(0.01 * MAP * MAP, rel=1e-5)
     # Two foreground pixels gain 4 * 1.0 and 4 * 0.5 extra weight.
     assert weighted == pytest.approx(0.01 * (MAP * MAP + 4.0 * 1.5), rel=1e-5)
+
+
+def test_silhouette_terms_cover_only_the_rendered_rows() -> None:
+    batch = make_batch(batch=4, seed=3)
+    labeled = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    full = perfect_output(batch)
+    full.silhouette = torch.rand(4, MASK, MASK, generator=torch.Generator().manual_seed(4))
+    rows = torch.tensor([1, 2])
+    subset = perfect_output(batch)
+    subset.silhouette, subset.silhouette_rows = full.silhouette[rows].clone(), rows
+    _, on_all = compute_losses(full, batch, NO_PRIORS, labeled=labeled)
+    _, on_rows = compute_losses(subset, batch, NO_PRIORS, labeled=labeled)
+    expected = ((full.silhouette[rows] - batch["mask"][rows]) ** 2).mean()
+    assert on_rows["mask_reprojection"].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert on_rows["mask_reprojection"].item() != pytest.approx(on_all["mask_reprojection"].item(), rel=1e-3)
+    # Row 1 is the only unlabeled row and is rendered in both: the self-supervised term agrees.
+    assert on_rows["self_mask"].item() == pytest.approx(on_all["self_mask"].item(), rel=1e-6)

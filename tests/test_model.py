@@ -95,6 +95,19 @@ def test_mesh_branch_geometry(tiny_batch: dict[str, torch.Tensor]) -> None:
     assert torch.allclose(output.root_3d[:, 2], K[:, 0, 0] / output.camera[:, 0])
 
 
+def test_silhouette_of_chosen_rows_equals_those_rows_of_the_full_render(tiny_batch: dict[str, torch.Tensor]) -> None:
+    torch.manual_seed(0)
+    model = HIUDMTL(load_config(preset="tiny").model).eval()
+    rows = torch.tensor([1])
+    with torch.no_grad():
+        full = model(tiny_batch["image"], tiny_batch["camera_K"])
+        subset = model(tiny_batch["image"], tiny_batch["camera_K"], silhouette_rows=rows)
+    assert full.silhouette_rows is None and subset.silhouette_rows.tolist() == [1]
+    assert subset.silhouette.shape == (1, *full.silhouette.shape[1:]) and full.silhouette[rows].sum() > 0
+    torch.testing.assert_close(subset.silhouette, full.silhouette[rows])
+    torch.testing.assert_close(subset.joints_2d, full.joints_2d)
+
+
 def test_silhouette_is_rendered_with_the_weak_perspective_camera() -> None:
     cfg = load_config(preset="tiny")
     model = HIUDMTL(cfg.model)

@@ -52,6 +52,7 @@ def test_round_trip_through_json() -> None:
     ("model.decoder_widths=[64, 64, 128, 256]", "decoder_channels \\(32\\) first"),
     ("model.decoder_widths=[32, 64]", "one width per encoder stage"),
     ("train.lr=fast", "expected a number"),
+    ("train.silhouette_samples=-1", "must be >= 0"),
 ])
 def test_bad_overrides_are_one_line_errors(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")) as error:

@@ -33,6 +33,36 @@ def test_orthogonalise_keeps_singular_vectors_and_flattens_singular_values(shape
     assert torch.equal(orthogonalise(torch.zeros(shape)), torch.zeros(shape))
 
 
+@pytest.mark.parametrize("shape", [(24, 80), (80, 24)])
+def test_orthogonalise_batch_equals_each_matrix_alone(shape: tuple[int, int]) -> None:
+    generator = torch.Generator().manual_seed(2)
+    matrices = torch.randn(3, *shape, generator=generator) * torch.tensor([1e-3, 1.0, 50.0])[:, None, None]
+    batched = orthogonalise(matrices)
+    for matrix, result in zip(matrices, batched):
+        torch.testing.assert_close(result, orthogonalise(matrix), rtol=1e-4, atol=1e-5)
+
+
+def test_muon_step_on_layers_of_one_shape_equals_separate_optimisers() -> None:
+    torch.manual_seed(0)
+    together = [nn.Linear(16, 8, bias=False) for _ in range(3)]
+    apart = [nn.Linear(16, 8, bias=False) for _ in range(3)]
+    for mine, other in zip(together, apart):
+        other.load_state_dict(mine.state_dict())
+    start = [layer.weight.detach().clone() for layer in together]
+    joint = MuonAdamW([{"params": [layer.weight for layer in together], "muon": True}], lr=0.05)
+    single = [MuonAdamW([{"params": [layer.weight], "muon": True}], lr=0.05) for layer in apart]
+    inputs = torch.randn(4, 16)
+    for _ in range(3):
+        for layers, optimisers in ((together, [joint]), (apart, single)):
+            sum(layer(inputs).square().sum() * (k + 1) for k, layer in enumerate(layers)).backward()
+            for optimiser in optimisers:
+                optimiser.step()
+                optimiser.zero_grad()
+    for mine, other, initial in zip(together, apart, start):
+        assert (mine.weight - initial).abs().max() > 1e-2
+        torch.testing.assert_close(mine.weight, other.weight, rtol=1e-4, atol=1e-6)
+
+
 def test_bf16_iterations_agree_with_float32() -> None:
     matrix = torch.randn(64, 576, generator=torch.Generator().manual_seed(1))
     exact, low = orthogonalise(matrix), orthogonalise(matrix, dtype=torch.bfloat16)

@@ -18,12 +18,12 @@ from hiu_model import checkpoint as ckpt
 from hiu_model import distributed
 from hiu_model.config import load_config
 from hiu_model.run_log import read_metrics
-from hiu_model.train import amp_dtype, lr_factor, train
+from hiu_model.train import amp_dtype, lr_factor, silhouette_rows, train
 from tests.targets.handmade import write_hands
 
 # The smallest network that still runs every branch: 32 px crops, one stack, narrow heads.
 SMALL = ["model.input_size=32", "model.num_stacks=1", "model.decoder_channels=16", "model.regressor_hidden=64", "train.batch_size=2", "train.num_workers=0",
-         "train.log_every=1", "train.warmup_steps=1", "train.lr=0.002"]
+         "train.log_every=1", "train.warmup_steps=1", "train.lr=0.002", "train.silhouette_samples=1"]
 
 
 @pytest.fixture(autouse=True)
@@ -104,6 +104,14 @@ def test_unlabeled_image_folder_gets_only_self_supervised_losses(hands: Path, tm
     assert (run / "data" / "unlabeled-0" / "folder" / "manifest.json").exists()
     self_terms = [r["value"] for r in read_metrics(run) if r["tag"] in ("train/self_mask", "train/self_keypoints")]
     assert self_terms and any(v > 0 for v in self_terms)
+
+
+def test_silhouette_rows_keep_every_unlabeled_row() -> None:
+    labeled = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+    assert silhouette_rows(labeled, 0) is None and silhouette_rows(labeled, 6) is None
+    assert silhouette_rows(labeled, 3).tolist() == [0, 1, 4]
+    assert silhouette_rows(labeled, 1).tolist() == [1, 4]  # unlabeled rows need their silhouette
+    assert silhouette_rows(torch.ones(6), 2).tolist() == [0, 1]
 
 
 @pytest.mark.parametrize("amp, amx, expected", [
