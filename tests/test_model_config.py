@@ -11,7 +11,7 @@ from hiu_model.config import Config, ConfigError, load_config, tiny
 
 def test_presets_differ_and_default_is_paper() -> None:
     small, paper, default = load_config(preset="tiny"), load_config(preset="paper"), load_config()
-    assert small.model.input_size == 128 and small.model.heatmap_size == 32 and small.model.num_stacks == 1
+    assert small.model.input_size == 128 and small.model.heatmap_size == 32 and small.model.num_stacks == 2
     assert paper.model.input_size == 256 and paper.model.heatmap_size == 64 and paper.model.num_stacks == 4
     assert paper.model.encoder_blocks == (3, 4, 6, 3)
     assert default.to_dict() == paper.to_dict()
