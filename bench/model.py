@@ -8,9 +8,9 @@ elementwise work is not counted), forward time per image (eval mode, no gradient
 forward + backward time per image (train mode, the full loss of :mod:`hiu_model.losses` on a
 synthetic batch with every label). Ratios against baselines measured in the same run:
 forward+backward / forward, and the share of the mesh branch after the regressor's
-convolutions (regressor iterations, hand model, projection, soft silhouette), timed alone on the inputs captured from the same forward pass,
-in the forward and in the forward+backward time. Times are the best of ``--repeats`` runs
-after a warm-up at batch 1.
+convolutions (regressor iterations, hand model, projection, soft silhouette), timed alone on
+the inputs captured from the same forward pass, in the forward and in the forward+backward
+time. Times are the best of ``--repeats`` runs after a warm-up at batch 1.
 """
 
 from __future__ import annotations

@@ -265,7 +265,8 @@ class HIUDMTL(nn.Module):
         return torch.cat(maps, dim=1)
 
     def _mesh_branch(self, summary: torch.Tensor, output: HIUOutput, camera_K: torch.Tensor | None,
-                     heatmap_keypoints: torch.Tensor | None, silhouette_rows: torch.Tensor | None = None) -> None:
+                     heatmap_keypoints: torch.Tensor | None,
+                     silhouette_rows: torch.Tensor | None = None) -> None:
         assert self.regressor is not None and self.hand_model is not None
         size, batch = self.cfg.input_size, summary.shape[0]
         extra = None
