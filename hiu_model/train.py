@@ -376,7 +376,9 @@ def estimate_steps(cfg: Any, minutes: float, batch_size: int) -> int:
     images = torch.randn(batch_size, 3, size, size).contiguous(memory_format=memory_format)
     rows = silhouette_rows(torch.ones(batch_size), cfg.train.silhouette_samples)
     timings = []
-    for _ in range(3):
+    # One or two timed steps vary by up to 8 % on a shared 2-core machine: time ten after a
+    # warm-up step and take the median.
+    for _ in range(11):
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
             output = model(images, None, rows)
@@ -387,7 +389,7 @@ def estimate_steps(cfg: Any, minutes: float, batch_size: int) -> int:
         timings.append(time.perf_counter() - start)
     # Loader and logging overhead: 1.07 measured with one thread, 1.36-1.58 with 2 threads and
     # 2 loader workers on 2 idle cores (train.max_minutes remains the hard stop).
-    per_step = min(timings[1:]) * 1.4
+    per_step = float(torch.tensor(timings[1:]).median()) * 1.4
     return max(10, int(minutes * 60 / per_step))
 
 
