@@ -22,7 +22,10 @@ Weak perspective: ``s`` is in crop pixels per metre and ``(tx, ty)`` is the wris
 in crop pixels. The silhouette is rendered with exactly this camera: each vertex is placed at
 ``(u z, v z, z)`` with ``(u, v)`` its weak-perspective projection and ``z`` its depth plus a
 constant, and rendered with ``K = diag(m/S, m/S, 1)``; a perspective projection of these points
-returns ``(u, v)`` scaled to the mask, while ``z`` keeps the faces' depth order. When the crop's
+returns ``(u, v)`` scaled to the mask, while ``z`` keeps the faces' depth order. With
+``camera_from_keypoints`` the regressed ``(s, tx, ty)`` is replaced by the weighted least-squares
+camera that projects the mesh's joints onto the heat-maps' soft-arg-max (weights: the heat-map
+peaks); pose and shape still come from the regressor. When the crop's
 intrinsics are given, the wrist's camera-frame position follows from the scale
 (``z = fx / s``) and is returned as ``root_3d``.
 
@@ -235,9 +238,11 @@ class HIUDMTL(nn.Module):
             output.pofs += [predictions["pof"]] if "pof" in predictions else []
             if block_fused is not None:
                 fused = block_fused
+        peaks = None
         if output.heatmaps:
             map_to_crop = size / output.heatmaps[-1].shape[-1]
             output.heatmap_keypoints = soft_argmax(output.heatmaps[-1], beta=self.cfg.soft_argmax_beta) * map_to_crop
+            peaks = output.heatmaps[-1].detach().amax(dim=(2, 3))
         if self.regressor is not None:
             # The regressor's convolutions run under the caller's autocast like the dense
             # branch (in float32 they took about 35 ms of a 245 ms ``tiny`` step at batch 32). Its
@@ -248,7 +253,8 @@ class HIUDMTL(nn.Module):
             keypoints = output.heatmap_keypoints
             with torch.autocast(fused.device.type, enabled=False):
                 self._mesh_branch(summary.to(dtype), output, camera_K,
-                                  keypoints.to(dtype) if keypoints is not None else None, silhouette_rows)
+                                  keypoints.to(dtype) if keypoints is not None else None, silhouette_rows,
+                                  peaks.to(dtype) if peaks is not None else None)
         return output
 
     @staticmethod
@@ -266,7 +272,8 @@ class HIUDMTL(nn.Module):
 
     def _mesh_branch(self, summary: torch.Tensor, output: HIUOutput, camera_K: torch.Tensor | None,
                      heatmap_keypoints: torch.Tensor | None,
-                     silhouette_rows: torch.Tensor | None = None) -> None:
+                     silhouette_rows: torch.Tensor | None = None,
+                     heatmap_peaks: torch.Tensor | None = None) -> None:
         assert self.regressor is not None and self.hand_model is not None
         size, batch = self.cfg.input_size, summary.shape[0]
         extra = None
@@ -283,8 +290,11 @@ class HIUDMTL(nn.Module):
         camera = torch.cat([scale, size * (0.5 + camera_raw[:, 1:])], dim=1)
         hand = self.hand_model(pose, betas, None)
         root = hand.joints[:, :1]
-        output.mano_pose, output.mano_betas, output.camera = pose, betas, camera
         output.joints_3d = hand.joints - root
+        if self.cfg.camera_from_keypoints and heatmap_keypoints is not None and heatmap_peaks is not None:
+            camera = fit_weak_perspective(output.joints_3d, heatmap_keypoints.detach(), heatmap_peaks.clamp_min(0),
+                                          fallback=camera)
+        output.mano_pose, output.mano_betas, output.camera = pose, betas, camera
         output.vertices = hand.vertices - root
         output.joints_2d = weak_perspective_project(output.joints_3d, camera)
         if silhouette_rows is None:
@@ -321,6 +331,36 @@ def weak_perspective_project(points: torch.Tensor, camera: torch.Tensor) -> torc
         (B, N, 2) crop pixels.
     """
     return camera[:, None, :1] * points[..., :2] + camera[:, None, 1:]
+
+
+def fit_weak_perspective(points: torch.Tensor, keypoints: torch.Tensor, weights: torch.Tensor,
+                         fallback: torch.Tensor, min_scale: float = 1e-3) -> torch.Tensor:
+    """Weak-perspective camera that best projects ``points`` onto ``keypoints``.
+
+    Minimises ``sum_j w_j |s * p_j,xy + t - k_j|^2`` over the scale ``s`` and the translation
+    ``t`` in closed form (weighted centroids, then the scale along the centred points).
+
+    Args:
+        points: (B, N, 3) root-relative metres.
+        keypoints: (B, N, 2) target positions, crop pixels.
+        weights: (B, N) non-negative weights.
+        fallback: (B, 3) camera used for rows whose fit is degenerate (no weight, or points
+            without spread, or a scale below ``min_scale`` times the fallback's).
+    Returns:
+        (B, 3) (s px/m, tx px, ty px), differentiable with respect to ``points``.
+    """
+    total = weights.sum(dim=1, keepdim=True)
+    share = (weights / total.clamp_min(1e-12))[..., None]
+    xy = points[..., :2]
+    point_mean = (share * xy).sum(dim=1, keepdim=True)
+    keypoint_mean = (share * keypoints).sum(dim=1, keepdim=True)
+    centred = xy - point_mean
+    spread = (share * centred ** 2).sum(dim=(1, 2))
+    scale = (share * centred * (keypoints - keypoint_mean)).sum(dim=(1, 2)) / spread.clamp_min(1e-12)
+    usable = (total[:, 0] > 0) & (spread > 1e-12) & (scale > min_scale * fallback[:, 0])
+    translation = keypoint_mean[:, 0] - scale[:, None] * point_mean[:, 0]
+    fitted = torch.cat([scale[:, None], translation], dim=1)
+    return torch.where(usable[:, None], fitted, fallback)
 
 
 def root_from_weak_perspective(camera: torch.Tensor, camera_K: torch.Tensor) -> torch.Tensor:

@@ -135,8 +135,10 @@ def self_consistency(crop: dict[str, np.ndarray], index: int) -> float:
     """How much the branches of one crop's prediction agree, in [0, 1] (higher = better).
 
     The mean of: the mean heat-map peak (clipped to [0, 1]); ``exp(-d / 0.05)`` with ``d`` the
-    mean distance of heat-map and mesh keypoints in units of the crop side; the IoU of mask
-    and silhouette at 0.5. Terms whose branches did not run are left out.
+    mean distance of heat-map and mesh keypoints in units of the crop side (with
+    ``model.camera_from_keypoints`` the mesh is already placed on the heat-map keypoints, so this
+    measures how well the regressed pose fits them); the IoU of mask and silhouette at 0.5.
+    Terms whose branches did not run are left out.
     """
     terms = []
     if "heatmap_peaks" in crop:

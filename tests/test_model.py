@@ -10,7 +10,7 @@ from hiu_data.skeleton import NUM_BONES, NUM_JOINTS
 from hiu_data.targets import decode_heatmaps
 from hiu_model.config import load_config
 from hiu_model.losses import compute_losses
-from hiu_model.model import HIUDMTL, weak_perspective_project
+from hiu_model.model import HIUDMTL, fit_weak_perspective, weak_perspective_project
 from hiu_model.render import project
 
 from .model_batches import synthetic_batch
@@ -59,6 +59,7 @@ def test_wrong_input_size_is_reported() -> None:
     ["model.tasks=[heatmap, pof]", "model.num_stacks=3"],
     ["model.tasks=[mask, mesh]"],
     ["model.decoder_widths=[32, 48, 64, 96]"],
+    ["model.camera_from_keypoints=true"],
 ])
 def test_gradients_reach_every_parameter(overrides: list[str], tiny_batch: dict[str, torch.Tensor]) -> None:
     cfg = load_config(preset="tiny", overrides=overrides)
@@ -93,6 +94,51 @@ def test_mesh_branch_geometry(tiny_batch: dict[str, torch.Tensor]) -> None:
     K = tiny_batch["camera_K"]
     assert torch.allclose(project(output.root_3d[:, None], K)[:, 0], output.camera[:, 1:], atol=1e-3)
     assert torch.allclose(output.root_3d[:, 2], K[:, 0, 0] / output.camera[:, 0])
+
+
+def test_fitted_camera_recovers_the_projection_and_ignores_zero_weights() -> None:
+    generator = torch.Generator().manual_seed(3)
+    points = torch.randn(3, 21, 3, generator=generator) * 0.05
+    camera = torch.tensor([[400.0, 60.0, 70.0], [250.0, 10.0, 100.0], [520.0, 64.0, 64.0]])
+    keypoints = weak_perspective_project(points, camera)
+    weights = torch.rand(3, 21, generator=generator)
+    fallback = torch.ones(3, 3)
+    torch.testing.assert_close(fit_weak_perspective(points, keypoints, weights, fallback), camera)
+    # A keypoint moved far away changes nothing while its weight is zero.
+    keypoints[:, 5] += 40.0
+    weights[:, 5] = 0.0
+    torch.testing.assert_close(fit_weak_perspective(points, keypoints, weights, fallback), camera)
+
+
+def test_fitted_camera_falls_back_where_the_fit_is_degenerate() -> None:
+    points = torch.randn(3, 21, 3) * 0.05
+    points[1] = 0.0  # no spread: any scale fits
+    # Row 2 is a mirror image of its points: the best scale is negative.
+    keypoints = weak_perspective_project(points, torch.tensor([[300.0, 50.0, 50.0], [300.0, 50.0, 50.0],
+                                                               [-300.0, 50.0, 50.0]]))
+    weights = torch.ones(3, 21)
+    weights[0] = 0.0
+    fallback = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
+    torch.testing.assert_close(fit_weak_perspective(points, keypoints, weights, fallback), fallback)
+
+
+def test_mesh_camera_from_keypoints(tiny_batch: dict[str, torch.Tensor]) -> None:
+    cfg = load_config(preset="tiny", overrides=["model.camera_from_keypoints=true"])
+    torch.manual_seed(0)
+    model = HIUDMTL(cfg.model).train()
+    output = model(tiny_batch["image"], tiny_batch["camera_K"])
+    peaks = output.heatmaps[-1].detach().amax(dim=(2, 3)).clamp_min(0)
+    # The camera is the weighted fit of the mesh's joints to the heat-map keypoints, and the
+    # joints and the silhouette are projected with it.
+    expected = fit_weak_perspective(output.joints_3d, output.heatmap_keypoints, peaks, output.camera)
+    torch.testing.assert_close(output.camera, expected)
+    torch.testing.assert_close(output.joints_2d, weak_perspective_project(output.joints_3d, output.camera))
+    fitted_error = ((output.joints_2d - output.heatmap_keypoints) ** 2 * peaks[..., None]).sum()
+    model.cfg.camera_from_keypoints = False
+    regressed = model(tiny_batch["image"], tiny_batch["camera_K"])
+    assert fitted_error < ((regressed.joints_2d - regressed.heatmap_keypoints) ** 2 * peaks[..., None]).sum()
+    # The 3D result of the regressor is the same either way.
+    torch.testing.assert_close(regressed.joints_3d, output.joints_3d)
 
 
 def test_silhouette_of_chosen_rows_equals_those_rows_of_the_full_render(tiny_batch: dict[str, torch.Tensor]) -> None:
