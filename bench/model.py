@@ -78,10 +78,12 @@ def measure(cfg: Config, batch_size: int, repeats: int, device: torch.device) ->
     mesh_inputs: dict[str, object] = {}
     mesh_branch = model._mesh_branch
 
-    def capture(summary, output, camera_K, heatmap_keypoints, silhouette_rows=None):  # noqa: ANN001, ANN202
+    def capture(summary, output, camera_K, heatmap_keypoints, silhouette_rows=None,  # noqa: ANN001, ANN202
+                heatmap_peaks=None):  # noqa: ANN001
         mesh_inputs.update(summary=summary.detach(), camera_K=camera_K,
-                           keypoints=None if heatmap_keypoints is None else heatmap_keypoints.detach())
-        return mesh_branch(summary, output, camera_K, heatmap_keypoints, silhouette_rows)
+                           keypoints=None if heatmap_keypoints is None else heatmap_keypoints.detach(),
+                           peaks=heatmap_peaks)
+        return mesh_branch(summary, output, camera_K, heatmap_keypoints, silhouette_rows, heatmap_peaks)
 
     model._mesh_branch = capture
 
@@ -103,7 +105,8 @@ def measure(cfg: Config, batch_size: int, repeats: int, device: torch.device) ->
         summary = mesh_inputs["summary"].clone().requires_grad_(backward)
         output = HIUOutput()
         with torch.set_grad_enabled(backward):
-            mesh_branch(summary, output, mesh_inputs["camera_K"], mesh_inputs["keypoints"])
+            mesh_branch(summary, output, mesh_inputs["camera_K"], mesh_inputs["keypoints"], None,
+                        mesh_inputs["peaks"])
             if backward:
                 (output.silhouette.mean() + output.joints_2d.mean() + output.joints_3d.mean()).backward()
 
