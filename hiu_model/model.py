@@ -242,7 +242,8 @@ class HIUDMTL(nn.Module):
         if output.heatmaps:
             map_to_crop = size / output.heatmaps[-1].shape[-1]
             output.heatmap_keypoints = soft_argmax(output.heatmaps[-1], beta=self.cfg.soft_argmax_beta) * map_to_crop
-            peaks = output.heatmaps[-1].detach().amax(dim=(2, 3))
+            if self.cfg.camera_from_keypoints:
+                peaks = output.heatmaps[-1].detach().amax(dim=(2, 3))
         if self.regressor is not None:
             # The regressor's convolutions run under the caller's autocast like the dense
             # branch (in float32 they took about 35 ms of a 245 ms ``tiny`` step at batch 32). Its
