@@ -6,7 +6,10 @@ evaluates the final checkpoint on the held-out hands and prints each target next
 measured value and their ratio (issue 9: heat-map PCK@0.1 >= 0.90, mask IoU >= 0.85,
 projected-mesh PCK@0.1 >= 0.70, within 15 minutes on 2 cores).
 
-    python bench/train_quality.py --data DATA --out DATA/run [--minutes 15] [--set k=v ...]
+    python bench/train_quality.py --data DATA --out DATA/run [--minutes 15] [--set k=v ...] [--tta-rotation 30]
+
+``--tta-rotation DEG`` also scores the same checkpoint with test-time rotation averaging
+(:mod:`hiu_model.tta`: heat-maps and masks averaged over the crop turned by -DEG, 0, +DEG).
 
 The machine is shared: wall-clock training time includes whatever else runs on it, so the
 reachable step count (printed) is a pessimistic one.
@@ -40,6 +43,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--train-images", type=int, default=4400, help="images (~1.14 hands each: ~5,000 hands)")
     parser.add_argument("--heldout-images", type=int, default=500)
+    parser.add_argument("--tta-rotation", type=float, default=0.0, help="also evaluate with rotation TTA (degrees)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override k=v")
     args = parser.parse_args()
 
@@ -50,6 +54,7 @@ def main() -> None:
     from hiu_model.config import load_config
     from hiu_model.evaluate import evaluate, flatten
     from hiu_model.train import estimate_steps, train
+    from hiu_model.tta import with_rotation_tta
 
     train_set = ensure_synth(args.data / "train", args.train_images, 0, 0.0)
     heldout = ensure_synth(args.data / "heldout", args.heldout_images, 1, 1.0)
@@ -67,9 +72,17 @@ def main() -> None:
     model, cfg, info = load_checkpoint(run, which="latest")
     torch.set_num_threads(2)
     report = evaluate(model, cfg, [heldout], batch_size=64)
-    overall = flatten(report["overall"])
     print(f"trained {info['step']} steps (batch {cfg.train.batch_size}) in {minutes:.1f} min; "
           f"evaluated {report['overall']['rows']} held-out hands")
+    print_targets(flatten(report["overall"]))
+    if args.tta_rotation:
+        report = evaluate(with_rotation_tta(model, args.tta_rotation), cfg, [heldout], batch_size=64)
+        print(f"with test-time rotations 0 and +-{args.tta_rotation:g} deg averaged:")
+        print_targets(flatten(report["overall"]))
+
+
+def print_targets(overall: dict[str, float]) -> None:
+    """Each target next to its measured value, then every metric as one JSON line."""
     for name, target in TARGETS.items():
         value = overall.get(name, float("nan"))
         print(f"{name:18s} {value:.3f}  target {target:.2f}  ratio {value / target:.2f}  "

@@ -17,6 +17,9 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existin
 Workers = Annotated[int, typer.Option("--workers", "-j", min=1, help="Worker processes.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 Split = Annotated[list[str] | None, typer.Option("--split", "-s", help="Only these splits (repeatable).")]
+TtaRotation = Annotated[float, typer.Option(
+    "--tta-rotation", min=0.0, max=90.0,
+    help="Test-time augmentation: also run the crops turned by -DEG and +DEG and average the heat-maps and masks (0 = off; 30 = the training rotation range).")]
 OnError = Annotated[str, typer.Option("--on-error", help="fail: stop at the first bad sample; skip: skip and count it.")]
 
 

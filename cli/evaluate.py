@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hiu_cli._common import JsonOut, progress_bar
+from hiu_cli._common import JsonOut, TtaRotation, progress_bar
 
 # Results go to stdout (progress and messages to stderr), so they can be redirected.
 console = Console(highlight=False)
@@ -63,6 +63,7 @@ def evaluate(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
     which: Annotated[str, typer.Option("--which", help="In a run folder: auto (best if recorded, else latest), best, latest.")] = "auto",
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, ...")] = "cpu",
+    tta_rotation: TtaRotation = 0.0,
 ) -> None:
     """Evaluate a checkpoint: 2D PCK/AUC/EPE, 3D PCK/AUC/MPJPE/PA-MPJPE, PA-MPVPE, F-scores, mask IoU.
 
@@ -71,17 +72,21 @@ def evaluate(
     from hiu_model.checkpoint import load_checkpoint
     from hiu_model.evaluate import evaluate as evaluate_model
     from hiu_model.evaluate import json_safe
+    from hiu_model.tta import with_rotation_tta
 
     model, cfg, info = load_checkpoint(checkpoint, which=which, device=device)
+    model = with_rotation_tta(model, tta_rotation)
     with progress_bar("evaluate", unit="hands") as advance:
         report = evaluate_model(model, cfg, datasets, split=split, max_samples=max_samples, batch_size=batch_size,
                                 device=device, progress=advance)
     report["checkpoint"] = {"path": info["path"], "step": info["step"], "sha256": info["sha256"],
                             "hand_model": info["hand_model"]}
+    report["tta_rotation_deg"] = tta_rotation
     if json_out:
         typer.echo(json.dumps(json_safe(report)))
         return
-    console.print(f"checkpoint {info['path']} (step {info['step']})", markup=False)
+    tta = f", test-time rotations 0 and ±{tta_rotation:g} deg averaged" if tta_rotation else ""
+    console.print(f"checkpoint {info['path']} (step {info['step']}){tta}", markup=False)
     print_tables(report)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from hiu_cli._common import console, progress_bar
+from hiu_cli._common import TtaRotation, console, progress_bar
 
 
 def predict(
@@ -18,6 +18,7 @@ def predict(
     side: Annotated[str, typer.Option("--side", help="auto (try both, keep the more consistent), left or right.")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, ...")] = "cpu",
+    tta_rotation: TtaRotation = 0.0,
 ) -> None:
     """Predict hands and draw them: skeleton (heat-map branch), mask, mesh silhouette and mesh joints.
 
@@ -31,7 +32,7 @@ def predict(
     total = len(find_images(images))
     with progress_bar("predict", total=total, unit="images") as advance:
         result = predict_files(checkpoint, images, out, boxes=boxes, side=side, batch_size=batch_size, device=device,
-                               progress=advance)
+                               tta_rotation=tta_rotation, progress=advance)
     console.print(f"wrote {total} overlays and {result}", markup=False)
 
 

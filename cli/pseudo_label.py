@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from hiu_cli._common import OnError, Overwrite, console, progress_bar
+from hiu_cli._common import OnError, Overwrite, TtaRotation, console, progress_bar
 
 
 def pseudo_label(
@@ -22,6 +22,7 @@ def pseudo_label(
     device: Annotated[str | None, typer.Option("--device", help="Torch device, e.g. cuda:0 (default cpu).")] = None,
     on_error: OnError = "fail",
     overwrite: Overwrite = False,
+    tta_rotation: TtaRotation = 0.0,
 ) -> None:
     """Predict keypoints, mask, MANO and 3D for every hand of IMAGES_DIR, with a confidence per hand.
 
@@ -36,7 +37,8 @@ def pseudo_label(
     index, count = parse_shard(shard)
     with progress_bar(f"pseudo-label {index}/{count}", unit="images") as advance:
         result = run(checkpoint, images_dir, out, boxes=boxes, shard=(index, count), batch_size=batch_size, name=name,
-                     chunk_images=chunk_images, device=device, on_error=on_error, overwrite=overwrite, progress=advance)
+                     chunk_images=chunk_images, device=device, on_error=on_error, overwrite=overwrite,
+                     tta_rotation=tta_rotation, progress=advance)
     console.print(f"shard {index}/{count}: {result.hands} hands on {result.images} images "
                   f"({result.chunks_resumed} of {result.chunks_done} chunks were already done); {result.label_source}",
                   markup=False)

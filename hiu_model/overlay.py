@@ -106,7 +106,7 @@ def prediction_record(pred: Prediction) -> dict[str, Any]:
 
 
 def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str | Path, boxes: Path | None = None,
-                  side: str = "auto", batch_size: int = 16, device: str = "cpu",
+                  side: str = "auto", batch_size: int = 16, device: str = "cpu", tta_rotation: float = 0.0,
                   progress: Callable[[int], None] | None = None) -> Path:
     """Predict hands on image files and write ``OUT/<image stem>.png`` overlays + ``predictions.json``.
 
@@ -116,6 +116,8 @@ def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str 
         boxes: optional JSON ``{"file name": [[x, y, w, h], ...]}``; images not in it are
             treated as one hand filling the image.
         side: ``auto``, ``left`` or ``right``.
+        tta_rotation: average the heat-maps and masks over crops turned by 0 and +-this many
+            degrees (:mod:`hiu_model.tta`; 0 = one plain pass).
     Returns:
         The ``predictions.json`` path.
     """
@@ -123,7 +125,10 @@ def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str 
     from hiu_model.checkpoint import load_checkpoint
     from hiu_model.predict import predict_images
 
+    from hiu_model.tta import with_rotation_tta
+
     model, cfg, info = load_checkpoint(checkpoint, device=device)
+    model = with_rotation_tta(model, tta_rotation)
     files = find_images(paths)
     by_name = _load_boxes(boxes)
     out = Path(out)
@@ -145,6 +150,7 @@ def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str 
             progress(len(chunk))
     result = out / "predictions.json"
     result.write_text(json.dumps({"checkpoint": info["path"], "step": info["step"], "sha256": info["sha256"],
+                                  "tta_rotation_deg": tta_rotation,
                                   "frames": "keypoints_2d: image px (heat-map branch); mesh_keypoints_2d: image px "
                                             "(projected mesh); keypoints_3d: metres, wrist-relative, camera axes",
                                   "images": records}, indent=1))

@@ -259,7 +259,8 @@ def _merge(out: Path, name: str, parts: Path, groups: list[list[HandSample]], nu
 def pseudo_label(checkpoint: str | Path, images_dir: str | Path, out: str | Path, *, boxes: str | Path | None = None,
                  shard: tuple[int, int] = (0, 1), batch_size: int = 16, name: str = DEFAULT_NAME,
                  chunk_images: int = DEFAULT_CHUNK_IMAGES, device: str | None = None, on_error: str = "fail",
-                 overwrite: bool = False, progress: Callable[[int], None] | None = None) -> PseudoLabelResult:
+                 overwrite: bool = False, tta_rotation: float = 0.0,
+                 progress: Callable[[int], None] | None = None) -> PseudoLabelResult:
     """Pseudo-label this shard's images of ``images_dir``; merge when all shards are done.
 
     Args:
@@ -273,9 +274,12 @@ def pseudo_label(checkpoint: str | Path, images_dir: str | Path, out: str | Path
         device: torch device; default CPU.
         on_error: ``fail`` at a corrupt image, or ``skip`` it (counted in the manifest).
         overwrite: replace an existing ``out/<name>/`` at the merge.
+        tta_rotation: average the heat-maps and masks over crops turned by 0 and +-this many
+            degrees (:mod:`hiu_model.tta`; 0 = one plain pass). Part of the resumable plan.
         progress: called with the number of images of this shard done (resumed ones included).
     """
     from hiu_model.checkpoint import load_checkpoint
+    from hiu_model.tta import with_rotation_tta
 
     out, images_dir = Path(out), Path(images_dir)
     boxes = None if boxes is None else Path(boxes)
@@ -284,10 +288,12 @@ def pseudo_label(checkpoint: str | Path, images_dir: str | Path, out: str | Path
     if chunk_images < 1 or batch_size < 1:
         raise PseudoLabelError("--chunk-images and --batch-size must be at least 1")
     model, cfg, info = load_checkpoint(checkpoint, device=device or "cpu")
+    model = with_rotation_tta(model, tta_rotation)
     label_source = f"pseudo:{info['sha256']}"
     groups, skipped = _folder_rows(images_dir, boxes, on_error)
     plan = {"images_dir": str(images_dir.resolve()), "boxes_sha256": None if boxes is None else sha256_file(boxes), "images": len(groups),
-            "checkpoint_sha256": info["sha256"], "shards": shard[1], "chunk_images": chunk_images, "name": name}
+            "checkpoint_sha256": info["sha256"], "shards": shard[1], "chunk_images": chunk_images, "name": name,
+            "tta_rotation_deg": tta_rotation}
     parts = out / f".{name}.parts"
     _ensure_plan(parts, plan)
     mine = _shard_images(len(groups), shard)

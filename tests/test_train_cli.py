@@ -45,6 +45,11 @@ def test_train_eval_predict_commands(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert report["checkpoint"]["step"] in (2, 3)
     assert main(["eval", str(run), str(data), "--max-samples", "2"]) == 0
     assert "heat-map branch" in capsys.readouterr().out
+    assert main(["eval", str(run), str(data), "--json", "--max-samples", "2", "--tta-rotation", "30"]) == 0
+    turned = json.loads(capsys.readouterr().out)
+    assert turned["tta_rotation_deg"] == 30 and report["tta_rotation_deg"] == 0
+    assert turned["datasets"]["handmade"]["heatmap"]["epe_px"] != report["datasets"]["handmade"]["heatmap"]["epe_px"]
+    assert main(["eval", str(run), str(data), "--tta-rotation", "-5"]) == 2  # usage error, no traceback
 
     images = tmp_path / "images"
     images.mkdir()
@@ -55,6 +60,11 @@ def test_train_eval_predict_commands(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["predict", str(run), str(images), "--out", str(tmp_path / "pred"), "--boxes", str(boxes)]) == 0
     written = json.loads((tmp_path / "pred" / "predictions.json").read_text())
     assert len(written["images"]["hand.png"]) == 1
+    assert main(["predict", str(run), str(images), "--out", str(tmp_path / "turned"), "--boxes", str(boxes),
+                 "--tta-rotation", "20"]) == 0
+    turned = json.loads((tmp_path / "turned" / "predictions.json").read_text())
+    assert turned["tta_rotation_deg"] == 20 and written["tta_rotation_deg"] == 0
+    assert turned["images"]["hand.png"][0]["keypoints_2d"] != written["images"]["hand.png"][0]["keypoints_2d"]
     overlay = decode((tmp_path / "pred" / "hand.png").read_bytes())
     assert overlay.shape == (record.height, record.width, 3)
 

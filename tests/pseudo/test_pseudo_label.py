@@ -111,6 +111,9 @@ def test_shards_resume_and_merge_to_the_unsharded_result(checkpoint: Path, image
     assert (again.chunks_done, again.chunks_resumed, again.path) == (2, 1, None)  # images 0 and 2; waits for shard 1
     with pytest.raises(pl.PseudoLabelError, match="different chunk_images"):
         pl.pseudo_label(checkpoint, images_dir, tmp_path / "sharded", boxes=boxes, shard=(1, 2), chunk_images=4)
+    with pytest.raises(pl.PseudoLabelError, match="different tta_rotation_deg"):  # shards must predict alike
+        pl.pseudo_label(checkpoint, images_dir, tmp_path / "sharded", boxes=boxes, shard=(1, 2), chunk_images=1,
+                        tta_rotation=30.0)
     last = pl.pseudo_label(checkpoint, images_dir, tmp_path / "sharded", boxes=boxes, shard=(1, 2), chunk_images=1)
     assert last.path == tmp_path / "sharded" / "pseudo" and not (tmp_path / "sharded" / ".pseudo.parts").exists()
     merged, expected = _rows(last.path), _rows(whole.path)

@@ -1,0 +1,142 @@
+"""Test-time augmentation: the dense predictions averaged over in-plane rotations of the crop.
+
+Pose estimators usually average a second pass on the flipped image ("flip test"). Here a flip
+is no augmentation: crops are always in the right-hand frame (left hands are mirrored), so a
+flipped crop shows a left hand, which the network never sees. An in-plane rotation is: the
+training crops are rotated too (``DataOptions.rotation_deg``). :class:`RotationTTA` runs the
+network on the crop and on copies rotated about the crop centre, rotates each copy's heat-maps
+and mask back into the crop frame, and averages them, each copy weighted by how much of the pixel
+it covered (normalised convolution: the zero padding of the turned-back copy and the turned-back
+map of ones cancel, so the crop's corners, which turned copies leave out, keep the plain pass).
+
+Only the dense branch is averaged: the last heat-maps (and the soft-arg-max keypoints read from
+them) and the last mask. The mesh (pose, shape, 3D joints, vertices), the POF and the earlier
+stacks are the un-rotated pass's. With ``model.camera_from_keypoints`` the mesh's camera is
+solved again from the averaged keypoints (as the model solves it from its own), so the projected
+joints, the silhouette and ``root_3d`` follow the averaged heat-maps; otherwise the regressed
+camera is kept.
+
+Rotation maths (pure functions): :func:`rotation_theta` gives the ``affine_grid`` matrix of a
+rotation in normalised crop coordinates, :func:`rotate_maps` applies it. Rotating maps of any
+resolution that cover the crop (image, heat-maps, mask) by ``+a`` and then by ``-a`` is the
+identity inside the covered region, because all of them share the normalised frame
+(``align_corners=False``: pixel centres at ``(i + 0.5) / n``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hiu_data.targets import soft_argmax
+from hiu_model.model import fit_weak_perspective, root_from_weak_perspective, weak_perspective_project
+
+
+def rotation_theta(degrees: float, batch: int, like: torch.Tensor) -> torch.Tensor:
+    """(batch, 2, 3) ``affine_grid`` matrices that rotate a map by ``degrees`` about its centre.
+
+    Positive angles turn the content clockwise as seen on screen (image y down: a point right
+    of the centre moves below it). The matrix maps output to input in normalised coordinates,
+    as ``affine_grid`` expects; dtype and device follow ``like``.
+    """
+    angle = math.radians(degrees)
+    cos, sin = math.cos(angle), math.sin(angle)
+    theta = torch.tensor([[cos, sin, 0.0], [-sin, cos, 0.0]], dtype=like.dtype, device=like.device)
+    return theta.expand(batch, 2, 3)
+
+
+def rotate_maps(maps: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Rotate (B, C, H, W) maps about their centre (bilinear; zero where nothing maps in).
+
+    Any float dtype is computed in float32 and returned in float32.
+    """
+    values = maps.float()
+    grid = F.affine_grid(rotation_theta(degrees, values.shape[0], values), list(values.shape), align_corners=False)
+    return F.grid_sample(values, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def coverage(shape: Sequence[int], degrees: float, like: torch.Tensor) -> torch.Tensor:
+    """(1, 1, H, W) float32 in [0, 1]: how much of each pixel of a map rotated by ``degrees`` and
+    back was inside the rotated copy (1 in the middle, 0 in the corners the copy left out)."""
+    ones = torch.ones(1, 1, *shape[-2:], dtype=torch.float32, device=like.device)
+    return rotate_maps(rotate_maps(ones, degrees), -degrees)
+
+
+class RotationTTA(nn.Module):
+    """Wrap a :class:`hiu_model.model.HIUDMTL` so that its forward averages rotated passes.
+
+    Args:
+        model: the network.
+        degrees: rotation angles of the extra passes (e.g. ``(-30, 30)``); the un-rotated pass
+            always runs. An empty sequence makes the wrapper a plain pass.
+    Forward: same arguments and :class:`hiu_model.model.HIUOutput` as the model, with
+    ``heatmaps[-1]`` (B, 21, hm, hm), ``heatmap_keypoints`` (B, 21, 2) crop px and
+    ``masks[-1]`` (B, 1, m, m) logits replaced by their rotation averages (float32).
+    """
+
+    def __init__(self, model: nn.Module, degrees: Sequence[float]) -> None:
+        super().__init__()
+        self.model = model
+        self.degrees = tuple(float(d) for d in degrees if float(d) != 0.0)
+
+    @property
+    def cfg(self) -> Any:
+        return self.model.cfg
+
+    @property
+    def hand_model(self) -> nn.Module | None:
+        return getattr(self.model, "hand_model", None)
+
+    def forward(self, image: torch.Tensor, camera_K: torch.Tensor | None = None,
+                silhouette_rows: torch.Tensor | None = None) -> Any:
+        output = self.model(image, camera_K, silhouette_rows)
+        if not self.degrees or not (output.heatmaps or output.masks):
+            return output
+        heat_sum = output.heatmaps[-1].float() if output.heatmaps else None
+        mask_sum = torch.sigmoid(output.masks[-1].float()) if output.masks else None
+        heat_weight = torch.ones_like(heat_sum[:1, :1]) if heat_sum is not None else None
+        mask_weight = torch.ones_like(mask_sum[:1, :1]) if mask_sum is not None else None
+        for degrees in self.degrees:
+            rotated = self.model(rotate_maps(image, degrees).to(image.dtype), camera_K, silhouette_rows)
+            if heat_sum is not None:
+                heat_sum = heat_sum + rotate_maps(rotated.heatmaps[-1], -degrees)
+                heat_weight = heat_weight + coverage(heat_sum.shape, degrees, heat_sum)
+            if mask_sum is not None:
+                mask_sum = mask_sum + rotate_maps(torch.sigmoid(rotated.masks[-1].float()), -degrees)
+                mask_weight = mask_weight + coverage(mask_sum.shape, degrees, mask_sum)
+        if heat_sum is not None:
+            heatmaps = heat_sum / heat_weight
+            output.heatmaps[-1] = heatmaps
+            beta = self.model.cfg.soft_argmax_beta
+            output.heatmap_keypoints = soft_argmax(heatmaps, beta=beta) * (image.shape[-1] / heatmaps.shape[-1])
+            if getattr(self.model.cfg, "camera_from_keypoints", False) and output.joints_3d is not None:
+                self._refit_camera(output, heatmaps.amax(dim=(2, 3)).clamp_min(0), camera_K)
+        if mask_sum is not None:
+            probability = (mask_sum / mask_weight).clamp(1e-6, 1 - 1e-6)
+            output.masks[-1] = torch.log(probability) - torch.log1p(-probability)
+        return output
+
+    def _refit_camera(self, output: Any, peaks: torch.Tensor, camera_K: torch.Tensor | None) -> None:
+        """Solve the mesh's camera from the averaged keypoints (weights = their peaks, (B, 21))
+        and redo what depends on it: projected joints, silhouette, ``root_3d``."""
+        camera = fit_weak_perspective(output.joints_3d, output.heatmap_keypoints, peaks, fallback=output.camera)
+        output.camera = camera
+        output.joints_2d = weak_perspective_project(output.joints_3d, camera)
+        rows = output.silhouette_rows
+        if output.silhouette is not None:
+            vertices = output.vertices if rows is None else output.vertices[rows]
+            output.silhouette = self.model.render_silhouette(vertices, camera if rows is None else camera[rows])
+        if camera_K is not None:
+            output.root_3d = root_from_weak_perspective(camera, camera_K)
+
+
+def with_rotation_tta(model: nn.Module, degrees: float) -> nn.Module:
+    """``model`` itself when ``degrees`` is 0, else :class:`RotationTTA` with passes at
+    ``-degrees``, 0 and ``+degrees``."""
+    if degrees < 0:
+        raise ValueError(f"test-time rotation must be >= 0 degrees, not {degrees}")
+    return RotationTTA(model, (-degrees, degrees)) if degrees else model
