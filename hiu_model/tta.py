@@ -100,8 +100,11 @@ class RotationTTA(nn.Module):
         mask_sum = torch.sigmoid(output.masks[-1].float()) if output.masks else None
         heat_weight = torch.ones_like(heat_sum[:1, :1]) if heat_sum is not None else None
         mask_weight = torch.ones_like(mask_sum[:1, :1]) if mask_sum is not None else None
+        # The turned passes only give dense maps: render no silhouette rows for them (the
+        # renderer is about 40 % of a ``tiny`` forward pass on the CPU).
+        no_rows = torch.zeros(0, dtype=torch.long, device=image.device)
         for degrees in self.degrees:
-            rotated = self.model(rotate_maps(image, degrees).to(image.dtype), camera_K, silhouette_rows)
+            rotated = self.model(rotate_maps(image, degrees).to(image.dtype), None, no_rows)
             if heat_sum is not None:
                 heat_sum = heat_sum + rotate_maps(rotated.heatmaps[-1], -degrees)
                 heat_weight = heat_weight + coverage(heat_sum.shape, degrees, heat_sum)
