@@ -382,7 +382,9 @@ def estimate_steps(cfg: Any, minutes: float, batch_size: int) -> int:
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
             output = model(images, None, rows)
-            loss = sum(h.float().mean() for h in output.heatmaps) + output.vertices.mean() + output.silhouette.mean()
+            maps = [m.float().mean() for m in (*output.heatmaps, *output.masks, *output.pofs)]
+            mesh = [t.mean() for t in (output.vertices, output.silhouette) if t is not None]
+            loss = torch.stack(maps + mesh).sum()
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
