@@ -295,8 +295,16 @@ class HIUDMTL(nn.Module):
         if self.cfg.camera_from_keypoints and heatmap_keypoints is not None and heatmap_peaks is not None:
             camera = fit_weak_perspective(output.joints_3d, heatmap_keypoints.detach(), heatmap_peaks.clamp_min(0),
                                           fallback=camera)
-        output.mano_pose, output.mano_betas, output.camera = pose, betas, camera
+        output.mano_pose, output.mano_betas = pose, betas
         output.vertices = hand.vertices - root
+        self.place_mesh(output, camera, camera_K, silhouette_rows)
+
+    def place_mesh(self, output: HIUOutput, camera: torch.Tensor, camera_K: torch.Tensor | None = None,
+                   silhouette_rows: torch.Tensor | None = None) -> None:
+        """Set ``output.camera`` (B, 3) and what it places: ``joints_2d``, the silhouette of
+        ``silhouette_rows`` (``None``: every row) and, with ``camera_K``, ``root_3d``. Needs
+        ``output.joints_3d`` and ``output.vertices``."""
+        output.camera = camera
         output.joints_2d = weak_perspective_project(output.joints_3d, camera)
         if silhouette_rows is None:
             output.silhouette = self.render_silhouette(output.vertices, camera)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hiu_data.targets import soft_argmax
-from hiu_model.model import fit_weak_perspective, root_from_weak_perspective, weak_perspective_project
+from hiu_model.model import fit_weak_perspective
 
 
 def rotation_theta(degrees: float, batch: int, like: torch.Tensor) -> torch.Tensor:
@@ -125,16 +125,9 @@ class RotationTTA(nn.Module):
 
     def _refit_camera(self, output: Any, peaks: torch.Tensor, camera_K: torch.Tensor | None) -> None:
         """Solve the mesh's camera from the averaged keypoints (weights = their peaks, (B, 21))
-        and redo what depends on it: projected joints, silhouette, ``root_3d``."""
+        and redo what it places: projected joints, silhouette, ``root_3d``."""
         camera = fit_weak_perspective(output.joints_3d, output.heatmap_keypoints, peaks, fallback=output.camera)
-        output.camera = camera
-        output.joints_2d = weak_perspective_project(output.joints_3d, camera)
-        rows = output.silhouette_rows
-        if output.silhouette is not None:
-            vertices = output.vertices if rows is None else output.vertices[rows]
-            output.silhouette = self.model.render_silhouette(vertices, camera if rows is None else camera[rows])
-        if camera_K is not None:
-            output.root_3d = root_from_weak_perspective(camera, camera_K)
+        self.model.place_mesh(output, camera, camera_K, output.silhouette_rows)
 
 
 def with_rotation_tta(model: nn.Module, degrees: float) -> nn.Module:
