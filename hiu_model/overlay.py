@@ -124,7 +124,6 @@ def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str 
     from hiu_data.io.images import read_file
     from hiu_model.checkpoint import load_checkpoint
     from hiu_model.predict import predict_images
-
     from hiu_model.tta import with_rotation_tta
 
     model, cfg, info = load_checkpoint(checkpoint, device=device)

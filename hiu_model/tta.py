@@ -66,6 +66,21 @@ def coverage(shape: Sequence[int], degrees: float, like: torch.Tensor) -> torch.
     return rotate_maps(rotate_maps(ones, degrees), -degrees)
 
 
+def average_turned(plain: torch.Tensor, turned: Sequence[tuple[float, torch.Tensor]]) -> torch.Tensor:
+    """Average (B, C, H, W) maps with copies predicted on turned crops, in the plain frame.
+
+    ``turned`` holds ``(degrees, maps)`` pairs, each map in the frame of a crop turned by
+    ``degrees`` (:func:`rotate_maps`). Each copy is turned back and weighted by its
+    :func:`coverage` (normalised convolution); the plain maps weigh 1 everywhere. Float32.
+    """
+    total = plain.float()
+    weight = torch.ones_like(total[:1, :1])
+    for degrees, maps in turned:
+        total = total + rotate_maps(maps, -degrees)
+        weight = weight + coverage(maps.shape, degrees, total)
+    return total / weight
+
+
 class RotationTTA(nn.Module):
     """Wrap a :class:`hiu_model.model.HIUDMTL` so that its forward averages rotated passes.
 
@@ -96,30 +111,22 @@ class RotationTTA(nn.Module):
         output = self.model(image, camera_K, silhouette_rows)
         if not self.degrees or not (output.heatmaps or output.masks):
             return output
-        heat_sum = output.heatmaps[-1].float() if output.heatmaps else None
-        mask_sum = torch.sigmoid(output.masks[-1].float()) if output.masks else None
-        heat_weight = torch.ones_like(heat_sum[:1, :1]) if heat_sum is not None else None
-        mask_weight = torch.ones_like(mask_sum[:1, :1]) if mask_sum is not None else None
         # The turned passes only give dense maps: render no silhouette rows for them (the
         # renderer is about 40 % of a ``tiny`` forward pass on the CPU).
         no_rows = torch.zeros(0, dtype=torch.long, device=image.device)
-        for degrees in self.degrees:
-            rotated = self.model(rotate_maps(image, degrees).to(image.dtype), None, no_rows)
-            if heat_sum is not None:
-                heat_sum = heat_sum + rotate_maps(rotated.heatmaps[-1], -degrees)
-                heat_weight = heat_weight + coverage(heat_sum.shape, degrees, heat_sum)
-            if mask_sum is not None:
-                mask_sum = mask_sum + rotate_maps(torch.sigmoid(rotated.masks[-1].float()), -degrees)
-                mask_weight = mask_weight + coverage(mask_sum.shape, degrees, mask_sum)
-        if heat_sum is not None:
-            heatmaps = heat_sum / heat_weight
+        turned = [(degrees, self.model(rotate_maps(image, degrees).to(image.dtype), None, no_rows))
+                  for degrees in self.degrees]
+        if output.heatmaps:
+            heatmaps = average_turned(output.heatmaps[-1], [(d, t.heatmaps[-1]) for d, t in turned])
             output.heatmaps[-1] = heatmaps
             beta = self.model.cfg.soft_argmax_beta
             output.heatmap_keypoints = soft_argmax(heatmaps, beta=beta) * (image.shape[-1] / heatmaps.shape[-1])
             if getattr(self.model.cfg, "camera_from_keypoints", False) and output.joints_3d is not None:
                 self._refit_camera(output, heatmaps.amax(dim=(2, 3)).clamp_min(0), camera_K)
-        if mask_sum is not None:
-            probability = (mask_sum / mask_weight).clamp(1e-6, 1 - 1e-6)
+        if output.masks:
+            probability = average_turned(torch.sigmoid(output.masks[-1].float()),
+                                         [(d, torch.sigmoid(t.masks[-1].float())) for d, t in turned])
+            probability = probability.clamp(1e-6, 1 - 1e-6)
             output.masks[-1] = torch.log(probability) - torch.log1p(-probability)
         return output
 
