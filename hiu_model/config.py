@@ -255,14 +255,14 @@ def tiny() -> Config:
     # 5,000 synthetic hands (heat-map PCK@0.1 on held-out hands: sigma 1.5: 0.28, 2.5: 0.37,
     # 3.5: 0.31; + foreground weight 5: 0.40; + integral loss 10: 0.45).
     _set_if_present(config.data, sigma=2.5, pof_band=1.0)
+    config.loss.heatmap_foreground = 5.0
+    config.loss.heatmap_integral = 10.0
     # A tighter crop (the box fills 83 % of it, not 67 %) gives the hand 1.25x the pixels at no
     # cost per step. 1,200-step runs, held-out heat-map PCK@0.1 / mesh PCK@0.1 / mask IoU:
     # margin 0.25: 0.681 / 0.621 / 0.836; 0.15: 0.707 / 0.650 / 0.849; 0.1: 0.730 / 0.679 /
     # 0.864; 0.05: 0.722 / 0.673 / 0.867. In 15 minutes: 0.747 / 0.707 / 0.846 -> 0.764 / 0.742 /
     # 0.872. Training still zooms out to 1.5x the box (scale 1.25).
     _set_if_present(config.data, margin=0.1)
-    config.loss.heatmap_foreground = 5.0
-    config.loss.heatmap_integral = 10.0
     # Equal-time runs (bench/RESULTS.md) chose Muon at lr 6e-3 over AdamW at 3e-3 (heat-map
     # PCK@0.1 0.56 -> 0.66 at half the budget). Blocks and augmentation were chosen by full
     # 15-minute runs (heat-map PCK / mask IoU / mesh PCK on held-out hands): with steps as
