@@ -262,7 +262,7 @@ def tiny() -> Config:
     # margin 0.25: 0.681 / 0.621 / 0.836; 0.15: 0.707 / 0.650 / 0.849; 0.1: 0.730 / 0.679 /
     # 0.864; 0.05: 0.722 / 0.673 / 0.867. In 15 minutes: 0.747 / 0.707 / 0.846 -> 0.764 / 0.742 /
     # 0.872. Training still zooms out to 1.5x the box (scale 1.25).
-    _set_if_present(config.data, margin=0.1)
+    config.data.margin = 0.1
     # Equal-time runs (bench/RESULTS.md) chose Muon at lr 6e-3 over AdamW at 3e-3 (heat-map
     # PCK@0.1 0.56 -> 0.66 at half the budget). Blocks and augmentation were chosen by full
     # 15-minute runs (heat-map PCK / mask IoU / mesh PCK on held-out hands): with steps as
