@@ -85,7 +85,7 @@ def main() -> None:
         keys = list(MixedSampler([len(dataset)], num_samples=len(dataset), seed=0, keys=True))
         blobs = [dataset.records[i].image_bytes for i in range(len(dataset))]
 
-        def with_loop_targets(key: tuple[int, int]) -> None:
+        def with_loop_targets(key: tuple[int, int, bool]) -> None:
             saved = data_module.encode_heatmaps, data_module.encode_pof
             data_module.encode_heatmaps, data_module.encode_pof = _loop_heatmaps, _loop_pof
             try:

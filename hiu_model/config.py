@@ -179,6 +179,10 @@ class TrainConfig:
     schedule: str = "cosine"
     """``cosine`` (to ``min_lr_ratio * lr`` at ``steps``), ``step`` (x0.1 at 60% and 85%) or ``constant``."""
     min_lr_ratio: float = 0.01
+    final_plain_fraction: float = 0.0
+    """CHOICE (as YOLOX turns its mosaic off for the last epochs): this fraction of the steps,
+    at the end, trains on crops without augmentation, the crops evaluation sees (0 = augment
+    throughout). A run stopped early by ``max_minutes`` has fewer of them."""
     grad_clip: float = 5.0
     """Max global gradient norm; 0 disables clipping."""
     amp: str = "auto"
@@ -363,6 +367,8 @@ def validate(config: Config) -> None:
     for name, value in (("num_stacks", model.num_stacks), ("regressor_iterations", model.regressor_iterations)):
         if value < 1:
             raise ConfigError(f"model.{name}: must be >= 1, got {value}")
+    if not 0.0 <= config.train.final_plain_fraction < 1.0:
+        raise ConfigError(f"train.final_plain_fraction: must be in [0, 1), got {config.train.final_plain_fraction}")
     if config.train.silhouette_samples < 0:
         raise ConfigError(f"train.silhouette_samples: must be >= 0 (0 = every row), got {config.train.silhouette_samples}")
     for name in SHARED_SIZES:

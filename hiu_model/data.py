@@ -232,7 +232,8 @@ class HandCropDataset(torch.utils.data.Dataset):
         seed: seed of the augmentation draws.
 
     ``dataset[i]`` augments with the draw keyed by ``(seed, epoch, i)``; ``dataset[(i, key)]``
-    (what :class:`hiu_model.sampling.MixedSampler` yields for training) with ``key``.
+    with ``key``; ``dataset[(i, key, augment)]`` (what :class:`hiu_model.sampling.MixedSampler`
+    yields for training) also says whether to augment at all.
     """
 
     def __init__(self, paths: str | Path | Sequence[str | Path], split: str | Sequence[str] | None = None,
@@ -270,11 +271,15 @@ class HandCropDataset(torch.utils.data.Dataset):
         """The stored record of row ``index``."""
         return self.records[index]
 
-    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, torch.Tensor]:
-        index, key = (int(item[0]), int(item[1])) if isinstance(item, (tuple, list)) else (int(item), None)
+    def __getitem__(self, item: int | tuple[int, ...]) -> dict[str, torch.Tensor]:
+        if isinstance(item, (tuple, list)):
+            index, key = int(item[0]), int(item[1])
+            augment = bool(item[2]) and self.train if len(item) > 2 else None
+        else:
+            index, key, augment = int(item), None, None
         if index < 0:
             index += len(self)
-        return to_tensors(self.example(index, key))
+        return to_tensors(self.example(index, key, augment))
 
 
 def to_tensors(example: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -6,7 +6,8 @@ probabilities and then a row of that source; each source is walked through shuff
 ``(seed, epoch)``: never on the number of workers. With ``world_size`` processes every rank
 takes its own positions of the same sequence (``rank::world_size``), so ranks never share a
 draw. ``set_epoch(epoch, start)`` also skips the first ``start`` draws of this rank, which is
-what an exactly resumed run needs.
+what an exactly resumed run needs; its ``plain_from`` turns the augmentation off from a
+position of the epoch on (the last steps of a run may train on the crops evaluation sees).
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ class MixedSampler(torch.utils.data.Sampler):
         num_samples: draws per epoch over all ranks; None = the total number of rows.
         seed: seed of the sequence.
         rank, world_size: this process's share: positions ``rank, rank + world_size, ...``.
-        keys: yield ``(index, key)`` pairs, ``key`` a 63-bit number unique to the draw that
-            keys the item's augmentation; False yields plain indices.
+        keys: yield ``(index, key, augment)`` triples, ``key`` a 63-bit number unique to the
+            draw that keys the item's augmentation and ``augment`` False from the epoch's
+            ``plain_from`` position on; False yields plain indices.
     """
 
     def __init__(self, lengths: Sequence[int], weights: Sequence[float] | None = None,
@@ -60,11 +62,16 @@ class MixedSampler(torch.utils.data.Sampler):
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
         self.num_samples = int(sum(self.lengths) if num_samples is None else num_samples)
         self.seed, self.rank, self.world_size, self.keys = int(seed), int(rank), int(world_size), keys
-        self.epoch, self.start = 0, 0
+        self.epoch, self.start, self.plain_from = 0, 0, None
 
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Select the epoch's sequence; skip this rank's first ``start`` draws (for resuming)."""
+    def set_epoch(self, epoch: int, start: int = 0, plain_from: int | None = None) -> None:
+        """Select the epoch's sequence; skip this rank's first ``start`` draws (for resuming).
+
+        ``plain_from``: this rank's draws at and after this position of the epoch (counted from
+        its first draw, skipped ones included) are yielded with ``augment`` False; None: none.
+        """
         self.epoch, self.start = int(epoch), int(start)
+        self.plain_from = None if plain_from is None else int(plain_from)
 
     def __len__(self) -> int:
         return max(math.ceil(self.num_samples / self.world_size) - self.start, 0)
@@ -89,23 +96,26 @@ class MixedSampler(torch.utils.data.Sampler):
         index, keys = self.draws()
         mine = slice(self.rank + self.start * self.world_size, None, self.world_size)
         if self.keys:
-            return iter(zip(index[mine].tolist(), keys[mine].tolist()))
+            index, keys = index[mine].tolist(), keys[mine].tolist()
+            first_plain = len(index) if self.plain_from is None else max(self.plain_from - self.start, 0)
+            augment = [position < first_plain for position in range(len(index))]
+            return iter(zip(index, keys, augment))
         return iter(index[mine].tolist())
 
 
 class MixedDataset(torch.utils.data.ConcatDataset):
     """Several :class:`HandCropDataset` end to end; items also carry ``source`` (int64).
 
-    Accepts the ``(index, key)`` pairs of :class:`MixedSampler`.
+    Accepts the ``(index, key[, augment])`` items of :class:`MixedSampler`.
     """
 
-    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, torch.Tensor]:
-        index, key = (int(item[0]), int(item[1])) if isinstance(item, (tuple, list)) else (int(item), None)
+    def __getitem__(self, item: int | tuple[int, ...]) -> dict[str, torch.Tensor]:
+        index = int(item[0]) if isinstance(item, (tuple, list)) else int(item)
         if index < 0:
             index += len(self)
         source = int(np.searchsorted(self.cumulative_sizes, index, side="right"))
         local = index - (self.cumulative_sizes[source - 1] if source else 0)
-        out = self.datasets[source][local if key is None else (local, key)]
+        out = self.datasets[source][(local, *item[1:]) if isinstance(item, (tuple, list)) else local]
         out["source"] = torch.tensor(source, dtype=torch.int64)
         return out
 

@@ -135,15 +135,20 @@ def _prepare_unlabeled(sources: list[dict[str, Any]], run_dir: Path, info: distr
 
 
 class _Batches:
-    """Endless batches from a training loader, positioned at any step (epochs chained)."""
+    """Endless batches from a training loader, positioned at any step (epochs chained); batches
+    from number ``first_plain`` on (0-based) are not augmented."""
 
-    def __init__(self, loader: torch.utils.data.DataLoader, steps_per_epoch: int, batch_size: int) -> None:
+    def __init__(self, loader: torch.utils.data.DataLoader, steps_per_epoch: int, batch_size: int,
+                 first_plain: int | None = None) -> None:
         self.loader, self.steps_per_epoch, self.batch_size = loader, steps_per_epoch, batch_size
+        self.first_plain = first_plain
 
     def from_step(self, step: int) -> Iterator[dict[str, torch.Tensor]]:
         epoch, offset = divmod(step, self.steps_per_epoch)
         while True:
-            self.loader.sampler.set_epoch(epoch, offset * self.batch_size)  # type: ignore[attr-defined]
+            plain_from = (None if self.first_plain is None
+                          else max(self.first_plain - epoch * self.steps_per_epoch, 0) * self.batch_size)
+            self.loader.sampler.set_epoch(epoch, offset * self.batch_size, plain_from)  # type: ignore[attr-defined]
             yield from self.loader
             epoch, offset = epoch + 1, 0
 
@@ -168,7 +173,9 @@ def build_training_data(cfg: Any, run_dir: Path, info: distributed.DistInfo) -> 
                           pin_memory=info.device.type == "cuda")
     log.info("training data: %d rows, %d sources (%d unlabeled), %d steps per epoch", rows, len(sources),
              len(unlabeled), steps_per_epoch)
-    return _Batches(loader, steps_per_epoch, cfg.train.batch_size), len(labeled)
+    plain_steps = round(cfg.train.steps * cfg.train.final_plain_fraction)
+    first_plain = cfg.train.steps - plain_steps if plain_steps else None
+    return _Batches(loader, steps_per_epoch, cfg.train.batch_size, first_plain), len(labeled)
 
 
 def silhouette_rows(labeled: torch.Tensor, samples: int) -> torch.Tensor | None:

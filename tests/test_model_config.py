@@ -53,6 +53,7 @@ def test_round_trip_through_json() -> None:
     ("model.decoder_widths=[32, 64]", "one width per encoder stage"),
     ("train.lr=fast", "expected a number"),
     ("train.silhouette_samples=-1", "must be >= 0"),
+    ("train.final_plain_fraction=1", "final_plain_fraction: must be in"),
 ])
 def test_bad_overrides_are_one_line_errors(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")) as error:

@@ -75,6 +75,29 @@ def test_resume_continues_bit_for_bit(hands: Path, tmp_path: Path) -> None:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
 
 
+def test_final_steps_train_on_plain_crops_and_resume_there(hands: Path, tmp_path: Path) -> None:
+    from hiu_model.sampling import build_loader
+
+    # 8 hands, batch 2: 4 steps per epoch; 10 steps with 30 % plain = batches 7, 8, 9 (0-based).
+    cfg = _config(hands, "train.steps=10", "train.final_plain_fraction=0.3")
+    info = distributed.DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    batches, _ = train_module.build_training_data(cfg, tmp_path, info)
+    stream = batches.from_step(0)
+    run = [next(stream) for _ in range(10)]
+    evaluation = build_loader([hands / "handmade"], cfg.data, train=False).dataset
+
+    def is_plain(batch: dict[str, torch.Tensor]) -> list[bool]:
+        return [torch.equal(batch["crop_affine"][row], evaluation[int(batch["index"][row])]["crop_affine"])
+                for row in range(len(batch["index"]))]
+
+    assert [all(is_plain(b)) for b in run] == [False] * 7 + [True] * 3
+    assert not any(any(is_plain(b)) for b in run[:7])
+    resumed = batches.from_step(8)
+    for batch in run[8:]:
+        again = next(resumed)
+        assert torch.equal(again["index"], batch["index"]) and torch.equal(again["image"], batch["image"])
+
+
 def test_run_folder_rules(hands: Path, tmp_path: Path) -> None:
     cfg = _config(hands, "train.steps=1", f"train.val=[{hands / 'handval'}]", "train.eval_samples=2")
     run = train(cfg, tmp_path / "run")

@@ -43,11 +43,26 @@ def test_sampler_is_deterministic_and_changes_with_epoch() -> None:
     b = MixedSampler([50, 70], [1, 1], num_samples=200, seed=5, keys=True)
     first = list(a)
     assert first == list(b)
-    assert len({key for _, key in first}) == 200
+    assert len({key for _, key, _ in first}) == 200
     a.set_epoch(1)
     assert list(a) != first
     a.set_epoch(0, start=37)
     assert list(a) == first[37:] and len(a) == 200 - 37
+
+
+def test_sampler_turns_augmentation_off_from_plain_from() -> None:
+    sampler = MixedSampler([50, 70], [1, 1], num_samples=100, seed=5, keys=True)
+    augmented = list(sampler)
+    assert all(augment for _, _, augment in augmented)
+    sampler.set_epoch(0, plain_from=60)
+    plain = list(sampler)
+    assert [item[:2] for item in plain] == [item[:2] for item in augmented]
+    assert [augment for _, _, augment in plain] == [True] * 60 + [False] * 40
+    # Resuming inside the epoch keeps counting positions from the epoch's first draw.
+    sampler.set_epoch(0, start=70, plain_from=60)
+    assert list(sampler) == plain[70:]
+    sampler.set_epoch(0, start=30, plain_from=60)
+    assert list(sampler) == plain[30:]
 
 
 def test_ranks_split_one_sequence_without_overlap() -> None:
@@ -88,6 +103,22 @@ def test_loader_mixes_sources_deterministically_with_workers(two_sources: tuple[
     has_3d = torch.cat([b["has_3d"] for b in serial])
     assert torch.equal(has_3d, (sources_seen == 0).float())
     assert serial[0]["image"].shape == (4, 3, 48, 48)
+
+
+def test_plain_draws_are_the_evaluation_crops(two_sources: tuple[Path, Path]) -> None:
+    big, _ = two_sources
+    loader = build_loader([big], TINY, batch_size=3, num_samples=6, seed=4)
+    augmented = _batches(loader)
+    loader.sampler.set_epoch(0, plain_from=3)  # type: ignore[attr-defined]
+    mixed = _batches(loader)
+    evaluation = build_loader([big], TINY, batch_size=6, train=False).dataset
+    assert torch.equal(mixed[0]["image"], augmented[0]["image"])
+    for row in range(3):
+        index = int(mixed[1]["index"][row])
+        assert torch.equal(mixed[1]["index"], augmented[1]["index"])
+        assert not torch.equal(mixed[1]["crop_affine"][row], augmented[1]["crop_affine"][row])
+        for name in ("image", "crop_affine", "heatmaps", "mask"):
+            assert torch.equal(mixed[1][name][row], evaluation[index][name]), name
 
 
 def test_evaluation_loader_reads_every_row_once_in_order(two_sources: tuple[Path, Path]) -> None:
