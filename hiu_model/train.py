@@ -11,7 +11,8 @@ Data: ``cfg.train.datasets`` (labeled) and ``cfg.train.unlabeled`` are drawn wit
 weights from one sequence; rows of unlabeled sources have every ``has_*`` flag cleared, so
 only the self-supervised losses see them. An unlabeled source may be a plain image folder;
 it is converted once into ``RUN_DIR/data/`` with the ``folder`` format (one row per image, or
-per box of a ``detections.json`` beside the images).
+per box of a ``detections.json`` beside the images). The batches are built in
+:mod:`hiu_model.train_data`.
 
 Determinism (CPU): the sampling sequence depends on (seed, epoch) only, augmentation on the
 draw's key, and the torch generator is reseeded from (seed, step, rank) before every step
@@ -35,7 +36,7 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 import yaml
@@ -46,6 +47,7 @@ from hiu_model import checkpoint as ckpt
 from hiu_model import distributed
 from hiu_model.optim import make_optimizer
 from hiu_model.run_log import RunLog
+from hiu_model.train_data import build_training_data, parse_sources
 
 log = logging.getLogger(__name__)
 
@@ -92,90 +94,6 @@ def amp_dtype(cfg: Any, device: torch.device) -> torch.dtype | None:
 def seed_step(seed: int, step: int, rank: int) -> None:
     """Reseed torch (CPU and CUDA) for one step: random ops depend on (seed, step, rank) only."""
     torch.manual_seed((int(seed) * 1_000_003 + int(step) * 9_973 + int(rank)) % (2**63 - 1))
-
-
-def _sources(entries: list[Any], default_split: str | None) -> list[dict[str, Any]]:
-    out = []
-    for entry in entries:
-        if isinstance(entry, (str, Path)):
-            entry = {"path": str(entry)}
-        if not isinstance(entry, dict) or "path" not in entry:
-            raise HiuError(f"data source {entry!r}: expected a path or a mapping with 'path' (and 'weight', 'split')")
-        unknown = set(entry) - {"path", "weight", "split"}
-        if unknown:
-            raise HiuError(f"data source {entry['path']}: unknown keys {sorted(unknown)} (path, weight, split)")
-        out.append({"path": str(entry["path"]), "weight": float(entry.get("weight", 1.0)),
-                    "split": entry.get("split", default_split)})
-    return out
-
-
-def _prepare_unlabeled(sources: list[dict[str, Any]], run_dir: Path, info: distributed.DistInfo) -> list[dict[str, Any]]:
-    """Convert plain image folders among the unlabeled sources (rank 0 first) and return converted paths."""
-    from hiu_data.io.parquet import MANIFEST
-
-    out = []
-    for i, src in enumerate(sources):
-        path = Path(src["path"])
-        if not path.exists():
-            raise HiuError(f"{path}: unlabeled folder not found")
-        if (path / MANIFEST).exists() or any((p / MANIFEST).exists() for p in path.iterdir() if p.is_dir()):
-            out.append(src)
-            continue
-        target = run_dir / "data" / f"unlabeled-{i}"
-        with distributed.main_first(info):
-            if info.is_main and not target.exists():
-                from hiu_data.convert import convert
-
-                # A detections file beside the images (as synth-wild writes) gives one row per hand box.
-                boxes = path / "detections.json"
-                log.info("converting image folder %s into %s", path, target)
-                convert("folder", path, target, images="reference", **({"boxes": boxes} if boxes.exists() else {}))
-        out.append({**src, "path": str(target)})
-    return out
-
-
-class _Batches:
-    """Endless batches from a training loader, positioned at any step (epochs chained); batches
-    from number ``first_plain`` on (0-based) are not augmented."""
-
-    def __init__(self, loader: torch.utils.data.DataLoader, steps_per_epoch: int, batch_size: int,
-                 first_plain: int | None = None) -> None:
-        self.loader, self.steps_per_epoch, self.batch_size = loader, steps_per_epoch, batch_size
-        self.first_plain = first_plain
-
-    def from_step(self, step: int) -> Iterator[dict[str, torch.Tensor]]:
-        epoch, offset = divmod(step, self.steps_per_epoch)
-        while True:
-            plain_from = (None if self.first_plain is None
-                          else max(self.first_plain - epoch * self.steps_per_epoch, 0) * self.batch_size)
-            self.loader.sampler.set_epoch(epoch, offset * self.batch_size, plain_from)  # type: ignore[attr-defined]
-            yield from self.loader
-            epoch, offset = epoch + 1, 0
-
-
-def build_training_data(cfg: Any, run_dir: Path, info: distributed.DistInfo) -> tuple[_Batches, int]:
-    """The training batches and the number of labeled sources (sources after them are unlabeled)."""
-    from hiu_model.sampling import build_loader
-
-    labeled = _sources(cfg.train.datasets, "train")
-    unlabeled = _prepare_unlabeled(_sources(cfg.train.unlabeled, None), run_dir, info)
-    if not labeled and not unlabeled:
-        raise HiuError("no training data: set train.datasets (or pass --data DIR)")
-    sources = labeled + unlabeled
-    per_step = cfg.train.batch_size * info.world_size
-    probe = build_loader(sources, cfg.data, batch_size=cfg.train.batch_size, train=True, num_samples=per_step,
-                         seed=cfg.train.seed)
-    rows = len(probe.dataset)
-    steps_per_epoch = max(1, rows // per_step)
-    loader = build_loader(sources, cfg.data, batch_size=cfg.train.batch_size, train=True,
-                          num_samples=steps_per_epoch * per_step, seed=cfg.train.seed,
-                          num_workers=cfg.train.num_workers, rank=info.rank, world_size=info.world_size,
-                          pin_memory=info.device.type == "cuda")
-    log.info("training data: %d rows, %d sources (%d unlabeled), %d steps per epoch", rows, len(sources),
-             len(unlabeled), steps_per_epoch)
-    plain_steps = round(cfg.train.steps * cfg.train.final_plain_fraction)
-    first_plain = cfg.train.steps - plain_steps if plain_steps else None
-    return _Batches(loader, steps_per_epoch, cfg.train.batch_size, first_plain), len(labeled)
 
 
 def silhouette_rows(labeled: torch.Tensor, samples: int) -> torch.Tensor | None:
@@ -277,7 +195,7 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
                 find_unused_parameters=True)
         batches, num_labeled = build_training_data(cfg, run_dir, info)
         logger = RunLog(run_dir, enabled=info.is_main, resume_step=state["step"] if resume_from else None)
-        val_sources = _sources(tc.val, None)
+        val_sources = parse_sources(tc.val, None)
         start = int(state["step"])
         elapsed = float(state.get("elapsed_s", 0.0))
         best = state.get("best")

@@ -20,6 +20,7 @@ from hiu_model import distributed
 from hiu_model.config import load_config
 from hiu_model.run_log import read_metrics
 from hiu_model import train as train_module
+from hiu_model import train_data
 from hiu_model.train import amp_dtype, estimate_steps, lr_factor, silhouette_rows, train
 from tests.targets.handmade import write_hands
 
@@ -81,7 +82,7 @@ def test_final_steps_train_on_plain_crops_and_resume_there(hands: Path, tmp_path
     # 8 hands, batch 2: 4 steps per epoch; 10 steps with 30 % plain = batches 7, 8, 9 (0-based).
     cfg = _config(hands, "train.steps=10", "train.final_plain_fraction=0.3")
     info = distributed.DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
-    batches, _ = train_module.build_training_data(cfg, tmp_path, info)
+    batches, _ = train_data.build_training_data(cfg, tmp_path, info)
     stream = batches.from_step(0)
     run = [next(stream) for _ in range(10)]
     evaluation = build_loader([hands / "handmade"], cfg.data, train=False).dataset

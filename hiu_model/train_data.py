@@ -1,0 +1,106 @@
+"""The training batches of :func:`hiu_model.train.train`: sources, unlabeled folders, the stream.
+
+``cfg.train.datasets`` (labeled) and ``cfg.train.unlabeled`` are drawn with their weights from
+one :class:`hiu_model.sampling.MixedSampler` sequence; an unlabeled plain image folder is
+converted once into ``RUN_DIR/data/``. :class:`_Batches` chains the epochs and positions the
+stream at any step (an exact resume), and turns the augmentation off for the last
+``train.final_plain_fraction`` of the steps.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from hiu_data.errors import HiuError
+from hiu_model import distributed
+
+log = logging.getLogger(__name__)
+
+
+def parse_sources(entries: list[Any], default_split: str | None) -> list[dict[str, Any]]:
+    """Config data sources (paths or ``{path, weight, split}``) as ``{path, weight, split}`` dicts."""
+    out = []
+    for entry in entries:
+        if isinstance(entry, (str, Path)):
+            entry = {"path": str(entry)}
+        if not isinstance(entry, dict) or "path" not in entry:
+            raise HiuError(f"data source {entry!r}: expected a path or a mapping with 'path' (and 'weight', 'split')")
+        unknown = set(entry) - {"path", "weight", "split"}
+        if unknown:
+            raise HiuError(f"data source {entry['path']}: unknown keys {sorted(unknown)} (path, weight, split)")
+        out.append({"path": str(entry["path"]), "weight": float(entry.get("weight", 1.0)),
+                    "split": entry.get("split", default_split)})
+    return out
+
+
+def _prepare_unlabeled(sources: list[dict[str, Any]], run_dir: Path, info: distributed.DistInfo) -> list[dict[str, Any]]:
+    """Convert plain image folders among the unlabeled sources (rank 0 first) and return converted paths."""
+    from hiu_data.io.parquet import MANIFEST
+
+    out = []
+    for i, src in enumerate(sources):
+        path = Path(src["path"])
+        if not path.exists():
+            raise HiuError(f"{path}: unlabeled folder not found")
+        if (path / MANIFEST).exists() or any((p / MANIFEST).exists() for p in path.iterdir() if p.is_dir()):
+            out.append(src)
+            continue
+        target = run_dir / "data" / f"unlabeled-{i}"
+        with distributed.main_first(info):
+            if info.is_main and not target.exists():
+                from hiu_data.convert import convert
+
+                # A detections file beside the images (as synth-wild writes) gives one row per hand box.
+                boxes = path / "detections.json"
+                log.info("converting image folder %s into %s", path, target)
+                convert("folder", path, target, images="reference", **({"boxes": boxes} if boxes.exists() else {}))
+        out.append({**src, "path": str(target)})
+    return out
+
+
+class _Batches:
+    """Endless batches from a training loader, positioned at any step (epochs chained); batches
+    from number ``first_plain`` on (0-based) are not augmented."""
+
+    def __init__(self, loader: torch.utils.data.DataLoader, steps_per_epoch: int, batch_size: int,
+                 first_plain: int | None = None) -> None:
+        self.loader, self.steps_per_epoch, self.batch_size = loader, steps_per_epoch, batch_size
+        self.first_plain = first_plain
+
+    def from_step(self, step: int) -> Iterator[dict[str, torch.Tensor]]:
+        epoch, offset = divmod(step, self.steps_per_epoch)
+        while True:
+            plain_from = (None if self.first_plain is None
+                          else max(self.first_plain - epoch * self.steps_per_epoch, 0) * self.batch_size)
+            self.loader.sampler.set_epoch(epoch, offset * self.batch_size, plain_from)  # type: ignore[attr-defined]
+            yield from self.loader
+            epoch, offset = epoch + 1, 0
+
+
+def build_training_data(cfg: Any, run_dir: Path, info: distributed.DistInfo) -> tuple[_Batches, int]:
+    """The training batches and the number of labeled sources (sources after them are unlabeled)."""
+    from hiu_model.sampling import build_loader
+
+    labeled = parse_sources(cfg.train.datasets, "train")
+    unlabeled = _prepare_unlabeled(parse_sources(cfg.train.unlabeled, None), run_dir, info)
+    if not labeled and not unlabeled:
+        raise HiuError("no training data: set train.datasets (or pass --data DIR)")
+    sources = labeled + unlabeled
+    per_step = cfg.train.batch_size * info.world_size
+    probe = build_loader(sources, cfg.data, batch_size=cfg.train.batch_size, train=True, num_samples=per_step,
+                         seed=cfg.train.seed)
+    rows = len(probe.dataset)
+    steps_per_epoch = max(1, rows // per_step)
+    loader = build_loader(sources, cfg.data, batch_size=cfg.train.batch_size, train=True,
+                          num_samples=steps_per_epoch * per_step, seed=cfg.train.seed,
+                          num_workers=cfg.train.num_workers, rank=info.rank, world_size=info.world_size,
+                          pin_memory=info.device.type == "cuda")
+    log.info("training data: %d rows, %d sources (%d unlabeled), %d steps per epoch", rows, len(sources),
+             len(unlabeled), steps_per_epoch)
+    plain_steps = round(cfg.train.steps * cfg.train.final_plain_fraction)
+    first_plain = cfg.train.steps - plain_steps if plain_steps else None
+    return _Batches(loader, steps_per_epoch, cfg.train.batch_size, first_plain), len(labeled)
