@@ -166,6 +166,7 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
     tc = cfg.train
     info = distributed.setup(tc.device)
     run_dir = Path(out)
+    fresh = not run_dir.exists()
     try:
         resume_from = _prepare_run_dir(run_dir, cfg, resume, overwrite, info)
         torch.manual_seed(tc.seed)
@@ -193,9 +194,14 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
             net = nn.parallel.DistributedDataParallel(
                 model, device_ids=[info.device.index] if info.device.type == "cuda" else None,
                 find_unused_parameters=True)
-        batches, num_labeled = build_training_data(cfg, run_dir, info)
+        try:
+            val_sources = parse_sources(tc.val, None)
+            batches, num_labeled = build_training_data(cfg, run_dir, info)
+        except HiuError:
+            if fresh and info.is_main:  # bad data: leave no run folder behind
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         logger = RunLog(run_dir, enabled=info.is_main, resume_step=state["step"] if resume_from else None)
-        val_sources = parse_sources(tc.val, None)
         start = int(state["step"])
         elapsed = float(state.get("elapsed_s", 0.0))
         best = state.get("best")

@@ -99,6 +99,18 @@ def test_final_steps_train_on_plain_crops_and_resume_there(hands: Path, tmp_path
         assert torch.equal(again["index"], batch["index"]) and torch.equal(again["image"], batch["image"])
 
 
+def test_bad_data_leaves_no_run_folder(hands: Path, tmp_path: Path) -> None:
+    cfg = _config(hands, "train.steps=1", f"train.datasets=[{hands / 'handval'}]")  # val rows only
+    with pytest.raises(HiuError, match="no rows in split 'train'"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with pytest.raises(HiuError, match="no rows in split 'train'"):
+        train(cfg, kept)
+    assert kept.is_dir()
+
+
 def test_run_folder_rules(hands: Path, tmp_path: Path) -> None:
     cfg = _config(hands, "train.steps=1", f"train.val=[{hands / 'handval'}]", "train.eval_samples=2")
     run = train(cfg, tmp_path / "run")
