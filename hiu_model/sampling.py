@@ -110,12 +110,12 @@ class MixedDataset(torch.utils.data.ConcatDataset):
     """
 
     def __getitem__(self, item: int | tuple[int, ...]) -> dict[str, torch.Tensor]:
-        index = int(item[0]) if isinstance(item, (tuple, list)) else int(item)
+        index, draw = (int(item[0]), tuple(item[1:])) if isinstance(item, (tuple, list)) else (int(item), ())
         if index < 0:
             index += len(self)
         source = int(np.searchsorted(self.cumulative_sizes, index, side="right"))
         local = index - (self.cumulative_sizes[source - 1] if source else 0)
-        out = self.datasets[source][(local, *item[1:]) if isinstance(item, (tuple, list)) else local]
+        out = self.datasets[source][(local, *draw) if draw else local]
         out["source"] = torch.tensor(source, dtype=torch.int64)
         return out
 

@@ -113,9 +113,9 @@ def test_plain_draws_are_the_evaluation_crops(two_sources: tuple[Path, Path]) ->
     mixed = _batches(loader)
     evaluation = build_loader([big], TINY, batch_size=6, train=False).dataset
     assert torch.equal(mixed[0]["image"], augmented[0]["image"])
+    assert torch.equal(mixed[1]["index"], augmented[1]["index"])
     for row in range(3):
         index = int(mixed[1]["index"][row])
-        assert torch.equal(mixed[1]["index"], augmented[1]["index"])
         assert not torch.equal(mixed[1]["crop_affine"][row], augmented[1]["crop_affine"][row])
         for name in ("image", "crop_affine", "heatmaps", "mask"):
             assert torch.equal(mixed[1][name][row], evaluation[index][name]), name
