@@ -81,16 +81,38 @@ def find_images(paths: Sequence[str | Path]) -> list[Path]:
     return found
 
 
-def _load_boxes(path: Path | None) -> dict[str, list[list[float]]]:
+def _load_boxes(path: Path | None, names: Sequence[str]) -> dict[str, list[tuple[list[float], str]]]:
+    """``{image file name: [(x, y, w, h), side]}`` from ``--boxes``: a mapping ``{"file name":
+    [[x, y, w, h], ...]}`` (side ``auto``) or a COCO-format detections JSON, as ``synth-wild``
+    and detectors write it (read by the folder converter's reader; its hand sides are kept).
+    ``names``: the file names being predicted (detections may name other images too)."""
     if path is None:
         return {}
     try:
-        boxes = json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise HiuError(f"{path}: unreadable boxes file ({e})") from e
-    if not isinstance(boxes, dict):
-        raise HiuError(f"{path}: expected a JSON object mapping image file names to lists of [x, y, w, h]")
-    return boxes
+    if isinstance(data, list) or (isinstance(data, dict) and "annotations" in data):
+        from hiu_data.formats.folder import load_boxes
+
+        entries = (data.get("images", []) if isinstance(data, dict) else []) + (
+            data["annotations"] if isinstance(data, dict) else data)
+        listed = {e["file_name"] for e in entries if isinstance(e, dict) and isinstance(e.get("file_name"), str)}
+        found = load_boxes(Path(path), sorted(set(names) | listed))
+        return {name: [(bbox, side or "auto") for bbox, side, _ in boxes] for name, boxes in found.items()}
+    if not isinstance(data, dict):
+        raise HiuError(f"{path}: expected a JSON object mapping image file names to lists of [x, y, w, h], "
+                       "or COCO-format detections")
+    out = {}
+    for name, boxes in data.items():
+        try:
+            array = np.asarray(boxes, np.float64).reshape(-1, 4)
+        except (TypeError, ValueError):
+            raise HiuError(f"{path}: {name!r}: expected a list of [x, y, w, h] boxes") from None
+        if not np.isfinite(array).all() or (array[:, 2:] <= 0).any():
+            raise HiuError(f"{path}: {name!r}: boxes must be finite with positive width and height")
+        out[name] = [(box.tolist(), "auto") for box in array]
+    return out
 
 
 def prediction_record(pred: Prediction) -> dict[str, Any]:
@@ -113,8 +135,9 @@ def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str 
     Args:
         checkpoint: checkpoint folder or run folder.
         paths: image files and/or folders of images.
-        boxes: optional JSON ``{"file name": [[x, y, w, h], ...]}``; images not in it are
-            treated as one hand filling the image.
+        boxes: optional JSON ``{"file name": [[x, y, w, h], ...]}`` or COCO-format detections
+            (``synth-wild``'s ``detections.json``); images not in it are treated as one hand
+            filling the image.
         side: ``auto``, ``left`` or ``right``.
         tta_rotation: average the heat-maps and masks over crops turned by 0 and +-this many
             degrees (:mod:`hiu_model.tta`; 0 = one plain pass).
@@ -129,15 +152,19 @@ def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str 
     model, cfg, info = load_checkpoint(checkpoint, device=device)
     model = with_rotation_tta(model, tta_rotation)
     files = find_images(paths)
-    by_name = _load_boxes(boxes)
+    by_name = _load_boxes(boxes, [path.name for path in files])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records: dict[str, Any] = {}
     for start in range(0, len(files), batch_size):
         chunk = files[start:start + batch_size]
         images = [read_file(path) for path in chunk]
-        chunk_boxes = [by_name.get(path.name) for path in chunk]
-        predictions = predict_images(model, cfg, images, chunk_boxes, sides=side, batch_size=batch_size, device=device)
+        listed = [by_name.get(path.name) for path in chunk]
+        chunk_boxes = [[box for box, _ in hands] if hands else None for hands in listed]
+        # A side given on the command line wins; with "auto" a side the detections name is kept.
+        sides = side if side != "auto" else [[s for _, s in hands] if hands else "auto" for hands in listed]
+        predictions = predict_images(model, cfg, images, chunk_boxes, sides=sides, batch_size=batch_size,
+                                     device=device)
         for index, (path, image) in enumerate(zip(chunk, images)):
             hands = [p for p in predictions if p.image_index == index]
             overlay = draw_prediction(image, hands)

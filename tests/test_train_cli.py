@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -67,6 +68,21 @@ def test_train_eval_predict_commands(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert turned["images"]["hand.png"][0]["keypoints_2d"] != written["images"]["hand.png"][0]["keypoints_2d"]
     overlay = decode((tmp_path / "pred" / "hand.png").read_bytes())
     assert overlay.shape == (record.height, record.width, 3)
+
+    # COCO-format detections (what synth-wild writes) work too, and their hand side is kept.
+    other = "left" if written["images"]["hand.png"][0]["hand_side"] == "right" else "right"
+    coco = tmp_path / "detections.json"
+    coco.write_text(json.dumps({"images": [{"id": 1, "file_name": "hand.png"}, {"id": 2, "file_name": "elsewhere.png"}],
+                                "annotations": [{"image_id": 1, "bbox": record.bbox.tolist(), "hand_side": other},
+                                                {"image_id": 2, "bbox": [0, 0, 5, 5]}]}))
+    assert main(["predict", str(run), str(images), "--out", str(tmp_path / "coco"), "--boxes", str(coco)]) == 0
+    hands = json.loads((tmp_path / "coco" / "predictions.json").read_text())["images"]["hand.png"]
+    assert len(hands) == 1 and hands[0]["hand_side"] == other
+    np.testing.assert_allclose(hands[0]["bbox"], record.bbox, atol=1e-4)
+    boxes.write_text(json.dumps({"hand.png": [[1, 2, 3]]}))
+    capsys.readouterr()
+    assert main(["predict", str(run), str(images), "--out", str(tmp_path / "bad"), "--boxes", str(boxes)]) == 1
+    assert "'hand.png': expected a list of [x, y, w, h] boxes" in capsys.readouterr().err
 
 
 def test_corrupt_checkpoint_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
