@@ -39,6 +39,7 @@ from hiu_data.io import rle
 from hiu_data.io.parquet import find_dataset_dirs, load_manifest
 from hiu_model import metrics
 from hiu_model.predict import crop_outputs, map_to_image, points_to_image
+from hiu_model.sampling import DataSource, as_source
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return out
 
 
-def evaluate(model: torch.nn.Module, cfg: Any, paths: Sequence[str | Path] | Sequence[dict[str, Any]],
+def evaluate(model: torch.nn.Module, cfg: Any, paths: Sequence[str | Path | dict[str, Any] | DataSource],
              split: str | None = None, max_samples: int = 0, batch_size: int = 16,
              device: str | torch.device | None = None, num_workers: int = 0,
              progress: Callable[[int], None] | None = None,
@@ -190,7 +191,8 @@ def evaluate(model: torch.nn.Module, cfg: Any, paths: Sequence[str | Path] | Seq
 
     Args:
         model, cfg: a :class:`hiu_model.model.HIUDMTL` and its config.
-        paths: dataset folders (or folders of them), or ``{path, split}`` mappings.
+        paths: dataset folders (or folders of them), ``{path, split}`` mappings or
+            :class:`hiu_model.sampling.DataSource` (its weight is ignored).
         split: split to evaluate; None = per folder the first of ``preferred_splits`` it has,
             else all rows.
         max_samples: evaluate at most this many rows per folder (evenly spaced; 0 = all).
@@ -201,8 +203,9 @@ def evaluate(model: torch.nn.Module, cfg: Any, paths: Sequence[str | Path] | Seq
     report: dict[str, Any] = {"datasets": {}, "overall": {}, "protocol": PROTOCOL}
     parts = []
     for entry in paths:
-        path, entry_split = (entry.get("path"), entry.get("split", split)) if isinstance(entry, dict) else (entry, split)
-        for folder in find_dataset_dirs(Path(path)):
+        source = as_source(entry, split)
+        entry_split = source.split
+        for folder in find_dataset_dirs(Path(source.path)):
             chosen = entry_split if entry_split is not None else default_split(folder, preferred_splits)
             data = collect(model, cfg, folder, chosen, max_samples, batch_size, device, num_workers, progress)
             name = str(load_manifest(folder).get("dataset", folder.name))

@@ -129,17 +129,34 @@ class DataSource:
     split: str | None = None
 
 
-def _as_source(entry: Any, split: str | None) -> DataSource:
+def as_source(entry: Any, split: str | None) -> DataSource:
+    """One data source from a path, a ``{path, weight, split}`` mapping (a config entry), a
+    ``(path[, weight[, split]])`` sequence or a :class:`DataSource`; ``split`` fills a missing split.
+
+    Raises:
+        HiuError: a mapping without ``path`` or with other keys, a weight that is not a number,
+            or an entry of any other type.
+    """
     if isinstance(entry, DataSource):
         return entry if entry.split is not None or split is None else DataSource(entry.path, entry.weight, split)
     if isinstance(entry, dict):
         unknown = set(entry) - {"path", "weight", "split"}
         if unknown or "path" not in entry:
-            raise HiuError(f"data source {entry}: expected keys path, weight, split (unknown: {sorted(unknown)})")
-        return DataSource(entry["path"], float(entry.get("weight", 1.0)), entry.get("split", split))
-    if isinstance(entry, (tuple, list)):
-        return DataSource(entry[0], float(entry[1]) if len(entry) > 1 else 1.0, entry[2] if len(entry) > 2 else split)
-    return DataSource(entry, 1.0, split)
+            raise HiuError(f"data source {entry}: expected a mapping with 'path' (and 'weight', 'split')"
+                           + (f"; unknown keys {sorted(unknown)}" if unknown else ""))
+        path, weight, entry_split = entry["path"], entry.get("weight", 1.0), entry.get("split", split)
+    elif isinstance(entry, (tuple, list)) and 1 <= len(entry) <= 3:
+        path = entry[0]
+        weight = entry[1] if len(entry) > 1 else 1.0
+        entry_split = entry[2] if len(entry) > 2 else split
+    elif isinstance(entry, (str, Path)):
+        path, weight, entry_split = entry, 1.0, split
+    else:
+        raise HiuError(f"data source {entry!r}: expected a path or a mapping with 'path' (and 'weight', 'split')")
+    try:
+        return DataSource(str(path), float(weight), entry_split)
+    except (TypeError, ValueError):
+        raise HiuError(f"data source {path}: weight {weight!r} is not a number") from None
 
 
 def _worker_init(_: int) -> None:
@@ -174,7 +191,7 @@ def build_loader(sources: Sequence[Any], options: "DataOptions | None" = None, *
     from hiu_model.data import DataOptions, HandCropDataset
 
     options = options if options is not None else DataOptions()
-    parsed = [_as_source(s, split) for s in sources]
+    parsed = [as_source(s, split) for s in sources]
     if not parsed:
         raise HiuError("no data sources given")
     datasets: list[HandCropDataset] = []

@@ -9,6 +9,7 @@ stream at any step (an exact resume), and turns the augmentation off for the las
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,33 +18,27 @@ import torch
 
 from hiu_data.errors import HiuError
 from hiu_model import distributed
+from hiu_model.sampling import DataSource, as_source, build_loader
 
 log = logging.getLogger(__name__)
 
 
-def parse_sources(entries: list[Any], default_split: str | None) -> list[dict[str, Any]]:
-    """Config data sources (paths or ``{path, weight, split}``) as ``{path, weight, split}`` dicts."""
-    out = []
-    for entry in entries:
-        if isinstance(entry, (str, Path)):
-            entry = {"path": str(entry)}
-        if not isinstance(entry, dict) or "path" not in entry:
-            raise HiuError(f"data source {entry!r}: expected a path or a mapping with 'path' (and 'weight', 'split')")
-        unknown = set(entry) - {"path", "weight", "split"}
-        if unknown:
-            raise HiuError(f"data source {entry['path']}: unknown keys {sorted(unknown)} (path, weight, split)")
-        out.append({"path": str(entry["path"]), "weight": float(entry.get("weight", 1.0)),
-                    "split": entry.get("split", default_split)})
-    return out
+def parse_sources(entries: list[Any], default_split: str | None) -> list[DataSource]:
+    """Config data sources (paths or ``{path, weight, split}`` mappings) as :class:`DataSource`.
+
+    Raises:
+        HiuError: an entry that is neither (see :func:`hiu_model.sampling.as_source`).
+    """
+    return [as_source(entry, default_split) for entry in entries]
 
 
-def _prepare_unlabeled(sources: list[dict[str, Any]], run_dir: Path, info: distributed.DistInfo) -> list[dict[str, Any]]:
+def _prepare_unlabeled(sources: list[DataSource], run_dir: Path, info: distributed.DistInfo) -> list[DataSource]:
     """Convert plain image folders among the unlabeled sources (rank 0 first) and return converted paths."""
     from hiu_data.io.parquet import MANIFEST
 
     out = []
     for i, src in enumerate(sources):
-        path = Path(src["path"])
+        path = Path(src.path)
         if not path.exists():
             raise HiuError(f"{path}: unlabeled folder not found")
         if (path / MANIFEST).exists() or any((p / MANIFEST).exists() for p in path.iterdir() if p.is_dir()):
@@ -58,7 +53,7 @@ def _prepare_unlabeled(sources: list[dict[str, Any]], run_dir: Path, info: distr
                 boxes = path / "detections.json"
                 log.info("converting image folder %s into %s", path, target)
                 convert("folder", path, target, images="reference", **({"boxes": boxes} if boxes.exists() else {}))
-        out.append({**src, "path": str(target)})
+        out.append(dataclasses.replace(src, path=str(target)))
     return out
 
 
@@ -83,8 +78,6 @@ class _Batches:
 
 def build_training_data(cfg: Any, run_dir: Path, info: distributed.DistInfo) -> tuple[_Batches, int]:
     """The training batches and the number of labeled sources (sources after them are unlabeled)."""
-    from hiu_model.sampling import build_loader
-
     labeled = parse_sources(cfg.train.datasets, "train")
     unlabeled = _prepare_unlabeled(parse_sources(cfg.train.unlabeled, None), run_dir, info)
     if not labeled and not unlabeled:

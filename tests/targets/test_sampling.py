@@ -11,6 +11,7 @@ import torch
 
 from hiu_data.errors import HiuError
 from hiu_model.data import DataOptions, MixedSampler, build_loader
+from hiu_model.sampling import DataSource, as_source
 from tests.targets.handmade import write_hands
 
 TINY = DataOptions(input_size=48, heatmap_size=12, mask_size=12)
@@ -134,3 +135,26 @@ def test_loader_errors_name_the_folder(tmp_path: Path, two_sources: tuple[Path, 
         build_loader([tmp_path / "missing"], TINY)
     with pytest.raises(HiuError, match="no rows in split 'val'"):
         build_loader([two_sources[0]], TINY, split="val")
+
+
+def test_source_entries_of_every_form() -> None:
+    assert as_source("a/b", "train") == DataSource("a/b", 1.0, "train")
+    assert as_source(Path("a"), None) == DataSource("a", 1.0, None)
+    assert as_source({"path": "a", "weight": 3}, "train") == DataSource("a", 3.0, "train")
+    assert as_source({"path": "a", "split": "val"}, "train") == DataSource("a", 1.0, "val")
+    assert as_source(("a", 2, "test"), "train") == DataSource("a", 2.0, "test")
+    assert as_source(["a"], "train") == DataSource("a", 1.0, "train")
+    assert as_source(DataSource("a", 2.0), "val") == DataSource("a", 2.0, "val")
+    assert as_source(DataSource("a", 2.0, "test"), "val") == DataSource("a", 2.0, "test")
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"path": "a", "wieght": 2}, r"unknown keys \['wieght'\]"),
+    ({"weight": 2}, "expected a mapping with 'path'"),
+    ({"path": "a", "weight": "heavy"}, "weight 'heavy' is not a number"),
+    (3, "expected a path or a mapping"),
+    ([], "expected a path or a mapping"),
+])
+def test_bad_source_entries_are_named(entry: object, message: str) -> None:
+    with pytest.raises(HiuError, match=message):
+        as_source(entry, "train")
