@@ -19,6 +19,7 @@ from rich.console import Console
 
 import hiu_cli
 from hiu_data.errors import HiuError
+from hiu_model.interrupt import TrainingInterrupted
 
 err_console = Console(stderr=True, highlight=False)
 
@@ -82,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         err_console.print(f"error: {_one_line(e)}", markup=False, soft_wrap=True)
         return 1
+    except TrainingInterrupted as e:
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every process stops at the same step
+            err_console.print(f"interrupted: {e}", markup=False, soft_wrap=True)
+        return e.exit_code
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130

@@ -162,8 +162,11 @@ def as_source(entry: Any, split: str | None) -> DataSource:
 def _worker_init(_: int) -> None:
     import cv2
 
+    from hiu_model.interrupt import ignore_in_worker
+
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
+    ignore_in_worker()  # the main process stops training gracefully; its workers must outlive the signal
 
 
 def build_loader(sources: Sequence[Any], options: "DataOptions | None" = None, *, batch_size: int = 32,

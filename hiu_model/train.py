@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -45,6 +46,7 @@ from torch import nn
 from hiu_data.errors import HiuError, OutputExistsError
 from hiu_model import checkpoint as ckpt
 from hiu_model import distributed
+from hiu_model.interrupt import TrainingInterrupted, stop_on_signals
 from hiu_model.optim import make_optimizer
 from hiu_model.run_log import RunLog
 from hiu_model.train_data import build_training_data, parse_sources
@@ -159,6 +161,8 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
         overwrite: start over in a folder that holds a run.
     Raises:
         HiuError: no data, bad sources, an existing run, nothing to resume.
+        TrainingInterrupted: SIGINT or SIGTERM arrived; the run stopped after the current step and
+            saved a checkpoint there (:mod:`hiu_model.interrupt`).
     """
     from hiu_model.losses import compute_losses
     from hiu_model.model import HIUDMTL
@@ -226,65 +230,71 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
         tick = time.perf_counter()
         window_start = elapsed
         stream = batches.from_step(start)
-        for step in range(start + 1, tc.steps + 1):
-            seed_step(tc.seed, step, info.rank)
-            batch, labeled = _to_device(next(stream), info.device, num_labeled)
-            batch["image"] = batch["image"].contiguous(memory_format=memory_format)
-            with torch.autocast(info.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                output = net(batch["image"], batch["camera_K"], silhouette_rows(labeled, tc.silhouette_samples))
-                total, terms = compute_losses(output, batch, cfg.loss, labeled)
-            if scaler is not None:
-                scaler.scale(total).backward()
-                scaler.unscale_(optimizer)
-            else:
-                total.backward()
-            norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip if tc.grad_clip > 0 else float("inf"))
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            elif torch.isfinite(norm):
-                optimizer.step()
-            else:
-                skipped += 1
-                log.warning("step %d: non-finite gradient norm; update skipped", step)
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-            for name, value in {"loss": total, **terms, "grad_norm": norm}.items():
-                window[name] = window.get(name, 0.0) + value.detach().float()
-            count += 1
-            if step % tc.log_every == 0 or step == tc.steps:
-                now = time.perf_counter()
-                elapsed += now - tick
-                tick = now
-                values = {k: float(v) / count for k, v in window.items()}
-                values = distributed.mean_across(values, info)
-                values.update(lr=scheduler.get_last_lr()[0], skipped_steps=float(skipped),
-                              samples_per_s=count * tc.batch_size * info.world_size / max(elapsed - window_start, 1e-9))
-                window_start = elapsed
-                logger.scalars(step, elapsed, values, prefix="train/")
-                last = values
-                window, count = {}, 0
-            if progress is not None and info.is_main:
-                progress(step, tc.steps, last)
-            evaluated: dict[str, float] | None = None
-            if val_sources and (step % tc.eval_every == 0 or step == tc.steps):
-                evaluated = _validate(model, cfg, val_sources, info, logger, step, elapsed)
-                metric = evaluated.get(tc.best_metric, float("nan")) if evaluated is not None else float("nan")
-                metric = distributed.broadcast_object(metric, info)
-                if _better(tc.best_metric, metric, best["value"] if best else None):
-                    best = {"step": step, "value": metric, "metric": tc.best_metric}
-                    save(step, evaluated)
-                    if info.is_main:
-                        ckpt.write_best(run_dir, step, tc.best_metric, metric)
-                net.train()
-            out_of_time = tc.max_minutes > 0 and elapsed + (time.perf_counter() - tick) > 60.0 * tc.max_minutes
-            out_of_time = bool(distributed.broadcast_object(out_of_time, info))
-            if step % tc.checkpoint_every == 0 or step == tc.steps or out_of_time:
-                if not (best and best["step"] == step):
-                    save(step, evaluated)
-            if out_of_time:
-                log.warning("train.max_minutes=%g reached at step %d; stopping", tc.max_minutes, step)
-                break
+        with stop_on_signals() as stop:
+            for step in range(start + 1, tc.steps + 1):
+                seed_step(tc.seed, step, info.rank)
+                batch, labeled = _to_device(next(stream), info.device, num_labeled)
+                batch["image"] = batch["image"].contiguous(memory_format=memory_format)
+                with torch.autocast(info.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                    output = net(batch["image"], batch["camera_K"], silhouette_rows(labeled, tc.silhouette_samples))
+                    total, terms = compute_losses(output, batch, cfg.loss, labeled)
+                if scaler is not None:
+                    scaler.scale(total).backward()
+                    scaler.unscale_(optimizer)
+                else:
+                    total.backward()
+                norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip if tc.grad_clip > 0 else float("inf"))
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                elif torch.isfinite(norm):
+                    optimizer.step()
+                else:
+                    skipped += 1
+                    log.warning("step %d: non-finite gradient norm; update skipped", step)
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+                for name, value in {"loss": total, **terms, "grad_norm": norm}.items():
+                    window[name] = window.get(name, 0.0) + value.detach().float()
+                count += 1
+                if step % tc.log_every == 0 or step == tc.steps:
+                    now = time.perf_counter()
+                    elapsed += now - tick
+                    tick = now
+                    values = {k: float(v) / count for k, v in window.items()}
+                    values = distributed.mean_across(values, info)
+                    values.update(lr=scheduler.get_last_lr()[0], skipped_steps=float(skipped),
+                                  samples_per_s=count * tc.batch_size * info.world_size / max(elapsed - window_start, 1e-9))
+                    window_start = elapsed
+                    logger.scalars(step, elapsed, values, prefix="train/")
+                    last = values
+                    window, count = {}, 0
+                if progress is not None and info.is_main:
+                    progress(step, tc.steps, last)
+                evaluated: dict[str, float] | None = None
+                if val_sources and (step % tc.eval_every == 0 or step == tc.steps):
+                    evaluated = _validate(model, cfg, val_sources, info, logger, step, elapsed)
+                    metric = evaluated.get(tc.best_metric, float("nan")) if evaluated is not None else float("nan")
+                    metric = distributed.broadcast_object(metric, info)
+                    if _better(tc.best_metric, metric, best["value"] if best else None):
+                        best = {"step": step, "value": metric, "metric": tc.best_metric}
+                        save(step, evaluated)
+                        if info.is_main:
+                            ckpt.write_best(run_dir, step, tc.best_metric, metric)
+                    net.train()
+                out_of_time = tc.max_minutes > 0 and elapsed + (time.perf_counter() - tick) > 60.0 * tc.max_minutes
+                out_of_time = bool(distributed.broadcast_object(out_of_time, info))
+                # Any process's signal stops them all at this step (torchrun signals each one).
+                stopping = distributed.mean_across({"stop": float(stop.requested)}, info)["stop"] > 0
+                if step % tc.checkpoint_every == 0 or step == tc.steps or out_of_time or stopping:
+                    if not (best and best["step"] == step):
+                        save(step, evaluated)
+                if stopping:
+                    logger.close()
+                    raise TrainingInterrupted(stop.signum or signal.SIGTERM, step, str(run_dir))
+                if out_of_time:
+                    log.warning("train.max_minutes=%g reached at step %d; stopping", tc.max_minutes, step)
+                    break
         logger.close()
         return run_dir
     finally:

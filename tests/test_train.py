@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from hiu_data.errors import HiuError, OutputExistsError
 from hiu_model import checkpoint as ckpt
 from hiu_model import distributed
 from hiu_model.config import load_config
+from hiu_model.interrupt import TrainingInterrupted
 from hiu_model.run_log import read_metrics
 from hiu_model import train as train_module
 from hiu_model import train_data
@@ -72,6 +74,29 @@ def test_resume_continues_bit_for_bit(hands: Path, tmp_path: Path) -> None:
 
     a, b = (load_file(ckpt.checkpoint_dir(run, 4) / "model.safetensors") for run in (full, cut))
     assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+
+
+def test_a_signal_stops_at_a_step_with_a_checkpoint_that_resumes_exactly(hands: Path, tmp_path: Path) -> None:
+    cfg = _config(hands, "train.steps=4", "train.checkpoint_every=100")
+    full = train(cfg, tmp_path / "full")
+
+    def ctrl_c_at_step_2(step: int, total: int, scalars: dict[str, float]) -> None:
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train(cfg, tmp_path / "cut", progress=ctrl_c_at_step_2)
+    assert stopped.value.step == 2 and stopped.value.exit_code == 130
+    assert ckpt.list_checkpoints(tmp_path / "cut") == [ckpt.checkpoint_dir(tmp_path / "cut", 2)]
+    assert signal.getsignal(signal.SIGINT) is handler  # restored when the loop ends
+    train(cfg, tmp_path / "cut", resume=True)
+    assert _losses(tmp_path / "cut") == _losses(full)
+    from safetensors.torch import load_file
+
+    a, b = (load_file(ckpt.checkpoint_dir(run, 4) / "model.safetensors") for run in (full, tmp_path / "cut"))
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
 

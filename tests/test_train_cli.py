@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -93,3 +98,38 @@ def test_corrupt_checkpoint_is_one_line_error(tmp_path: Path, capsys: pytest.Cap
     assert main(["eval", str(tmp_path / "run"), str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "config.json: corrupt JSON" in err
+
+
+def test_ctrl_c_saves_a_checkpoint_and_the_loader_workers_survive_it(tmp_path: Path) -> None:
+    data = write_hands(tmp_path / "data", 4, seed=7)
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    # Its own process group, as a terminal's foreground job: Ctrl-C reaches the loader worker too.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hiu_cli.main", "train", "--preset", "tiny", *SMALL, "--data", str(data),
+         "--steps", "100000", "--batch-size", "2", "--workers", "1", "--out", str(run)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "metrics.csv").exists() or "train/loss" not in (run / "metrics.csv").read_text():
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-2000:]
+            time.sleep(0.2)
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, err[-2000:]
+    message = err.strip().splitlines()[-1]
+    step = int(message.split("SIGINT at step ")[1].split(":")[0])
+    assert message.endswith(f"continue with: hiu-data train --out {run} --resume") and step >= 1
+    assert [p.name for p in (run / "checkpoints").iterdir()] == [f"step-{step:06d}"]
+    assert "Traceback" not in err
+    for _ in range(50):  # the loader worker leaves with the main process
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("a process of the training run outlived it")

@@ -1,0 +1,90 @@
+"""Graceful stops: the first Ctrl-C or SIGTERM ends a training run at a step boundary with a checkpoint.
+
+A long run that is interrupted (Ctrl-C in the terminal, ``kill``, a cluster scheduler's
+pre-emption, which sends SIGTERM) should lose nothing: :func:`stop_on_signals` turns the first
+SIGINT or SIGTERM into a flag that :func:`hiu_model.train.train` reads after every optimizer
+step; the loop then saves a checkpoint at that step and raises :class:`TrainingInterrupted`, and
+``hiu-data train --out RUN --resume`` continues exactly where it stopped. A second Ctrl-C
+interrupts at once, as usual.
+SIGTERM stays caught until the context ends, because ``torchrun`` answers the terminal's Ctrl-C
+by sending its processes SIGTERM as well.
+
+DataLoader workers ignore both signals (:func:`ignore_in_worker`): the terminal sends Ctrl-C to
+every process of the foreground group, and a worker that died of it would make the main process
+fail before it reaches the step boundary. Workers still exit when their loader shuts down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from dataclasses import dataclass
+from typing import Iterator
+
+STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
+
+
+@dataclass
+class StopRequest:
+    """Set by the first stop signal: ``signum`` (e.g. ``signal.SIGINT``), None until then."""
+
+    signum: int | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
+
+
+class TrainingInterrupted(Exception):
+    """A run stopped by a signal after saving a checkpoint; ``exit_code`` is 128 + the signal number.
+
+    Not a KeyboardInterrupt: the run ended cleanly, and the command line reports it in one line.
+    """
+
+    def __init__(self, signum: int, step: int, run_dir: str) -> None:
+        self.signum, self.step, self.run_dir = signum, step, run_dir
+        super().__init__(f"{signal.Signals(signum).name} at step {step}: checkpoint saved; "
+                         f"continue with: hiu-data train --out {run_dir} --resume")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[StopRequest]:
+    """Within the block, the first SIGINT / SIGTERM only sets the yielded :class:`StopRequest`.
+
+    After it, SIGINT acts as before the block again (a second Ctrl-C raises KeyboardInterrupt);
+    SIGTERM keeps being absorbed. Handlers are restored when the block ends. Outside the main
+    thread (where Python cannot install handlers) the request is never set.
+    """
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+
+    def handler(signum: int, _frame: object) -> None:
+        if request.signum is None:
+            request.signum = signum
+        signal.signal(signal.SIGINT, previous[signal.SIGINT])
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, handler)
+    try:
+        yield request
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def ignore_in_worker() -> None:
+    """Make a DataLoader worker ignore SIGINT and SIGTERM (see the module docstring)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
