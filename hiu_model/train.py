@@ -207,6 +207,9 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
             raise
         logger = RunLog(run_dir, enabled=info.is_main, resume_step=state["step"] if resume_from else None)
         start = int(state["step"])
+        if start >= tc.steps:
+            log.warning("%s is at step %d of train.steps=%d: nothing to train (raise --steps to go on)",
+                        run_dir, start, tc.steps)
         elapsed = float(state.get("elapsed_s", 0.0))
         best = state.get("best")
         skipped = int(state.get("skipped_steps", 0))

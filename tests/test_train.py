@@ -78,7 +78,8 @@ def test_resume_continues_bit_for_bit(hands: Path, tmp_path: Path) -> None:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
 
 
-def test_a_signal_stops_at_a_step_with_a_checkpoint_that_resumes_exactly(hands: Path, tmp_path: Path) -> None:
+def test_a_signal_stops_at_a_step_with_a_checkpoint_that_resumes_exactly(hands: Path, tmp_path: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
     cfg = _config(hands, "train.steps=4", "train.checkpoint_every=100")
     full = train(cfg, tmp_path / "full")
 
@@ -99,6 +100,9 @@ def test_a_signal_stops_at_a_step_with_a_checkpoint_that_resumes_exactly(hands: 
     a, b = (load_file(ckpt.checkpoint_dir(run, 4) / "model.safetensors") for run in (full, tmp_path / "cut"))
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    train(cfg, tmp_path / "cut", resume=True)  # finished: says so and trains nothing
+    assert "is at step 4 of train.steps=4: nothing to train" in caplog.text
+    assert len(ckpt.list_checkpoints(tmp_path / "cut")) == 2 and _losses(tmp_path / "cut") == _losses(full)
 
 
 def test_final_steps_train_on_plain_crops_and_resume_there(hands: Path, tmp_path: Path) -> None:
