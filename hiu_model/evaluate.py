@@ -204,9 +204,8 @@ def evaluate(model: torch.nn.Module, cfg: Any, paths: Sequence[str | Path | dict
     parts = []
     for entry in paths:
         source = as_source(entry, split)
-        entry_split = source.split
         for folder in find_dataset_dirs(Path(source.path)):
-            chosen = entry_split if entry_split is not None else default_split(folder, preferred_splits)
+            chosen = source.split if source.split is not None else default_split(folder, preferred_splits)
             data = collect(model, cfg, folder, chosen, max_samples, batch_size, device, num_workers, progress)
             name = str(load_manifest(folder).get("dataset", folder.name))
             while name in report["datasets"]:

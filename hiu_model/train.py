@@ -285,11 +285,12 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
                         if info.is_main:
                             ckpt.write_best(run_dir, step, tc.best_metric, metric)
                     net.train()
-                out_of_time = tc.max_minutes > 0 and elapsed + (time.perf_counter() - tick) > 60.0 * tc.max_minutes
-                out_of_time = bool(distributed.broadcast_object(out_of_time, info))
-                # Any process's signal stops them all at this step (torchrun signals each one); at
-                # the last step the run simply ends.
-                stopping = distributed.mean_across({"stop": float(stop.requested)}, info)["stop"] > 0 and step < tc.steps
+                late = tc.max_minutes > 0 and elapsed + (time.perf_counter() - tick) > 60.0 * tc.max_minutes
+                # Any process's clock or signal stops them all at this step (torchrun signals each
+                # one); a signal during the last step lets the run simply end.
+                flags = distributed.mean_across({"late": float(late), "stop": float(stop.requested)}, info)
+                out_of_time = flags["late"] > 0
+                stopping = flags["stop"] > 0 and step < tc.steps
                 if step % tc.checkpoint_every == 0 or step == tc.steps or out_of_time or stopping:
                     if not (best and best["step"] == step):
                         save(step, evaluated)
