@@ -35,10 +35,6 @@ class StopRequest:
     def requested(self) -> bool:
         return self.signum is not None
 
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.signum).name if self.signum is not None else ""
-
 
 class TrainingInterrupted(Exception):
     """A run stopped by a signal after saving a checkpoint; ``exit_code`` is 128 + the signal number.
