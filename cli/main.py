@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"error: {_one_line(e)}", markup=False, soft_wrap=True)
         return 1
     except TrainingInterrupted as e:
-        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every process stops at the same step
+        if e.is_main:
             err_console.print(f"interrupted: {e}", markup=False, soft_wrap=True)
         return e.exit_code
     except KeyboardInterrupt:

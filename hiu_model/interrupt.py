@@ -39,11 +39,12 @@ class StopRequest:
 class TrainingInterrupted(Exception):
     """A run stopped by a signal after saving a checkpoint; ``exit_code`` is 128 + the signal number.
 
-    Not a KeyboardInterrupt: the run ended cleanly, and the command line reports it in one line.
+    Not a KeyboardInterrupt: the run ended cleanly, and the command line reports it in one line
+    (once: ``is_main`` is False on the other processes of a torchrun group, which stop too).
     """
 
-    def __init__(self, signum: int, step: int, run_dir: str) -> None:
-        self.signum, self.step, self.run_dir = signum, step, run_dir
+    def __init__(self, signum: int, step: int, run_dir: str, is_main: bool = True) -> None:
+        self.signum, self.step, self.run_dir, self.is_main = signum, step, run_dir, is_main
         super().__init__(f"{signal.Signals(signum).name} at step {step}: checkpoint saved; "
                          f"continue with: hiu-data train --out {run_dir} --resume")
 

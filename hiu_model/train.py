@@ -296,7 +296,7 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
                         save(step, evaluated)
                 if stopping:
                     logger.close()
-                    raise TrainingInterrupted(stop.signum or signal.SIGTERM, step, str(run_dir))
+                    raise TrainingInterrupted(stop.signum or signal.SIGTERM, step, str(run_dir), info.is_main)
                 if out_of_time:
                     log.warning("train.max_minutes=%g reached at step %d; stopping", tc.max_minutes, step)
                     break

@@ -133,3 +133,19 @@ def test_ctrl_c_saves_a_checkpoint_and_the_loader_workers_survive_it(tmp_path: P
         time.sleep(0.1)
     else:
         pytest.fail("a process of the training run outlived it")
+
+
+def test_only_the_main_process_reports_an_interruption(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import hiu_model.train
+    from hiu_model.interrupt import TrainingInterrupted
+
+    data = write_hands(tmp_path / "data", 2, seed=7)
+    for is_main in (True, False):
+        def stopped(*args: object, **kwargs: object) -> None:
+            raise TrainingInterrupted(signal.SIGTERM, 5, str(tmp_path / "run"), is_main)
+
+        monkeypatch.setattr(hiu_model.train, "train", stopped)
+        assert main(["train", "--preset", "tiny", "--data", str(data), "--out", str(tmp_path / "run")]) == 143
+        err = capsys.readouterr().err
+        assert ("interrupted: SIGTERM at step 5" in err) is is_main
