@@ -31,13 +31,7 @@ SMALL = ["model.input_size=32", "model.num_stacks=1", "model.decoder_channels=16
          "train.log_every=1", "train.warmup_steps=1", "train.lr=0.002", "train.silhouette_samples=1"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny convolutions on a shared 2-core machine: OpenMP threads mostly wait on each other.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from hiu_cli.main import main
 from hiu_data.io.images import decode, encode
@@ -23,12 +22,7 @@ SMALL = ["--set", "model.input_size=32", "--set", "model.num_stacks=1", "--set",
          "--set", "model.regressor_hidden=64", "--set", "train.log_every=1"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_train_eval_predict_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
