@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import hiu_model.data as data_module  # noqa: E402
 from bench.targets import reference_heatmaps, reference_pof  # noqa: E402
+from bench.timing import interleaved_rates  # noqa: E402
 from hiu_data.io.images import decode  # noqa: E402
 from hiu_model.data import DataOptions, HandCropDataset, MixedSampler, build_loader  # noqa: E402
 from tests.targets.handmade import write_hands  # noqa: E402
@@ -44,24 +45,6 @@ def _loop_heatmaps(kp, valid, size, sigma):  # noqa: ANN001, ANN202
 def _loop_pof(kp2, kp3, valid, size, band):  # noqa: ANN001, ANN202
     pof = reference_pof(kp2, kp3 if kp3 is not None else np.zeros((len(kp2), 3)), valid, size[0], band)
     return pof, np.ones(pof.shape[0], np.float32)
-
-
-def rates(fns: dict, keys: list, repeat: int, chunk: int = 4) -> dict[str, tuple[float, float]]:  # noqa: ANN001
-    """(wall, cpu) samples/s of each function, interleaved so that other processes' load hits
-    them alike. wall: per chunk of items the fastest of ``repeat`` runs; cpu: items per second
-    of this process's CPU time over all runs (time spent waiting for a core excluded)."""
-    chunks = [keys[i:i + chunk] for i in range(0, len(keys), chunk)]
-    best = {name: [float("inf")] * len(chunks) for name in fns}
-    cpu = dict.fromkeys(fns, 0.0)
-    for _ in range(repeat):
-        for c, part in enumerate(chunks):
-            for name, fn in fns.items():
-                start, start_cpu = time.perf_counter(), time.process_time()
-                for key in part:
-                    fn(key)
-                best[name][c] = min(best[name][c], time.perf_counter() - start)
-                cpu[name] += time.process_time() - start_cpu
-    return {name: (len(keys) / sum(t), repeat * len(keys) / cpu[name]) for name, t in best.items()}
 
 
 def main() -> None:
@@ -94,8 +77,10 @@ def main() -> None:
                 data_module.encode_heatmaps, data_module.encode_pof = saved
 
         dataset[keys[0]]  # open the shards, warm the caches
-        result = rates({"pipeline": dataset.__getitem__, "pipeline, loop targets": with_loop_targets,
-                        "decode only": lambda key: decode(blobs[key[0]])}, keys, args.repeat)
+        per_key = {"pipeline": dataset.__getitem__, "pipeline, loop targets": with_loop_targets,
+                   "decode only": lambda key: decode(blobs[key[0]])}
+        result = interleaved_rates({name: (lambda part, fn=fn: [fn(key) for key in part]) for name, fn in per_key.items()},
+                                   keys, args.repeat, chunk=4)
         loader = build_loader([folder], options, batch_size=32, num_samples=4 * len(dataset), num_workers=args.workers)
         start = time.perf_counter()
         count, first = 0, None

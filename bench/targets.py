@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -25,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hiu_data.skeleton import BONES, NUM_BONES, NUM_JOINTS  # noqa: E402
 from hiu_data.targets import bone_directions, encode_heatmaps, encode_pof, mask_target  # noqa: E402
+from bench.timing import interleaved_rates  # noqa: E402
 from hiu_model.data import DataOptions, crop_for, sample_augment  # noqa: E402
 from tests.targets.handmade import make_hand  # noqa: E402
 
@@ -105,23 +105,6 @@ def run_reference(data: list[tuple], size: int, sigma: float, band: float) -> No
         mask_target(mask, (size, size), affine)
 
 
-def interleaved_rates(fns: dict, data: list[tuple], repeat: int, chunk: int = 25) -> dict[str, tuple[float, float]]:
-    """(wall, cpu) samples/s of each function, interleaved so that other processes' load hits
-    them alike. wall: per chunk the fastest of ``repeat`` runs; cpu: samples per second of this
-    process's CPU time over all runs (time spent waiting for a core excluded)."""
-    chunks = [data[i:i + chunk] for i in range(0, len(data), chunk)]
-    best = {name: [float("inf")] * len(chunks) for name in fns}
-    cpu = dict.fromkeys(fns, 0.0)
-    for _ in range(repeat):
-        for c, part in enumerate(chunks):
-            for name, fn in fns.items():
-                start, start_cpu = time.perf_counter(), time.process_time()
-                fn(part)
-                best[name][c] = min(best[name][c], time.perf_counter() - start)
-                cpu[name] += time.process_time() - start_cpu
-    return {name: (len(data) / sum(times), repeat * len(data) / cpu[name]) for name, times in best.items()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=300)
@@ -144,7 +127,7 @@ def main() -> None:
         "heat-maps": lambda d: all(encode_heatmaps(k, v, (s, s), sig) for k, _, v, _, _ in d),
         "POF": lambda d: all(encode_pof(k, k3, v, (s, s), band) for k, k3, v, _, _ in d),
         "mask": lambda d: all(mask_target(m, (s, s), a) is not None for _, _, _, m, a in d),
-    }, data, args.repeat)
+    }, data, args.repeat, chunk=25)
     print(f"targets: {NUM_JOINTS} heat-maps + {3 * NUM_BONES} POF channels + mask at {s}x{s}, one core, n={len(data)}")
     print(f"  {'samples/s':24s} {'wall (best)':>12s} {'CPU time':>10s}")
     for name in ("hiu", "reference"):
