@@ -148,6 +148,61 @@ def _better(metric: str, value: float, best: float | None) -> bool:
     return value < best if lower else value > best
 
 
+def _restore(checkpoint: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+             scaler: torch.amp.GradScaler | None, info: distributed.DistInfo) -> dict[str, Any]:
+    """Load a checkpoint's weights and optimizer, schedule and scaler states in place; return
+    its train state (step, elapsed_s, best, skipped_steps, world_size)."""
+    ckpt.load_weights(model, checkpoint, device=info.device)
+    state = ckpt.load_train_state(checkpoint)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    if state.get("world_size", info.world_size) != info.world_size:
+        log.warning("resuming a %s-process run with %d processes: the batch sequence differs",
+                    state.get("world_size"), info.world_size)
+    log.info("resuming %s at step %d", checkpoint, state["step"])
+    return state
+
+
+def _update(net: nn.Module, batch: dict[str, torch.Tensor], labeled: torch.Tensor, cfg: Any,
+            dtype: torch.dtype | None, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
+            params: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, bool]:
+    """One optimizer step on a batch: forward under autocast (``dtype``; None = float32),
+    losses, backward, gradient clipping, update.
+
+    Args:
+        labeled: (B,) float, 1 for rows of labeled sources.
+    Returns:
+        the total loss (scalar), the weighted loss terms by name, the global gradient norm before
+        clipping, and whether the weights were updated (False when the norm was not finite; with
+        a gradient scaler the scaler decides and this is True).
+    """
+    from hiu_model.losses import compute_losses
+
+    tc = cfg.train
+    device_type = batch["image"].device.type
+    with torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        output = net(batch["image"], batch["camera_K"], silhouette_rows(labeled, tc.silhouette_samples))
+        total, terms = compute_losses(output, batch, cfg.loss, labeled)
+    if scaler is not None:
+        scaler.scale(total).backward()
+        scaler.unscale_(optimizer)
+    else:
+        total.backward()
+    norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip if tc.grad_clip > 0 else float("inf"))
+    updated = True
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    elif torch.isfinite(norm):
+        optimizer.step()
+    else:
+        updated = False
+    optimizer.zero_grad(set_to_none=True)
+    return total, terms, norm, updated
+
+
 def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | None = None,
           overwrite: bool = False) -> Path:
     """Train ``cfg`` into the run folder ``out`` and return it.
@@ -164,7 +219,6 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
         TrainingInterrupted: SIGINT or SIGTERM arrived; the run stopped after the current step and
             saved a checkpoint there (:mod:`hiu_model.interrupt`).
     """
-    from hiu_model.losses import compute_losses
     from hiu_model.model import HIUDMTL
 
     tc = cfg.train
@@ -183,16 +237,7 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
         scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
         state: dict[str, Any] = {"step": 0, "elapsed_s": 0.0, "best": None, "skipped_steps": 0}
         if resume_from is not None:
-            ckpt.load_weights(model, resume_from, device=info.device)
-            state = ckpt.load_train_state(resume_from)
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            if scaler is not None and state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            if state.get("world_size", info.world_size) != info.world_size:
-                log.warning("resuming a %s-process run with %d processes: the batch sequence differs",
-                            state.get("world_size"), info.world_size)
-            log.info("resuming %s at step %d", resume_from, state["step"])
+            state = _restore(resume_from, model, optimizer, scheduler, scaler, info)
         net: nn.Module = model
         if info.distributed:
             net = nn.parallel.DistributedDataParallel(
@@ -238,24 +283,10 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
                 seed_step(tc.seed, step, info.rank)
                 batch, labeled = _to_device(next(stream), info.device, num_labeled)
                 batch["image"] = batch["image"].contiguous(memory_format=memory_format)
-                with torch.autocast(info.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                    output = net(batch["image"], batch["camera_K"], silhouette_rows(labeled, tc.silhouette_samples))
-                    total, terms = compute_losses(output, batch, cfg.loss, labeled)
-                if scaler is not None:
-                    scaler.scale(total).backward()
-                    scaler.unscale_(optimizer)
-                else:
-                    total.backward()
-                norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip if tc.grad_clip > 0 else float("inf"))
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                elif torch.isfinite(norm):
-                    optimizer.step()
-                else:
+                total, terms, norm, updated = _update(net, batch, labeled, cfg, dtype, optimizer, scaler, params)
+                if not updated:
                     skipped += 1
                     log.warning("step %d: non-finite gradient norm; update skipped", step)
-                optimizer.zero_grad(set_to_none=True)
                 scheduler.step()
                 for name, value in {"loss": total, **terms, "grad_norm": norm}.items():
                     window[name] = window.get(name, 0.0) + value.detach().float()

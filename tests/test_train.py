@@ -175,6 +175,29 @@ def test_silhouette_rows_keep_every_unlabeled_row() -> None:
     assert silhouette_rows(torch.ones(6), 2).tolist() == [0, 1]
 
 
+
+@pytest.mark.parametrize("poison", [False, True])
+def test_a_non_finite_gradient_skips_the_update(poison: bool) -> None:
+    from hiu_model.model import HIUDMTL
+    from hiu_model.optim import make_optimizer
+    from tests.model_batches import synthetic_batch
+
+    cfg = load_config(preset="tiny", overrides=["model.num_stacks=1", "train.optimizer=adamw"])
+    torch.manual_seed(0)
+    model = HIUDMTL(cfg.model).train()
+    optimizer = make_optimizer(model, cfg.train, torch.device("cpu"))
+    batch = synthetic_batch(cfg, 2, seed=3)
+    if poison:  # one NaN pixel makes every gradient NaN
+        batch["image"][0, 0, 5, 5] = float("nan")
+    before = [p.detach().clone() for p in model.parameters()]
+    params = [p for p in model.parameters() if p.requires_grad]
+    total, terms, norm, updated = train_module._update(model, batch, torch.ones(2), cfg, None, optimizer, None, params)
+    changed = [not torch.equal(a, p.detach()) for a, p in zip(before, model.parameters())]
+    assert updated is (not poison) and bool(torch.isfinite(norm)) is (not poison)
+    assert any(changed) is (not poison)
+    assert all(p.grad is None for p in params)  # gradients are cleared either way
+    assert "heatmap" in terms and total.ndim == 0
+
 @pytest.mark.parametrize("amp, amx, expected", [
     ("auto", True, torch.bfloat16), ("auto", False, None), ("bf16", False, torch.bfloat16), ("off", True, None)])
 def test_mixed_precision_on_the_cpu(amp: str, amx: bool, expected: torch.dtype | None,
