@@ -3,7 +3,9 @@
 Every module ``hiu_cli.<group>`` that defines ``register(app)`` adds its commands; each
 command is a thin wrapper over a library function. One error handler: errors a user can
 cause (:class:`hiu_data.errors.HiuError`, missing files) print one line and exit 1;
-``HIU_DEBUG=1`` shows the traceback instead.
+``HIU_DEBUG=1`` shows the traceback instead. A command stopped by Ctrl-C says so in one line
+(what it kept and how to go on, where it kept something: :class:`hiu_data.errors.Interrupted`)
+and exits 130.
 """
 
 from __future__ import annotations
@@ -12,14 +14,14 @@ import importlib
 import logging
 import os
 import pkgutil
+import signal
 import sys
 
 import typer
 from rich.console import Console
 
 import hiu_cli
-from hiu_data.errors import HiuError
-from hiu_model.interrupt import TrainingInterrupted
+from hiu_data.errors import HiuError, Interrupted
 
 err_console = Console(stderr=True, highlight=False)
 
@@ -77,19 +79,19 @@ def main(argv: list[str] | None = None) -> int:
         # Standalone mode handles usage errors (exit 2) and --help itself and ends in SystemExit.
         app(args=argv, prog_name="hiu-data")
     except SystemExit as e:
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if code == 128 + signal.SIGINT:  # typer turns a Ctrl-C inside a command into this exit
+            err_console.print("interrupted")
+        return code
     except (HiuError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
         if debug:
             raise
         err_console.print(f"error: {_one_line(e)}", markup=False, soft_wrap=True)
         return 1
-    except TrainingInterrupted as e:
+    except Interrupted as e:
         if e.is_main:
             err_console.print(f"interrupted: {e}", markup=False, soft_wrap=True)
         return e.exit_code
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        return 130
     return 0
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from hiu_cli._common import OnError, Overwrite, TtaRotation, console, progress_bar
+from hiu_data.errors import Interrupted
 
 
 def pseudo_label(
@@ -32,13 +33,23 @@ def pseudo_label(
 
     Example: hiu-data pseudo-label runs/tiny wild/ out --boxes wild/detections.json --shard 0/4
     """
-    from hiu_model.pseudo_label import parse_shard, pseudo_label as run
+    from hiu_model.pseudo_label import parse_shard, parts_dir, pseudo_label as run
 
     index, count = parse_shard(shard)
+    finished = 0  # images of this shard in finished chunks (the progress advances chunk by chunk)
     with progress_bar(f"pseudo-label {index}/{count}", unit="images") as advance:
-        result = run(checkpoint, images_dir, out, boxes=boxes, shard=(index, count), batch_size=batch_size, name=name,
-                     chunk_images=chunk_images, device=device, on_error=on_error, overwrite=overwrite,
-                     tta_rotation=tta_rotation, progress=advance)
+        def counted(images: int) -> None:
+            nonlocal finished
+            finished += images
+            advance(images)
+
+        try:
+            result = run(checkpoint, images_dir, out, boxes=boxes, shard=(index, count), batch_size=batch_size, name=name,
+                         chunk_images=chunk_images, device=device, on_error=on_error, overwrite=overwrite,
+                         tta_rotation=tta_rotation, progress=counted)
+        except KeyboardInterrupt:
+            raise Interrupted(f"shard {index}/{count} stopped with {finished} images labelled and kept in "
+                              f"{parts_dir(out, name)}; run the same command again to continue") from None
     console.print(f"shard {index}/{count}: {result.hands} hands on {result.images} images "
                   f"({result.chunks_resumed} of {result.chunks_done} chunks were already done); {result.label_source}",
                   markup=False)

@@ -7,6 +7,7 @@ message names the file (and the sample, where there is one) and what is wrong.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 
@@ -49,3 +50,21 @@ class NotRegisteredError(HiuError):
         self.name = name
         self.available = list(available)
         super().__init__(f"{kind} {name!r} is not registered; available: {', '.join(self.available)}")
+
+
+class Interrupted(Exception):
+    """A command stopped by a signal that kept its finished work; the message says what was kept
+    and how to go on. ``exit_code`` is 128 + the signal number, as a shell reports a signal.
+
+    Not a :class:`HiuError` (nothing is wrong) and not a KeyboardInterrupt (the command ended in
+    order). The command line prints the message once: ``is_main`` is False on the other processes
+    of a ``torchrun`` group, which stop too.
+    """
+
+    def __init__(self, message: str, signum: int = signal.SIGINT, is_main: bool = True) -> None:
+        self.signum, self.is_main = int(signum), is_main
+        super().__init__(message)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

@@ -22,6 +22,8 @@ import threading
 from dataclasses import dataclass
 from typing import Iterator
 
+from hiu_data.errors import Interrupted
+
 STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -36,21 +38,14 @@ class StopRequest:
         return self.signum is not None
 
 
-class TrainingInterrupted(Exception):
-    """A run stopped by a signal after saving a checkpoint; ``exit_code`` is 128 + the signal number.
-
-    Not a KeyboardInterrupt: the run ended cleanly, and the command line reports it in one line
-    (once: ``is_main`` is False on the other processes of a torchrun group, which stop too).
-    """
+class TrainingInterrupted(Interrupted):
+    """A run stopped by a signal after saving a checkpoint at ``step``; the message says how to
+    resume it."""
 
     def __init__(self, signum: int, step: int, run_dir: str, is_main: bool = True) -> None:
-        self.signum, self.step, self.run_dir, self.is_main = signum, step, run_dir, is_main
+        self.step, self.run_dir = step, run_dir
         super().__init__(f"{signal.Signals(signum).name} at step {step}: checkpoint saved; "
-                         f"continue with: hiu-data train --out {run_dir} --resume")
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
+                         f"continue with: hiu-data train --out {run_dir} --resume", signum, is_main)
 
 
 @contextlib.contextmanager

@@ -199,6 +199,11 @@ def _ensure_plan(parts: Path, plan: dict[str, Any]) -> None:
                                "finish that run with the same options, or delete the folder to start over")
 
 
+def parts_dir(out: str | Path, name: str) -> Path:
+    """Where the shards of ``pseudo_label(..., out, name=name)`` keep their finished chunks."""
+    return Path(out) / f".{name}.parts"
+
+
 def _chunk_dir(parts: Path, shard: tuple[int, int], chunk: int) -> Path:
     return parts / f"shard-{shard[0]:05d}-of-{shard[1]:05d}" / f"chunk-{chunk:05d}"
 
@@ -294,7 +299,7 @@ def pseudo_label(checkpoint: str | Path, images_dir: str | Path, out: str | Path
     plan = {"images_dir": str(images_dir.resolve()), "boxes_sha256": None if boxes is None else sha256_file(boxes), "images": len(groups),
             "checkpoint_sha256": info["sha256"], "shards": shard[1], "chunk_images": chunk_images, "name": name,
             "tta_rotation_deg": tta_rotation}
-    parts = out / f".{name}.parts"
+    parts = parts_dir(out, name)
     _ensure_plan(parts, plan)
     mine = _shard_images(len(groups), shard)
     result = PseudoLabelResult(shard, len(mine), 0, 0, 0, label_source, skipped=skipped)

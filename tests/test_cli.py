@@ -60,6 +60,18 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "Traceback" in proc.stderr
 
 
+
+def test_ctrl_c_in_a_command_says_interrupted_and_exits_130(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import hiu_cli.info
+
+    def ctrl_c(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hiu_cli.info, "dataset_info", ctrl_c)
+    assert main(["info", str(tmp_path)]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+
 def test_unknown_format_lists_the_available_ones(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["convert", "nosuchset", str(tmp_path), str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err

@@ -165,3 +165,27 @@ def test_corrupt_images_are_skipped_and_counted(checkpoint: Path, images_dir: Pa
     assert [s.sample_id for s in result.skipped] == ["folder/unlabeled/broken.jpg"]
     assert len(_rows(result.path)) == 1
     assert load_manifest(result.path)["skipped"]["count"] == 1
+
+
+def test_cli_ctrl_c_keeps_finished_chunks_and_says_how_to_go_on(checkpoint: Path, images_dir: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    label_chunk, calls = pl._label_chunk, []
+
+    def ctrl_c_in_the_second_chunk(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return label_chunk(*args, **kwargs)
+
+    command = ["pseudo-label", str(checkpoint), str(images_dir), str(tmp_path), "--chunk-images", "1",
+               "--boxes", str(images_dir / "detections.json")]
+    monkeypatch.setattr(pl, "_label_chunk", ctrl_c_in_the_second_chunk)
+    assert main(command) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == (f"interrupted: shard 0/1 stopped with 1 images labelled and kept in {tmp_path / '.pseudo.parts'}; "
+                   "run the same command again to continue")
+    monkeypatch.setattr(pl, "_label_chunk", label_chunk)
+    assert main(command) == 0
+    assert f"(1 of {len(IMAGES)} chunks were already done)" in " ".join(capsys.readouterr().err.split())
+    assert len(_rows(tmp_path / "pseudo")) == sum(len(boxes) for boxes in IMAGES.values())
