@@ -17,14 +17,15 @@ _SHOWN = ("loss", "heatmap", "mask", "pof", "reprojection")
 
 
 def flag_overrides(data: list[Path] | None, unlabeled: list[Path] | None, val: list[Path] | None, steps: int | None,
-                   batch_size: int | None, lr: float | None, device: str | None, workers: int | None) -> list[str]:
+                   batch_size: int | None, lr: float | None, device: str | None, workers: int | None,
+                   minutes: float | None = None) -> list[str]:
     """``--set`` strings equivalent to the convenience flags (flags win over the config file)."""
     out = []
     for key, paths in (("datasets", data), ("unlabeled", unlabeled), ("val", val)):
         if paths:
             out.append(f"train.{key}={json.dumps([str(p) for p in paths])}")
     for key, value in (("steps", steps), ("batch_size", batch_size), ("lr", lr), ("device", device),
-                       ("num_workers", workers)):
+                       ("num_workers", workers), ("max_minutes", minutes)):
         if value is not None:
             out.append(f"train.{key}={json.dumps(value)}")
     return out
@@ -48,6 +49,9 @@ def train(
     unlabeled: Annotated[list[Path] | None, typer.Option("--unlabeled", help="Unlabeled images or converted folder (repeatable).")] = None,
     val: Annotated[list[Path] | None, typer.Option("--val", help="Validation dataset folder (repeatable).")] = None,
     steps: Annotated[int | None, typer.Option("--steps", min=1, help="Optimizer steps.")] = None,
+    minutes: Annotated[float | None, typer.Option(
+        "--minutes", min=0.01, help="Train for about this long: stop at M minutes and, without --steps, size the "
+        "schedule to what M minutes hold on this machine (a few steps are timed first).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Batch per process.")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = None,
@@ -59,6 +63,8 @@ def train(
     """Train HIU-DMTL; checkpoints, metrics.csv and validation land in the run folder.
 
     Example: hiu-data train --preset tiny --data synth/synth --steps 3000 --out runs/tiny
+
+    A time budget: hiu-data train --preset tiny --data synth/synth --minutes 15 --out runs/tiny
 
     Several processes: torchrun --nproc_per_node 2 $(which hiu-data) train cfg.yaml --out runs/a
     """
@@ -76,9 +82,11 @@ def train(
     base = config
     if resume and base is None and (out / RUN_CONFIG_FILE).exists():
         base = out / RUN_CONFIG_FILE  # the run's own configuration, then the flags on top
-    cfg = load_config(base, preset, [*(overrides or []),
-                                     *flag_overrides(data, unlabeled, val, steps, batch_size, lr, device, workers)])
+    cfg = load_config(base, preset, [*(overrides or []), *flag_overrides(data, unlabeled, val, steps, batch_size, lr,
+                                                                        device, workers, minutes)])
     main = int(os.environ.get("RANK", "0")) == 0
+    if minutes is not None and steps is None and not resume:
+        cfg.train.steps = _steps_for(cfg, minutes, main)
     columns = [TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}")]
     live = main and console.is_terminal
@@ -93,6 +101,24 @@ def train(
         if best:
             console.print(f"best {best['metric']} = {best['value']:.4f} at step {best['step']}", markup=False)
         console.print(f"done: {run}", markup=False)
+
+
+def _steps_for(cfg: Any, minutes: float, main: bool) -> int:
+    """The schedule's length for a time budget: steps of ``cfg`` that ``minutes`` hold here."""
+    from hiu_model.train import estimate_steps
+    from hiu_model.train_data import check_training_data
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Each process would time its own steps and could settle on another schedule.
+        raise typer.BadParameter("several processes (torchrun) need --steps beside --minutes", param_hint="--minutes")
+    check_training_data(cfg)  # a wrong path is reported before the timing, not after it
+    if main:
+        console.print(f"timing a few steps to fit the schedule into {minutes:g} minutes", markup=False)
+    steps = estimate_steps(cfg, minutes, cfg.train.batch_size)
+    if main:
+        console.print(f"{steps} steps of batch {cfg.train.batch_size} (train.steps); the run stops at "
+                      f"{minutes:g} minutes either way (train.max_minutes)", markup=False)
+    return steps
 
 
 def register(app: typer.Typer) -> None:

@@ -339,25 +339,25 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
 
 def estimate_steps(cfg: Any, minutes: float, batch_size: int) -> int:
     """Optimizer steps that fit in ``minutes``: a few timed forward/backward passes of the
-    model on this machine (with the run's precision and memory layout), with a margin for
-    data loading and evaluation."""
+    model on this machine's training device (``cfg.train.device``; with the run's precision and
+    memory layout), with a margin for data loading and evaluation."""
     from hiu_model.model import HIUDMTL
 
     torch.manual_seed(0)
-    device = torch.device("cpu")
+    device = distributed.pick_device(cfg.train.device)
     dtype = amp_dtype(cfg.train, device)
     memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
-    model = HIUDMTL(cfg.model).to(memory_format=memory_format)
+    model = HIUDMTL(cfg.model).to(device, memory_format=memory_format)
     optimizer = make_optimizer(model, cfg.train, device)
     size = cfg.model.input_size
-    images = torch.randn(batch_size, 3, size, size).contiguous(memory_format=memory_format)
+    images = torch.randn(batch_size, 3, size, size, device=device).contiguous(memory_format=memory_format)
     rows = silhouette_rows(torch.ones(batch_size), cfg.train.silhouette_samples)
     timings = []
     # One or two timed steps vary by up to 8 % on a shared 2-core machine: time ten after a
     # warm-up step and take the median.
     for _ in range(11):
         start = time.perf_counter()
-        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             output = model(images, None, rows)
             maps = [m.float().mean() for m in (*output.heatmaps, *output.masks, *output.pofs)]
             mesh = [t.mean() for t in (output.vertices, output.silhouette) if t is not None]
@@ -365,6 +365,8 @@ def estimate_steps(cfg: Any, minutes: float, batch_size: int) -> int:
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # kernels run asynchronously: wait before reading the clock
         timings.append(time.perf_counter() - start)
     # Loader and logging overhead: 1.07 measured with one thread, 1.36-1.58 with 2 threads and
     # 2 loader workers on 2 idle cores; 1.45 is what the median needs with two blocks (the

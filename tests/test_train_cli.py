@@ -143,3 +143,46 @@ def test_only_the_main_process_reports_an_interruption(tmp_path: Path, monkeypat
         assert main(["train", "--preset", "tiny", "--data", str(data), "--out", str(tmp_path / "run")]) == 143
         err = capsys.readouterr().err
         assert ("interrupted: SIGTERM at step 5" in err) is is_main
+
+
+def test_minutes_size_the_schedule_and_stop_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    from hiu_model import train as train_module
+
+    data = write_hands(tmp_path / "data", 4, seed=7)
+    timed: list = []
+    estimate = train_module.estimate_steps
+
+    def timing(cfg, minutes: float, batch_size: int) -> int:  # noqa: ANN001
+        timed.append((minutes, batch_size, estimate(cfg, minutes, batch_size)))
+        return timed[-1][2]
+
+    monkeypatch.setattr(train_module, "estimate_steps", timing)
+    common = ["train", "--preset", "tiny", *SMALL, "--batch-size", "2", "--workers", "0"]
+
+    def run_config(run: Path) -> dict:
+        return yaml.safe_load((run / "config.yaml").read_text())["train"]
+
+    assert main([*common, "--data", str(data), "--minutes", "0.02", "--out", str(tmp_path / "a")]) == 0
+    assert len(timed) == 1 and timed[0][:2] == (0.02, 2) and timed[0][2] >= 10
+    assert run_config(tmp_path / "a")["steps"] == timed[0][2]
+    assert run_config(tmp_path / "a")["max_minutes"] == 0.02
+    assert f"{timed[0][2]} steps of batch 2" in " ".join(capsys.readouterr().err.split())
+
+    # --steps sets the schedule: --minutes only stops the run.
+    assert main([*common, "--data", str(data), "--minutes", "5", "--steps", "2", "--out", str(tmp_path / "b")]) == 0
+    assert len(timed) == 1 and run_config(tmp_path / "b")["steps"] == 2 and run_config(tmp_path / "b")["max_minutes"] == 5
+    capsys.readouterr()
+
+    # A wrong folder is named before any timing.
+    assert main([*common, "--data", str(tmp_path / "missing"), "--minutes", "1", "--out", str(tmp_path / "c")]) == 1
+    assert len(timed) == 1 and f"{tmp_path / 'missing'}: no such folder" in capsys.readouterr().err
+
+    # Every process of a torchrun group must run the same schedule: one they would each time is refused.
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main([*common, "--data", str(data), "--minutes", "1", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "several processes (torchrun)" in err and "need --steps" in err
+    assert len(timed) == 1 and not (tmp_path / "d").exists()
