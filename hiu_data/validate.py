@@ -388,7 +388,7 @@ def _decode_job(job: tuple[str, bytes | None, str | None, Any, int, int, Any]) -
     image_problem = None if data is not None or path is not None else ""
     if image_problem is None:
         try:
-            pixels = images.decode_unchanged(images.sample_image_bytes(data, path, root, sid), path or "<embedded>", sid)
+            pixels = images.decode(images.sample_image_bytes(data, path, root, sid), path or "<embedded>", sid)
             if pixels.shape[:2] != (height, width):
                 image_problem = f"decodes to {pixels.shape[1]}x{pixels.shape[0]}, stored size {width}x{height}"
         except CorruptImageError as e:

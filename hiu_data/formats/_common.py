@@ -222,7 +222,7 @@ def image_size(data: bytes, path: str | Path, sample_id: str | None = None) -> t
     Raises:
         CorruptImageError: not an image, a broken header, or a truncated file.
     """
-    from hiu_data.io.images import decode_unchanged, probe_size
+    from hiu_data.io.images import decode, probe_size
 
     size = probe_size(data) if data else None
     is_png, is_jpeg = data[:8] == b"\x89PNG\r\n\x1a\n", data[:2] == b"\xff\xd8"
@@ -235,7 +235,7 @@ def image_size(data: bytes, path: str | Path, sample_id: str | None = None) -> t
             return size
     if is_png or is_jpeg or not data:
         raise CorruptImageError(path, "image cannot be decoded (corrupt header or empty file)", sample_id)
-    image = decode_unchanged(data, str(path), sample_id)
+    image = decode(data, str(path), sample_id)  # the size training sees (EXIF orientation applied)
     return int(image.shape[1]), int(image.shape[0])
 
 

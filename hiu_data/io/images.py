@@ -1,7 +1,9 @@
 """Image helpers over OpenCV: decode embedded or referenced images, read sizes, encode.
 
-Decoded images are (H, W, 3) uint8 RGB (OpenCV's BGR is converted once, here). A file that
-cannot be decoded raises :class:`~hiu_data.errors.CorruptImageError` naming the sample.
+Decoded images are (H, W, 3) uint8 RGB (OpenCV's BGR is converted once, here), turned upright
+by their EXIF orientation as every viewer shows them (phone photos store the sensor's pixels
+and a rotation tag); sizes read from headers follow the same rule. A file that cannot be
+decoded raises :class:`~hiu_data.errors.CorruptImageError` naming the sample.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ def decode(data: bytes, source: str = "<bytes>", sample_id: str | None = None, g
 
 
 def decode_unchanged(data: bytes, source: str = "<bytes>", sample_id: str | None = None) -> np.ndarray:
-    """Decode keeping depth and channels as stored (e.g. 16-bit or label PNGs); BGR order kept."""
+    """Decode keeping depth and channels as stored (e.g. 16-bit or label PNGs); BGR order kept,
+    EXIF orientation not applied (for label maps, which carry none)."""
     buf = np.frombuffer(data, dtype=np.uint8)
     image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
     if image is None:
@@ -63,26 +66,81 @@ def encode(image: np.ndarray, ext: str = ".png", quality: int = 95) -> bytes:
     return buf.tobytes()
 
 
-def probe_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG or JPEG header without decoding; None if unknown."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
-        w, h = struct.unpack(">II", data[16:24])
-        return int(w), int(h)
-    if data[:2] == b"\xff\xd8":
-        i = 2
-        while i + 9 < len(data):
-            if data[i] != 0xFF:
-                return None
-            marker = data[i + 1]
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-                i += 2
-                continue
-            length = struct.unpack(">H", data[i + 2:i + 4])[0]
-            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-                h, w = struct.unpack(">HH", data[i + 5:i + 9])
-                return int(w), int(h)
-            i += 2 + length
+EXIF_ORIENTATION_TAG = 0x0112
+# Orientations 5-8 display the stored pixels turned by 90 degrees: width and height swap.
+_SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def exif_orientation(tiff: bytes) -> int:
+    """The orientation tag (1-8) of an EXIF block (a TIFF header and IFD0); 1 (as stored) when
+    the block has none or cannot be read."""
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return 1
+    (ifd,) = struct.unpack(order + "I", tiff[4:8])
+    if ifd + 2 > len(tiff):
+        return 1
+    (count,) = struct.unpack(order + "H", tiff[ifd:ifd + 2])
+    for entry in range(ifd + 2, min(ifd + 2 + 12 * count, len(tiff) - 11), 12):
+        tag, kind = struct.unpack(order + "HH", tiff[entry:entry + 4])
+        if tag == EXIF_ORIENTATION_TAG and kind == 3:  # SHORT
+            (value,) = struct.unpack(order + "H", tiff[entry + 8:entry + 10])
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def _png_header_size(data: bytes) -> tuple[int, int, int]:
+    """(width, height, EXIF orientation) of a PNG from its IHDR and eXIf chunks."""
+    w, h = struct.unpack(">II", data[16:24])
+    orientation, i = 1, 8
+    while i + 8 <= len(data):
+        length, kind = struct.unpack(">I", data[i:i + 4])[0], data[i + 4:i + 8]
+        if kind == b"eXIf":
+            orientation = exif_orientation(data[i + 8:i + 8 + length])
+        if kind == b"IEND":
+            break
+        i += 12 + length
+    return int(w), int(h), orientation
+
+
+def _jpeg_header_size(data: bytes) -> tuple[int, int, int] | None:
+    """(width, height, EXIF orientation) of a JPEG from its APP1 and start-of-frame segments."""
+    orientation, i = 1, 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        length = struct.unpack(">H", data[i + 2:i + 4])[0]
+        if marker == 0xE1 and data[i + 4:i + 10] == b"Exif\0\0":
+            orientation = exif_orientation(data[i + 10:i + 2 + length])
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+            h, w = struct.unpack(">HH", data[i + 5:i + 9])
+            return int(w), int(h), orientation
+        i += 2 + length
     return None
+
+
+def probe_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a PNG or JPEG as :func:`decode` returns it, from the headers without
+    decoding; None if unknown.
+
+    An EXIF orientation that turns the image by 90 degrees swaps the stored width and height:
+    decoding applies the orientation (as viewers, browsers and the FiftyOne App do), so labels
+    live in the displayed frame.
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        header = _png_header_size(data)
+    elif data[:2] == b"\xff\xd8":
+        header = _jpeg_header_size(data)
+    else:
+        return None
+    if header is None:
+        return None
+    w, h, orientation = header
+    return (h, w) if orientation in _SWAPPING_ORIENTATIONS else (w, h)
 
 
 def sample_image_bytes(image_bytes: bytes | None, image_path: str | None, source_root: str | Path | None,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import numpy as np
 import pytest
 
@@ -34,6 +37,38 @@ def test_image_encode_decode_and_probe(rng: np.random.Generator) -> None:
     assert images.probe_size(jpg) == (17, 10)
     assert images.decode(jpg).shape == (10, 17, 3)
 
+
+
+def exif_block(orientation: int, order: bytes) -> bytes:
+    """A TIFF header and an IFD0 holding only the orientation tag (SHORT), in either byte order."""
+    e = "<" if order == b"II" else ">"
+    return (order + struct.pack(e + "HI", 42, 8) + struct.pack(e + "H", 1)
+            + struct.pack(e + "HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack(e + "I", 0))
+
+
+def with_exif(data: bytes, tiff: bytes) -> bytes:
+    """JPEG: an APP1 Exif segment after SOI; PNG: an eXIf chunk after IHDR."""
+    if data[:2] == b"\xff\xd8":
+        payload = b"Exif\0\0" + tiff
+        return data[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + data[2:]
+    chunk = struct.pack(">I", len(tiff)) + b"eXIf" + tiff + struct.pack(">I", zlib.crc32(b"eXIf" + tiff))
+    return data[:33] + chunk + data[33:]
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png"])
+@pytest.mark.parametrize("order", [b"II", b"MM"])
+def test_sizes_follow_the_exif_orientation_that_decoding_applies(ext: str, order: bytes,
+                                                                   rng: np.random.Generator) -> None:
+    stored = rng.integers(0, 255, (10, 24, 3), dtype=np.uint8)
+    plain = images.encode(stored, ext)
+    for orientation in range(1, 9):
+        data = with_exif(plain, exif_block(orientation, order))
+        decoded = images.decode(data)
+        assert images.probe_size(data) == (decoded.shape[1], decoded.shape[0]), orientation
+        assert decoded.shape[:2] == ((24, 10) if orientation >= 5 else (10, 24)), orientation
+    if ext == ".png":  # lossless: orientation 6 shows the stored pixels turned clockwise
+        np.testing.assert_array_equal(images.decode(with_exif(plain, exif_block(6, order))), np.rot90(stored, -1))
+    assert images.exif_orientation(b"not a tiff block") == 1
 
 def test_corrupt_image_names_the_sample() -> None:
     with pytest.raises(CorruptImageError, match=r"a/b.jpg \(sample rhd/train/00001\)"):

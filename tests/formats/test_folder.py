@@ -119,3 +119,17 @@ def test_writer_round_trip_with_and_without_boxes(tmp_path: Path) -> None:
     folder.write(boxed, tmp_path / "boxed")
     back = list(folder.read(tmp_path / "boxed", boxes=tmp_path / "boxed" / folder.BOXES_FILE))
     assert [a.differences(b) for a, b in zip(boxed, back)] == [[]] * 3
+
+
+def test_a_phone_photo_is_read_upright(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.data_io.test_rle_images import exif_block, with_exif
+
+    # Phones store the sensor's pixels and an EXIF orientation; 6 shows them turned clockwise.
+    stored = np.random.default_rng(1).integers(0, 255, (30, 50, 3), dtype=np.uint8)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "phone.jpg").write_bytes(with_exif(images.encode(stored, ".jpg"), exif_block(6, b"MM")))
+    assert main(["convert", "folder", str(tmp_path / "images"), str(tmp_path / "out")]) == 0
+    row = HandDataset(tmp_path / "out" / "folder")[0]
+    assert (row.width, row.height) == (30, 50) and row.bbox.tolist() == [0, 0, 30, 50]
+    assert images.decode(row.image_bytes).shape == (50, 30, 3)
+    assert main(["validate", str(tmp_path / "out" / "folder")]) == 0, capsys.readouterr().out
