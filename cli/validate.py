@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from hiu_cli._common import DatasetDir, JsonOut, Workers, console
-from hiu_data.validate import validate as validate_dataset
+from hiu_cli._common import DatasetDir, JsonOut, Workers, console, progress_bar
+from hiu_data.validate import rows_to_check, validate as validate_dataset
 
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skipped": "dim"}
 
@@ -29,8 +29,9 @@ def validate(
 
     Example: hiu-data validate ~/hiu/freihand --workers 2
     """
-    report = validate_dataset(dataset_dir, reprojection_px=reprojection_px, max_outlier_fraction=max_outlier_fraction,
-                              check_images=not skip_images, workers=workers)
+    with progress_bar("validate", total=rows_to_check(dataset_dir), unit="rows") as advance:
+        report = validate_dataset(dataset_dir, reprojection_px=reprojection_px, max_outlier_fraction=max_outlier_fraction,
+                                  check_images=not skip_images, workers=workers, progress=advance)
     if json_out:
         typer.echo(report.to_json())
     else:

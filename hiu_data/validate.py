@@ -33,7 +33,7 @@ import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -41,10 +41,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hiu_data.errors import HiuError
-from hiu_data.formats._common import parallel_map, project
+from hiu_data.formats._common import project
 from hiu_data.io.parquet import MANIFEST, find_dataset_dirs, load_manifest, sha256_file
 from hiu_data.schema import HAND_SIDES, SPLITS, check_schema
 from hiu_data.skeleton import BONES, FINGERS, JOINT_INDEX, NUM_JOINTS, ROOT
+from hiu_data.validate_images import check_images_and_masks
 
 HARD, STATISTICAL = "hard", "statistical"
 # Human bone-length ranges in metres (generous: children to large adults, annotation noise).
@@ -131,9 +132,21 @@ class _Check:
         return CheckResult(self.name, self.kind, status, self.checked, self.flagged, self.examples, self.note)
 
 
+def rows_to_check(path: str | Path) -> int:
+    """Rows of every dataset folder at ``path`` as their manifests count them (0 for a folder
+    whose manifest cannot be read: :func:`validate` reports it); the total of ``progress``."""
+    total = 0
+    for folder in find_dataset_dirs(path):
+        try:
+            total += sum(int(n) for n in load_manifest(folder).get("counts", {}).values())
+        except (HiuError, TypeError, ValueError, AttributeError):
+            pass
+    return total
+
+
 def validate(path: str | Path, *, reprojection_px: float = 2.0, tolerance_px: float = 1.0,
              max_outlier_fraction: float = 0.01, check_images: bool = True, workers: int = 1,
-             max_examples: int = 5) -> ValidationReport:
+             max_examples: int = 5, progress: Callable[[int], None] | None = None) -> ValidationReport:
     """Validate every converted dataset folder at ``path`` (see the module docstring for the checks).
 
     Args:
@@ -142,13 +155,15 @@ def validate(path: str | Path, *, reprojection_px: float = 2.0, tolerance_px: fl
         tolerance_px: slack for visible keypoints outside the image border (pixels).
         max_outlier_fraction: statistical checks fail above this fraction of flagged rows.
         check_images: decode every image (the slowest check); ``workers`` processes do it.
+        progress: called with a number of rows whenever the image and mask check (the last and
+            longest) has finished them.
     """
     return ValidationReport([_validate_one(folder, reprojection_px, tolerance_px, max_outlier_fraction, check_images,
-                                           workers, max_examples) for folder in find_dataset_dirs(path)])
+                                           workers, max_examples, progress) for folder in find_dataset_dirs(path)])
 
 
 def _validate_one(folder: Path, reprojection_px: float, tolerance_px: float, max_fraction: float, check_images: bool,
-                  workers: int, max_examples: int) -> DatasetReport:
+                  workers: int, max_examples: int, progress: Callable[[int], None] | None = None) -> DatasetReport:
     names = [("manifest", HARD), ("duplicate_ids", HARD), ("fields", HARD), ("visibility_nan", HARD),
              ("keypoints_in_image", HARD), ("bbox_in_image", HARD), ("images", HARD), ("masks", HARD),
              ("reprojection", STATISTICAL), ("plausible_3d", STATISTICAL), ("joint_order", STATISTICAL),
@@ -181,7 +196,7 @@ def _validate_one(folder: Path, reprojection_px: float, tolerance_px: float, max
             checks[name].note = (checks[name].note + "; " if checks[name].note else "") + \
                 f"{int(pseudo.sum())} pseudo-labelled rows not judged (ranked by confidence for review instead)"
     source_root = (manifest or {}).get("source_root")
-    _check_images_and_masks(shards, checks, check_images, source_root, workers)
+    check_images_and_masks(shards, checks["images"], checks["masks"], check_images, source_root, workers, progress)
     return DatasetReport(str(folder), dataset, len(table), [c.result(max_fraction) for c in checks.values()], percentiles)
 
 
@@ -377,51 +392,3 @@ def _check_order(rows: _Rows, check: _Check, check_2d: _Check) -> None:
 
     _flag(check, rows, use3d, bad, detail)
     _flag(check_2d, rows, use2d, bad, detail)
-
-
-def _decode_job(job: tuple[str, bytes | None, str | None, Any, int, int, Any]) -> tuple[str, str | None, str | None]:
-    """(sample_id, image problem, mask problem) of one row; None = fine, "" = not checked."""
-    from hiu_data.errors import CorruptImageError
-    from hiu_data.io import images, rle
-
-    sid, data, path, root, width, height, mask = job
-    image_problem = None if data is not None or path is not None else ""
-    if image_problem is None:
-        try:
-            pixels = images.decode(images.sample_image_bytes(data, path, root, sid), path or "<embedded>", sid)
-            if pixels.shape[:2] != (height, width):
-                image_problem = f"decodes to {pixels.shape[1]}x{pixels.shape[0]}, stored size {width}x{height}"
-        except CorruptImageError as e:
-            image_problem = e.problem
-    mask_problem = None if mask is not None else ""
-    if mask is not None:
-        try:
-            decoded = rle.decode(mask)
-            if decoded.shape != (height, width):
-                mask_problem = f"decodes to {list(decoded.shape)}, expected [{height}, {width}]"
-        except Exception as e:  # pycocotools raises bare exceptions on malformed counts
-            mask_problem = f"does not decode ({e})"
-    return sid, image_problem, mask_problem
-
-
-def _jobs(shards: list[Path], source_root: Any, with_images: bool) -> Iterator[tuple[Any, ...]]:
-    columns = ["sample_id", "width", "height", "mask"] + (["image"] if with_images else [])
-    for shard in shards:
-        for batch in pq.ParquetFile(shard).iter_batches(batch_size=256, columns=columns):
-            values = batch.to_pydict()
-            for i, sid in enumerate(values["sample_id"]):
-                image = values["image"][i] if with_images else None
-                yield (sid, image and image["bytes"], image and image["path"], source_root,
-                       values["width"][i], values["height"][i], values["mask"][i])
-
-
-def _check_images_and_masks(shards: list[Path], checks: dict[str, _Check], with_images: bool, source_root: Any,
-                            workers: int) -> None:
-    if not with_images:
-        checks["images"].note = "not checked (--skip-images)"
-    for sid, image_problem, mask_problem in parallel_map(_decode_job, _jobs(shards, source_root, with_images),
-                                                         workers, chunksize=16):
-        for name, problem in (("images", image_problem), ("masks", mask_problem)):
-            if problem != "":
-                checks[name].add(1, [sid] if problem else [], [problem] if problem else None)
-

@@ -13,7 +13,7 @@ from hiu_cli.main import main
 from hiu_data.io import rle
 from hiu_data.io.parquet import write_dataset
 from hiu_data.skeleton import RHD_TO_HAND21, STB_TO_HAND21
-from hiu_data.validate import validate
+from hiu_data.validate import rows_to_check, validate
 from tests.formats import test_freihand, test_rhd, test_stb
 
 
@@ -31,8 +31,11 @@ def test_clean_datasets_pass_with_reprojection_percentiles(tmp_path: Path, rhd_r
     write_dataset(test_freihand.make_records(3), tmp_path, "freihand")
     write_dataset(rhd_records, tmp_path, "rhd")
     write_dataset(test_stb.make_records({"B1Counting": 2}), tmp_path, "stb")
-    report = validate(tmp_path, workers=2)
+    done: list[int] = []
+    report = validate(tmp_path, workers=2, progress=done.append)
     assert report.ok, report.to_dict()
+    # The progress follows every row of every dataset, and its total is known before the run.
+    assert sum(done) == sum(d.rows for d in report.datasets) == rows_to_check(tmp_path) > 0
     by_name = {d.dataset: d for d in report.datasets}
     assert set(by_name) == {"freihand", "rhd", "stb"}
     assert by_name["rhd"].reprojection_px["p99"] < 0.5 and by_name["freihand"].reprojection_px["max"] < 0.01
