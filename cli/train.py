@@ -86,7 +86,7 @@ def train(
                                                                         device, workers, minutes)])
     main = int(os.environ.get("RANK", "0")) == 0
     if minutes is not None and steps is None and not resume:
-        cfg.train.steps = _steps_for(cfg, minutes, main)
+        cfg.train.steps = _steps_for(cfg, out, overwrite, minutes)
     columns = [TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}")]
     live = main and console.is_terminal
@@ -103,21 +103,21 @@ def train(
         console.print(f"done: {run}", markup=False)
 
 
-def _steps_for(cfg: Any, minutes: float, main: bool) -> int:
+def _steps_for(cfg: Any, out: Path, overwrite: bool, minutes: float) -> int:
     """The schedule's length for a time budget: steps of ``cfg`` that ``minutes`` hold here."""
-    from hiu_model.train import estimate_steps
+    from hiu_model.train import check_run_dir, estimate_steps
     from hiu_model.train_data import check_training_data
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # Each process would time its own steps and could settle on another schedule.
         raise typer.BadParameter("several processes (torchrun) need --steps beside --minutes", param_hint="--minutes")
-    check_training_data(cfg)  # a wrong path is reported before the timing, not after it
-    if main:
-        console.print(f"timing a few steps to fit the schedule into {minutes:g} minutes", markup=False)
+    # What training would refuse is refused before the timing, not after it.
+    check_run_dir(out, resume=False, overwrite=overwrite)
+    check_training_data(cfg)
+    console.print(f"timing a few steps to fit the schedule into {minutes:g} minutes", markup=False)
     steps = estimate_steps(cfg, minutes, cfg.train.batch_size)
-    if main:
-        console.print(f"{steps} steps of batch {cfg.train.batch_size} (train.steps); the run stops at "
-                      f"{minutes:g} minutes either way (train.max_minutes)", markup=False)
+    console.print(f"{steps} steps of batch {cfg.train.batch_size} (train.steps); the run stops at "
+                  f"{minutes:g} minutes either way (train.max_minutes)", markup=False)
     return steps
 
 

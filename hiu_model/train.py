@@ -117,16 +117,29 @@ def _to_device(batch: dict[str, torch.Tensor], device: torch.device, num_labeled
     return batch, labeled
 
 
-def _prepare_run_dir(run_dir: Path, cfg: Any, resume: bool, overwrite: bool, info: distributed.DistInfo) -> Path | None:
-    """Create or check the run folder; return the checkpoint to resume from (or None)."""
+def check_run_dir(run_dir: str | Path, resume: bool, overwrite: bool) -> Path | None:
+    """The checkpoint a run in ``run_dir`` resumes from (None for a fresh run).
+
+    Raises:
+        HiuError: ``resume`` and the folder holds no checkpoint.
+        OutputExistsError: not ``resume`` and the folder holds a run, without ``overwrite``.
+    """
+    run_dir = Path(run_dir)
     existing = ckpt.list_checkpoints(run_dir)
     if resume:
         if not existing:
             raise HiuError(f"{run_dir}: nothing to resume (no {ckpt.CHECKPOINTS_DIR}/step-*/ with weights)")
         return existing[-1]
-    if existing or (run_dir / "metrics.csv").exists():
-        if not overwrite:
-            raise OutputExistsError(f"{run_dir}: holds a run; pass --resume to continue it or --overwrite to start over")
+    if (existing or (run_dir / "metrics.csv").exists()) and not overwrite:
+        raise OutputExistsError(f"{run_dir}: holds a run; pass --resume to continue it or --overwrite to start over")
+    return None
+
+
+def _prepare_run_dir(run_dir: Path, cfg: Any, resume: bool, overwrite: bool, info: distributed.DistInfo) -> Path | None:
+    """Create or check the run folder; return the checkpoint to resume from (or None)."""
+    resume_from = check_run_dir(run_dir, resume, overwrite)
+    if resume_from is not None:
+        return resume_from
     distributed.barrier(info)
     if info.is_main:
         for name in (ckpt.CHECKPOINTS_DIR, "tensorboard"):

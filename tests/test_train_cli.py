@@ -176,9 +176,11 @@ def test_minutes_size_the_schedule_and_stop_the_run(tmp_path: Path, capsys: pyte
     assert len(timed) == 1 and run_config(tmp_path / "b")["steps"] == 2 and run_config(tmp_path / "b")["max_minutes"] == 5
     capsys.readouterr()
 
-    # A wrong folder is named before any timing.
+    # A wrong folder, or a run folder in use, is named before any timing.
     assert main([*common, "--data", str(tmp_path / "missing"), "--minutes", "1", "--out", str(tmp_path / "c")]) == 1
     assert len(timed) == 1 and f"{tmp_path / 'missing'}: no such folder" in capsys.readouterr().err
+    assert main([*common, "--data", str(data), "--minutes", "1", "--out", str(tmp_path / "a")]) == 1
+    assert len(timed) == 1 and "holds a run" in capsys.readouterr().err
 
     # Every process of a torchrun group must run the same schedule: one they would each time is refused.
     monkeypatch.setenv("WORLD_SIZE", "2")
