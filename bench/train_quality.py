@@ -50,10 +50,11 @@ def main() -> None:
     import torch
 
     from hiu_data.io.parquet import HandDataset
+    from hiu_model.budget import estimate_steps
     from hiu_model.checkpoint import load_checkpoint
     from hiu_model.config import load_config
     from hiu_model.evaluate import evaluate, flatten
-    from hiu_model.train import estimate_steps, train
+    from hiu_model.train import train
     from hiu_model.tta import with_rotation_tta
 
     train_set = ensure_synth(args.data / "train", args.train_images, 0, 0.0)

@@ -105,7 +105,8 @@ def train(
 
 def _steps_for(cfg: Any, out: Path, overwrite: bool, minutes: float) -> int:
     """The schedule's length for a time budget: steps of ``cfg`` that ``minutes`` hold here."""
-    from hiu_model.train import check_run_dir, estimate_steps
+    from hiu_model.budget import estimate_steps
+    from hiu_model.train import check_run_dir
     from hiu_model.train_data import check_training_data
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -164,12 +164,13 @@ def run_demo(options: DemoOptions, reporter: Reporter | None = None) -> DemoResu
 def _train_and_label(options: DemoOptions, result: DemoResult, reporter: Reporter, converted: Path, wild: Path) -> None:
     import torch
 
+    from hiu_model.budget import estimate_steps
     from hiu_model.checkpoint import load_checkpoint
     from hiu_model.config import load_config
     from hiu_model.evaluate import evaluate
     from hiu_model.overlay import predict_files
     from hiu_model.pseudo_label import pseudo_label
-    from hiu_model.train import estimate_steps, train
+    from hiu_model.train import train
 
     out = result.out
     cfg = load_config(preset="tiny")

@@ -350,44 +350,6 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
         distributed.teardown()
 
 
-def estimate_steps(cfg: Any, minutes: float, batch_size: int) -> int:
-    """Optimizer steps that fit in ``minutes``: a few timed forward/backward passes of the
-    model on this machine's training device (``cfg.train.device``; with the run's precision and
-    memory layout), with a margin for data loading and evaluation."""
-    from hiu_model.model import HIUDMTL
-
-    torch.manual_seed(0)
-    device = distributed.pick_device(cfg.train.device)
-    dtype = amp_dtype(cfg.train, device)
-    memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
-    model = HIUDMTL(cfg.model).to(device, memory_format=memory_format)
-    optimizer = make_optimizer(model, cfg.train, device)
-    size = cfg.model.input_size
-    images = torch.randn(batch_size, 3, size, size, device=device).contiguous(memory_format=memory_format)
-    rows = silhouette_rows(torch.ones(batch_size), cfg.train.silhouette_samples)
-    timings = []
-    # One or two timed steps vary by up to 8 % on a shared 2-core machine: time ten after a
-    # warm-up step and take the median.
-    for _ in range(11):
-        start = time.perf_counter()
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            output = model(images, None, rows)
-            maps = [m.float().mean() for m in (*output.heatmaps, *output.masks, *output.pofs)]
-            mesh = [t.mean() for t in (output.vertices, output.silhouette) if t is not None]
-            loss = torch.stack(maps + mesh).sum()
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)  # kernels run asynchronously: wait before reading the clock
-        timings.append(time.perf_counter() - start)
-    # Loader and logging overhead: 1.07 measured with one thread, 1.36-1.58 with 2 threads and
-    # 2 loader workers on 2 idle cores; 1.45 is what the median needs with two blocks (the
-    # 15-minute quality runs stopped 2-4 % short of 1.4 estimates); train.max_minutes remains the hard stop.
-    per_step = float(torch.tensor(timings[1:]).median()) * 1.45
-    return max(10, int(minutes * 60 / per_step))
-
-
 def _validate(model: nn.Module, cfg: Any, sources: list[dict[str, Any]], info: distributed.DistInfo,
               logger: RunLog, step: int, elapsed: float) -> dict[str, float] | None:
     """Evaluate on the validation sources (main process), log, and return the flat overall metrics."""

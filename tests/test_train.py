@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,7 +22,7 @@ from hiu_model.interrupt import TrainingInterrupted
 from hiu_model.run_log import read_metrics
 from hiu_model import train as train_module
 from hiu_model import train_data
-from hiu_model.train import amp_dtype, estimate_steps, lr_factor, silhouette_rows, train
+from hiu_model.train import amp_dtype, lr_factor, silhouette_rows, train
 from tests.targets.handmade import write_hands
 
 # The smallest network that still runs every branch: 32 px crops, one stack, narrow heads.
@@ -210,17 +209,6 @@ def test_mixed_precision_on_the_cpu(amp: str, amx: bool, expected: torch.dtype |
 def test_fp16_on_the_cpu_is_refused() -> None:
     with pytest.raises(HiuError, match="fp16 needs a CUDA device"):
         amp_dtype(load_config(None, "tiny", ["train.amp=fp16"]).train, torch.device("cpu"))
-
-
-@pytest.mark.parametrize("tasks", ["[heatmap]", "[mask]", "[heatmap,mask,pof]", "[heatmap,mesh]"])
-def test_estimate_steps_times_any_task_set(tasks: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A fake clock that advances 0.25 s per reading: every timed step lasts 0.25 s.
-    readings = iter(range(1000))
-    monkeypatch.setattr(train_module, "time", SimpleNamespace(perf_counter=lambda: 0.25 * next(readings)))
-    cfg = load_config(None, "tiny", ["model.input_size=64", "model.num_stacks=1", f"model.tasks={tasks}"])
-    per_step = 0.25 * 1.45  # the measured step, times the loader and logging overhead factor
-    assert estimate_steps(cfg, 1.0, 2) == int(60 / per_step)
-    assert estimate_steps(cfg, 0.001, 2) == 10  # never fewer than ten steps
 
 
 def test_lr_schedule() -> None:

@@ -149,17 +149,17 @@ def test_minutes_size_the_schedule_and_stop_the_run(tmp_path: Path, capsys: pyte
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import yaml
 
-    from hiu_model import train as train_module
+    from hiu_model import budget
 
     data = write_hands(tmp_path / "data", 4, seed=7)
     timed: list = []
-    estimate = train_module.estimate_steps
+    estimate = budget.estimate_steps
 
     def timing(cfg, minutes: float, batch_size: int) -> int:  # noqa: ANN001
         timed.append((minutes, batch_size, estimate(cfg, minutes, batch_size)))
         return timed[-1][2]
 
-    monkeypatch.setattr(train_module, "estimate_steps", timing)
+    monkeypatch.setattr(budget, "estimate_steps", timing)
     common = ["train", "--preset", "tiny", *SMALL, "--batch-size", "2", "--workers", "0"]
 
     def run_config(run: Path) -> dict:

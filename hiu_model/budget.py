@@ -1,0 +1,110 @@
+"""Time budgets: how many optimizer steps fit in a number of minutes on this machine.
+
+``hiu-data train --minutes M`` (and the demo, and ``bench/train_quality.py``) size the cosine
+schedule so that it ends inside the budget; ``train.max_minutes`` stays the hard stop. A step's
+wall time is estimated from a few timed steps of the real network (random crops, the run's
+precision and memory layout) and, on a GPU, from the real data loader too:
+
+- on the CPU the loader's workers and the network share the same cores, so the step costs its
+  compute plus the loading; the measured factor over the compute alone is 1.36-1.58 on 2 cores
+  (2 threads, 2 loader workers), and 1.45 is what 15-minute runs need to end on time;
+- on a GPU the workers prepare the next batches while the device computes, so a step costs
+  whichever is slower, plus a small margin for logging and the host-device copies.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import torch
+
+from hiu_model import distributed
+from hiu_model.optim import make_optimizer
+
+log = logging.getLogger(__name__)
+
+CPU_OVERHEAD = 1.45
+GPU_OVERHEAD = 1.1
+MIN_STEPS = 10
+
+
+def step_seconds(compute_s: float, load_s: float | None, device_type: str) -> float:
+    """Expected wall time of one training step.
+
+    Args:
+        compute_s: seconds of one forward + backward + update of the network alone.
+        load_s: seconds the data loader takes per batch (its workers in parallel), or None when
+            not measured (the CPU estimate folds it into its overhead factor).
+        device_type: ``cpu`` or ``cuda``.
+    """
+    if device_type == "cuda" and load_s is not None:
+        return max(compute_s, load_s) * GPU_OVERHEAD
+    if device_type == "cuda":
+        return compute_s * GPU_OVERHEAD
+    return compute_s * CPU_OVERHEAD
+
+
+def compute_seconds(cfg: Any, batch_size: int, device: torch.device, repeats: int = 10) -> float:
+    """Median seconds of one optimizer step of ``cfg``'s network on random crops on ``device``,
+    after a warm-up step (one or two timed steps vary by up to 8 % on a shared 2-core machine)."""
+    from hiu_model.model import HIUDMTL
+    from hiu_model.train import amp_dtype, silhouette_rows
+
+    torch.manual_seed(0)
+    dtype = amp_dtype(cfg.train, device)
+    memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+    model = HIUDMTL(cfg.model).to(device, memory_format=memory_format)
+    optimizer = make_optimizer(model, cfg.train, device)
+    size = cfg.model.input_size
+    images = torch.randn(batch_size, 3, size, size, device=device).contiguous(memory_format=memory_format)
+    rows = silhouette_rows(torch.ones(batch_size), cfg.train.silhouette_samples)
+    timings = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            output = model(images, None, rows)
+            maps = [m.float().mean() for m in (*output.heatmaps, *output.masks, *output.pofs)]
+            mesh = [t.mean() for t in (output.vertices, output.silhouette) if t is not None]
+            loss = torch.stack(maps + mesh).sum()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # kernels run asynchronously: wait before reading the clock
+        timings.append(time.perf_counter() - start)
+    return float(torch.tensor(timings[1:]).median())
+
+
+def load_seconds(cfg: Any, batch_size: int, batches: int = 8) -> float | None:
+    """Seconds per batch of the training loader over the labeled sources, with the run's
+    loader workers, in steady state (the first two batches, which start the workers, are left
+    out); None without labeled sources."""
+    from hiu_model.sampling import build_loader
+    from hiu_model.train_data import parse_sources
+
+    sources = parse_sources(cfg.train.datasets, "train")
+    if not sources:
+        return None
+    loader = build_loader(sources, cfg.data, batch_size=batch_size, train=True, num_samples=(batches + 2) * batch_size,
+                          seed=cfg.train.seed, num_workers=cfg.train.num_workers)
+    stream = iter(loader)
+    for _ in range(2):
+        next(stream)
+    start = time.perf_counter()
+    for _ in stream:
+        pass
+    return (time.perf_counter() - start) / batches
+
+
+def estimate_steps(cfg: Any, minutes: float, batch_size: int) -> int:
+    """Optimizer steps of ``cfg`` (``batch_size`` per step) that fit in ``minutes`` on this
+    machine's training device (``cfg.train.device``); at least ten."""
+    device = distributed.pick_device(cfg.train.device)
+    compute = compute_seconds(cfg, batch_size, device)
+    load = load_seconds(cfg, batch_size) if device.type == "cuda" else None
+    per_step = step_seconds(compute, load, device.type)
+    log.info("a step: %.3f s of compute%s on %s -> %.3f s with the overhead", compute,
+             f", {load:.3f} s of loading" if load is not None else "", device.type, per_step)
+    return max(MIN_STEPS, int(minutes * 60 / per_step))

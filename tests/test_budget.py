@@ -1,0 +1,43 @@
+"""Time budgets: the step estimate behind ``hiu-data train --minutes``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from hiu_model import budget
+from hiu_model.budget import estimate_steps, load_seconds, step_seconds
+from hiu_model.config import load_config
+from tests.targets.handmade import write_hands
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.mark.parametrize("tasks", ["[heatmap]", "[mask]", "[heatmap,mask,pof]", "[heatmap,mesh]"])
+def test_estimate_steps_times_any_task_set(tasks: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fake clock that advances 0.25 s per reading: every timed step lasts 0.25 s.
+    readings = iter(range(1000))
+    monkeypatch.setattr(budget, "time", SimpleNamespace(perf_counter=lambda: 0.25 * next(readings)))
+    cfg = load_config(None, "tiny", ["model.input_size=64", "model.num_stacks=1", f"model.tasks={tasks}"])
+    per_step = 0.25 * 1.45  # the measured step, times the loader and logging overhead factor
+    assert estimate_steps(cfg, 1.0, 2) == int(60 / per_step)
+    assert estimate_steps(cfg, 0.001, 2) == 10  # never fewer than ten steps
+
+
+def test_a_gpu_step_costs_the_slower_of_compute_and_loading() -> None:
+    # The loader's workers overlap the device's work; on the CPU they compete for the cores.
+    assert step_seconds(0.02, 0.05, "cuda") == pytest.approx(0.05 * 1.1)
+    assert step_seconds(0.05, 0.02, "cuda") == pytest.approx(0.05 * 1.1)
+    assert step_seconds(0.05, None, "cuda") == pytest.approx(0.05 * 1.1)
+    assert step_seconds(0.3, None, "cpu") == pytest.approx(0.3 * 1.45)
+
+
+def test_load_seconds_reads_real_batches(tmp_path: Path) -> None:
+    data = write_hands(tmp_path / "data", 6, seed=2)
+    cfg = load_config(None, "tiny", ["model.input_size=64", "train.num_workers=0",
+                                     f"train.datasets=[{data}]"])
+    assert 0.0 < load_seconds(cfg, 2, batches=3) < 5.0
+    cfg.train.datasets = []
+    assert load_seconds(cfg, 2) is None
