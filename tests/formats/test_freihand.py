@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -239,3 +241,17 @@ def test_rerun_refuses_without_overwrite(tmp_path: Path) -> None:
         convert("freihand", root, tmp_path / "out")
     result = convert("freihand", root, tmp_path / "out", overwrite=True, splits=["test"])
     assert result.counts == {"test": 1}
+
+
+def test_writer_warns_only_about_masks_it_unexpectedly_drops(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    records = make_records(2, versions=("gs",), n_eval=1)
+    masked_eval = [dataclasses.replace(r, mask=records[0].mask) if r.split == "test" else r for r in records]
+    with caplog.at_level(logging.INFO, logger="hiu_data.formats.freihand"):
+        freihand.write(masked_eval, tmp_path / "a")  # the layout has no evaluation masks: expected
+    assert [r.levelno for r in caplog.records if "masks not written" in r.message] == [logging.INFO]
+    caplog.clear()
+    partial = [dataclasses.replace(r, mask=None) if r.sample_id.endswith("00000001") else r for r in records]
+    with caplog.at_level(logging.INFO, logger="hiu_data.formats.freihand"):
+        freihand.write(partial, tmp_path / "b")  # training masks lost for every record: a warning
+    assert [r.levelno for r in caplog.records if "masks not written" in r.message] == [logging.WARNING]
+    assert not (tmp_path / "b" / "training" / "mask").exists()
