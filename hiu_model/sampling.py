@@ -159,6 +159,23 @@ def as_source(entry: Any, split: str | None) -> DataSource:
         raise HiuError(f"data source {path}: weight {weight!r} is not a number") from None
 
 
+def _present_splits(path: str | Path) -> str:
+    """``" (it has: test 572); ..."`` naming the splits a dataset folder does hold, for the error
+    of an empty split; empty when there is nothing to add."""
+    from hiu_data.io.parquet import find_dataset_dirs, load_manifest
+
+    counts: dict[str, int] = {}
+    try:
+        for folder in find_dataset_dirs(path):
+            for split, rows in load_manifest(folder).get("counts", {}).items():
+                counts[split] = counts.get(split, 0) + int(rows)
+    except (HiuError, TypeError, ValueError, AttributeError):
+        return ""
+    present = ", ".join(f"{split} {rows}" for split, rows in sorted(counts.items()) if rows)
+    return (f" (it has: {present}; a source picks its split with {{path: ..., split: ...}} in the config)"
+            if present else "")
+
+
 def _worker_init(_: int) -> None:
     import cv2
 
@@ -201,7 +218,7 @@ def build_loader(sources: Sequence[Any], options: "DataOptions | None" = None, *
     for i, src in enumerate(parsed):
         ds = HandCropDataset(src.path, split=src.split, options=options, train=train, seed=seed + 7919 * i)
         if len(ds) == 0:
-            raise HiuError(f"{src.path}: no rows" + (f" in split {src.split!r}" if src.split else ""))
+            raise HiuError(f"{src.path}: no rows" + (f" in split {src.split!r}{_present_splits(src.path)}" if src.split else ""))
         datasets.append(ds)
     mixed = MixedDataset(datasets)
     if train:
