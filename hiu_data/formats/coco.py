@@ -157,10 +157,22 @@ def _load_image(job: tuple[str, dict[str, Any], list[dict[str, Any]], str, dict[
     image_root = Path(image_root_s)
     first = f"{NAME}/{anns[0]['_split']}/{anns[0].get('id')}"
     image = image_file(image_root, entry["file_name"], images, first)
-    for key, actual in (("width", image.width), ("height", image.height)):
-        if entry.get(key) is not None and int(entry[key]) != actual:
-            raise DatasetFormatError(ctx["path"], f"image {entry['file_name']}: {key} {entry[key]} but the file "
-                                                  f"has {actual}", first)
+    try:
+        listed = {key: None if entry.get(key) is None else int(entry[key]) for key in ("width", "height")}
+    except (TypeError, ValueError):
+        raise DatasetFormatError(ctx["path"], f"image {entry['file_name']}: width and height must be whole numbers, "
+                                              f"got {entry.get('width')!r} x {entry.get('height')!r}", first) from None
+    wrong = [(key, value, actual) for (key, value), actual in zip(listed.items(), (image.width, image.height))
+             if value is not None and value != actual]
+    if wrong:
+        # Images are read upright (EXIF orientation applied); a tool that ignored the tag lists
+        # the stored size, turned.
+        turned = (listed["width"], listed["height"]) == (image.height, image.width)
+        hint = (" (width and height swapped: a file with an EXIF orientation is read upright, and its labels must be "
+                "in that frame)") if turned else ""
+        key, value, actual = wrong[0]
+        raise DatasetFormatError(ctx["path"], f"image {entry['file_name']}: {key} {value} but the file has {actual}{hint}",
+                                 first)
     path = None if image.path is None else str((image_root / entry["file_name"]).resolve())
     base = {"dataset": NAME, "image_bytes": image.data, "image_path": path, "width": image.width, "height": image.height}
     image_id = f"{NAME}/{entry.get('id')}"

@@ -179,7 +179,10 @@ def _hand_file(tmp_path: Path, **changes: object) -> Path:
     ({"categories": [{"id": 1, "name": "person", "keypoints": ["a"] * 17}]}, "no hand keypoints"),
     ({"image_id": 77}, "image id 77"),
     ({"segmentation": {"size": [10, 10], "counts": "abc"}}, "segmentation size"),
-    ({"images": [{"id": 1, "file_name": "a.jpg", "width": 81, "height": 60}]}, "width 81"),
+    ({"images": [{"id": 1, "file_name": "a.jpg", "width": 81, "height": 60}]}, r"width 81 but the file has 80$"),
+    ({"images": [{"id": 1, "file_name": "a.jpg", "width": 60, "height": 80}]},
+     r"width 60 but the file has 80 \(width and height swapped: a file with an EXIF orientation is read upright"),
+    ({"images": [{"id": 1, "file_name": "a.jpg", "width": "wide", "height": 60}]}, "must be whole numbers, got 'wide' x 60"),
     ({"keypoints": [float("nan"), 1.0, 2] * NUM_JOINTS}, "NaN"),
 ])
 def test_bad_coco_files(tmp_path: Path, changes: dict, expected: str) -> None:
