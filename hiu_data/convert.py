@@ -79,7 +79,7 @@ def convert(
             stack.callback(items.close)
         writer = stack.enter_context(DatasetWriter(out, name, options=options, source_root=raw_root.resolve(),
                                                    overwrite=overwrite))
-        for item in items:
+        for item in _named_failures(items, name, raw_root):
             if isinstance(item, Skipped):
                 writer.skip(item.sample_id, item.reason)
                 if len(reasons) < 5:
@@ -98,6 +98,20 @@ def convert(
 
 
 _DONE = object()
+
+# What a reader raises when an annotation file holds a value of an unexpected type or shape that
+# its own checks did not anticipate (the formats name every anticipated problem themselves).
+_UNANTICIPATED = (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RecursionError)
+
+
+def _named_failures(items: Iterator[Any], name: str, raw_root: Path) -> Iterator[Any]:
+    """``items``, with an unanticipated error of the reader turned into one line naming the raw
+    folder and the Python error (``HIU_DEBUG=1`` shows the traceback, chained)."""
+    try:
+        yield from items
+    except _UNANTICIPATED as e:
+        raise DatasetFormatError(raw_root, f"unexpected content in the {name} files ({type(e).__name__}: {e}); "
+                                           "HIU_DEBUG=1 shows where") from e
 
 
 def _prefetch(items: Iterator[Any], depth: int = 4) -> Iterator[Any]:

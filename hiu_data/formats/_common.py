@@ -101,6 +101,16 @@ def load_json(path: Path, expected: str = "a JSON file") -> Any:
         raise DatasetFormatError(path, f"{kind} JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
     except UnicodeDecodeError:
         raise DatasetFormatError(path, "not a UTF-8 JSON file") from None
+    except RecursionError:
+        raise DatasetFormatError(path, "JSON nested too deeply to be an annotation file") from None
+
+
+def id_key(value: Any, path: str | Path, what: str) -> Any:
+    """A JSON id that joins records (COCO image, annotation and category ids): a number, a
+    string or null, never a list or an object (which cannot be looked up)."""
+    if isinstance(value, (list, dict)):
+        raise DatasetFormatError(path, f"{what} must be a number or a string, not {value!r}")
+    return value
 
 
 def as_array(value: Any, shape: tuple[int, ...], path: str | Path, what: str, sample_id: str | None = None,
@@ -213,6 +223,11 @@ class ImageFile:
     height: int
 
 
+# OpenCV refuses to decode an image wider or taller than this (CV_IO_MAX_IMAGE_WIDTH); a header
+# beyond it is damaged or hostile, and would not fit the schema's int32 sizes either.
+MAX_IMAGE_SIDE = 1 << 20
+
+
 def image_size(data: bytes, path: str | Path, sample_id: str | None = None) -> tuple[int, int]:
     """(width, height) of encoded image bytes, checking that the file is complete.
 
@@ -231,6 +246,9 @@ def image_size(data: bytes, path: str | Path, sample_id: str | None = None) -> t
             raise CorruptImageError(path, "truncated PNG (no IEND chunk at the end)", sample_id)
         if is_jpeg and b"\xff\xd9" not in data[-64:]:
             raise CorruptImageError(path, "truncated JPEG (no end-of-image marker)", sample_id)
+        if max(size) > MAX_IMAGE_SIDE:
+            raise CorruptImageError(path, f"header says {size[0]}x{size[1]} pixels, more than any image that decodes "
+                                          f"(at most {MAX_IMAGE_SIDE} a side)", sample_id)
         if size[0] > 0 and size[1] > 0:
             return size
     if is_png or is_jpeg or not data:
@@ -253,6 +271,8 @@ def image_file(root: str | Path, relative: str, images: str, sample_id: str | No
         raise CorruptImageError(path, "missing image file", sample_id) from None
     except IsADirectoryError:
         raise CorruptImageError(path, "expected an image file, found a folder", sample_id) from None
+    except ValueError:  # a NUL character in a name read from an annotation file
+        raise CorruptImageError(repr(path), "not a valid file name", sample_id) from None
     width, height = image_size(data, path, sample_id)
     if images == "embed":
         return ImageFile(data, None, width, height)

@@ -116,7 +116,7 @@ def _load_hand_json(job: tuple[str, str, str, str, str]) -> HandSample:
     sid = sample_id(NAME, split, f"{subset}/{stem}")
     try:
         data = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise DatasetFormatError(path, f"malformed JSON ({e})", sid) from None
     if not isinstance(data, dict) or "hand_pts" not in data or "is_left" not in data:
         raise DatasetFormatError(path, "expected a JSON object with 'hand_pts' and 'is_left'", sid)
@@ -144,10 +144,12 @@ def _load_panoptic_entry(job: tuple[str, str, str, dict[str, Any], str, str]) ->
     sid = sample_id(NAME, "train", f"{PANOPTIC_SUBSET}/{source_id}")
     if not isinstance(entry, dict) or "joint_self" not in entry or "img_paths" not in entry:
         raise DatasetFormatError(path, "root entry needs 'img_paths' and 'joint_self'", sid)
+    if not isinstance(entry["img_paths"], str) or not entry["img_paths"]:
+        raise DatasetFormatError(path, f"img_paths must be a relative image path, not {entry['img_paths']!r}", sid)
     image = image_file(root, str(Path(rel_folder) / entry["img_paths"]), images, sid)
     for key, actual in (("img_width", image.width), ("img_height", image.height)):
-        if key in entry and int(entry[key]) != actual:
-            raise DatasetFormatError(path, f"{key} {entry[key]} disagrees with the image ({actual} px)", sid)
+        if key in entry and not (isinstance(entry[key], (int, float)) and entry[key] == actual):
+            raise DatasetFormatError(path, f"{key} {entry[key]!r} disagrees with the image ({actual} px)", sid)
     kp, vis = _labelled_points(entry["joint_self"], path, "joint_self", sid, image.width, image.height)
     extras: dict[str, Any] = {"hand_side_known": False}
     if entry.get("objpos") is not None:

@@ -39,8 +39,8 @@ from pycocotools import mask as mask_utils
 
 from hiu_data.errors import DatasetFormatError
 from hiu_data.formats import Skipped
-from hiu_data.formats._common import (as_array, bbox_from_keypoints, emit, guarded, image_file, load_json,
-                                      parallel_map, select_splits)
+from hiu_data.formats._common import (as_array, bbox_from_keypoints, emit, guarded, id_key, image_file,
+                                      load_json, parallel_map, select_splits)
 from hiu_data.io.coco import PIXEL_OFFSET, write_coco
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import JOINT_NAMES, NUM_JOINTS
@@ -78,7 +78,7 @@ def _mask(segm: Any, height: int, width: int, path: Path, sid: str) -> dict[str,
         else:
             objs = mask_utils.frPyObjects(segm, height, width)
             rle = mask_utils.merge(objs) if isinstance(objs, list) else objs
-    except (TypeError, ValueError, KeyError, IndexError) as e:
+    except Exception as e:  # pycocotools raises bare exceptions on inputs it does not support
         raise DatasetFormatError(path, f"segmentation is neither RLE nor polygons ({e})", sid) from None
     if [int(rle["size"][0]), int(rle["size"][1])] != [height, width]:
         raise DatasetFormatError(path, f"segmentation size {list(rle['size'])} is not the image's [{height}, {width}]", sid)
@@ -103,14 +103,28 @@ def _side(ann: dict[str, Any], category: str) -> str | None:
     return next((s for s in ("left", "right") if s in category.lower()), None)
 
 
+def _hiu_block(ann: dict[str, Any], path: Path, sid: str) -> dict[str, Any]:
+    """The ``hiu`` object of an annotation (what an hiu export adds), its fields type-checked."""
+    hiu = ann.get("hiu") if isinstance(ann.get("hiu"), dict) else {}
+    for key in ("subset", "label_source", "review_status", "sample_id"):
+        if hiu.get(key) is not None and not isinstance(hiu[key], str):
+            raise DatasetFormatError(path, f"hiu.{key} must be a string, not {hiu[key]!r}", sid)
+    confidence = hiu.get("confidence")
+    if confidence is not None and (isinstance(confidence, bool) or not isinstance(confidence, (int, float))):
+        raise DatasetFormatError(path, f"hiu.confidence must be a number, not {confidence!r}", sid)
+    if hiu.get("extras") is not None and not isinstance(hiu["extras"], dict):
+        raise DatasetFormatError(path, f"hiu.extras must be an object, not {hiu['extras']!r}", sid)
+    return hiu
+
+
 def _hand_rows(ann: dict[str, Any], ctx: dict[str, Any], width: int, height: int, image_id: str,
                base: dict[str, Any]) -> list[HandSample]:
     path, offset = ctx["path"], ctx["pixel_offset"]
     rows = []
-    if ann.get("category_id") in ctx["hand_categories"] and "keypoints" in ann:
-        hiu = ann.get("hiu") if isinstance(ann.get("hiu"), dict) else {}
+    if id_key(ann.get("category_id"), path, "category_id") in ctx["hand_categories"] and "keypoints" in ann:
         split = ann["_split"]
         sid = f"{NAME}/{split}/{ann.get('id')}"
+        hiu = _hiu_block(ann, path, sid)
         kp2, vis = _keypoints(ann["keypoints"], ctx["order"], offset, path, "keypoints", sid)
         side = _side(ann, ctx["hand_categories"][ann["category_id"]])
         extras = dict(hiu.get("extras") or {}) if "extras" in hiu else {}
@@ -159,7 +173,7 @@ def _load_image(job: tuple[str, dict[str, Any], list[dict[str, Any]], str, dict[
     image = image_file(image_root, entry["file_name"], images, first)
     try:
         listed = {key: None if entry.get(key) is None else int(entry[key]) for key in ("width", "height")}
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise DatasetFormatError(ctx["path"], f"image {entry['file_name']}: width and height must be whole numbers, "
                                               f"got {entry.get('width')!r} x {entry.get('height')!r}", first) from None
     wrong = [(key, value, actual) for (key, value), actual in zip(listed.items(), (image.width, image.height))
@@ -185,7 +199,7 @@ def _hand_categories(data: dict[str, Any], path: Path) -> tuple[dict[Any, str], 
     order = np.arange(NUM_JOINTS)
     if hands and sorted(hands[0]["keypoints"]) == sorted(JOINT_NAMES):
         order = np.array([hands[0]["keypoints"].index(name) for name in JOINT_NAMES])
-    return {c.get("id"): str(c.get("name", "")) for c in hands}, order
+    return {id_key(c.get("id"), path, "categories[].id"): str(c.get("name", "")) for c in hands}, order
 
 
 def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embed", on_error: str = "fail",
@@ -231,8 +245,9 @@ def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embe
         hiu = ann.get("hiu") if isinstance(ann.get("hiu"), dict) else {}
         ann_split = hiu.get("split") if hiu.get("split") in SPLITS else default_split
         if ann_split in wanted:
-            by_image.setdefault(ann.get("image_id"), []).append({**ann, "_split": ann_split})
-    entries = {im.get("id"): im for im in data["images"] if isinstance(im, dict)}
+            by_image.setdefault(id_key(ann.get("image_id"), path, "annotations[].image_id"), []).append(
+                {**ann, "_split": ann_split})
+    entries = {id_key(im.get("id"), path, "images[].id"): im for im in data["images"] if isinstance(im, dict)}
     missing = [i for i in by_image if i not in entries or not isinstance(entries[i].get("file_name"), str)]
     if missing:
         raise DatasetFormatError(path, f"annotations refer to image id {missing[0]!r}, which has no images entry "

@@ -35,8 +35,8 @@ import numpy as np
 
 from hiu_data.errors import DatasetFormatError
 from hiu_data.formats import Skipped
-from hiu_data.formats._common import (UnsupportedSampleError, emit, guarded, image_file, load_json, parallel_map,
-                                      select_splits)
+from hiu_data.formats._common import (UnsupportedSampleError, emit, guarded, id_key, image_file, load_json,
+                                      parallel_map, select_splits)
 from hiu_data.io.images import decode, encode, sample_image_bytes
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import NUM_JOINTS
@@ -88,8 +88,10 @@ def load_boxes(path: Path, known: Sequence[str], min_score: float = 0.0) -> dict
     if isinstance(data, dict):
         if not isinstance(data.get("annotations"), list):
             raise DatasetFormatError(path, "expected a COCO dict with 'annotations' (and 'images') or a list of detections")
-        names = {im.get("id"): im.get("file_name") for im in data.get("images", []) if isinstance(im, dict)}
-        categories = {c.get("id"): str(c.get("name", "")) for c in data.get("categories", []) if isinstance(c, dict)}
+        names = {id_key(im.get("id"), path, "images[].id"): im.get("file_name")
+                 for im in data.get("images", []) if isinstance(im, dict)}
+        categories = {id_key(c.get("id"), path, "categories[].id"): str(c.get("name", ""))
+                      for c in data.get("categories", []) if isinstance(c, dict)}
         detections = data["annotations"]
     elif isinstance(data, list):
         detections = data
@@ -103,7 +105,8 @@ def load_boxes(path: Path, known: Sequence[str], min_score: float = 0.0) -> dict
     for number, det in enumerate(detections):
         if not isinstance(det, dict):
             raise DatasetFormatError(path, f"detection {number} is not an object")
-        name = det.get("file_name") or names.get(det.get("image_id"), det.get("image_id"))
+        image_id = id_key(det.get("image_id"), path, f"detection {number}: image_id")
+        name = det.get("file_name") or names.get(image_id, image_id)
         if not isinstance(name, str):
             raise DatasetFormatError(path, f"detection {number}: image_id {det.get('image_id')!r} names no image "
                                            "(give an 'images' list or file names)")
@@ -118,9 +121,11 @@ def load_boxes(path: Path, known: Sequence[str], min_score: float = 0.0) -> dict
         if len(bbox) != 4 or not np.isfinite(bbox).all() or bbox[2] <= 0 or bbox[3] <= 0:
             raise DatasetFormatError(path, f"detection {number}: bbox {bbox} is not a finite box of positive size")
         score = det.get("score")
-        if score is not None and float(score) < min_score:
+        if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
+            raise DatasetFormatError(path, f"detection {number}: score must be a number, not {score!r}")
+        if score is not None and score < min_score:
             continue
-        side = _side_of(det, categories.get(det.get("category_id"), ""))
+        side = _side_of(det, categories.get(id_key(det.get("category_id"), path, f"detection {number}: category_id"), ""))
         boxes.setdefault(rel, []).append((bbox, side, None if score is None else float(score)))
     return boxes
 

@@ -130,6 +130,8 @@ class _Labels:
         flat = number_lists(text, shapes, self.n if self.n >= 0 else None)
         arr = flat.reshape((len(flat),) + shape) if flat is not None else self._parse(path, shapes, what)
         if self.n < 0:
+            if len(arr) == 0:
+                raise DatasetFormatError(path, f"an empty list: no {what} entries, so no samples")
             self.n = len(arr)
         bad = ~np.isfinite(arr.reshape(self.n, -1)).all(axis=1)
         for i in np.flatnonzero(bad):

@@ -129,7 +129,7 @@ def _load_pair(job: tuple[str, str, str, str | None, str, str | None, str]) -> l
     sid = sample_id(NAME, split, stem)
     try:
         data = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise DatasetFormatError(path, f"malformed JSON ({e})", sid) from None
     if not isinstance(data, dict) or "pts2d_2hand" not in data or "hand_type" not in data:
         raise DatasetFormatError(path, "expected a JSON object with 'pts2d_2hand' and 'hand_type'", sid)

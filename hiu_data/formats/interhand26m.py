@@ -51,8 +51,8 @@ import numpy as np
 from hiu_data.errors import DatasetFormatError
 from hiu_data.formats import Skipped
 from hiu_data.formats._common import (UnsupportedSampleError, as_array, bbox_from_keypoints, emit, encoded_image,
-                                      guarded, image_file, load_json, parallel_map, project, require_dir, require_labels, sample_id,
-                                      select_splits, visibility_in_image)
+                                      guarded, id_key, image_file, load_json, parallel_map, project, require_dir,
+                                      require_labels, sample_id, select_splits, visibility_in_image)
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import INTERHAND_LEFT_TO_HAND21, INTERHAND_RIGHT_TO_HAND21, NUM_JOINTS, scatter
 
@@ -118,9 +118,14 @@ def _load_image(job: tuple[str, str, str, dict[str, Any]]) -> list[HandSample]:
         vis = visibility_in_image(kp2, image.width, image.height)
         extras = dict(base_extras)
         pose = betas = None
-        fit = (meta.get("mano") or {}).get(side)
+        fits, mano_path = meta.get("mano") or {}, meta["mano_path"]
+        if not isinstance(fits, dict):
+            raise DatasetFormatError(mano_path, f"a frame's entry must be an object of 'left' / 'right' fits, not "
+                                                f"{str(fits)[:40]}", sid)
+        fit = fits.get(side)
+        if fit and not isinstance(fit, dict):
+            raise DatasetFormatError(mano_path, f"the {side} fit must be an object with 'pose' and 'shape'", sid)
         if fit:
-            mano_path = meta["mano_path"]
             pose = as_array(fit.get("pose"), (48,), mano_path, f"{side} pose", sid).copy()
             betas = as_array(fit.get("shape"), (10,), mano_path, f"{side} shape", sid)
             pose[:3] = _axis_angle(camrot @ _rotation_matrix(pose[:3]))
@@ -146,7 +151,8 @@ def _image_jobs(root: Path, split: str, images: str) -> tuple[list[tuple], int]:
     cameras = load_json(paths["camera"], f"the InterHand2.6M {split} cameras")
     joints = load_json(paths["joint_3d"], f"the InterHand2.6M {split} 3D joints")
     mano = load_json(paths["MANO_NeuralAnnot"]) if paths["MANO_NeuralAnnot"].is_file() else None
-    annotations = {ann.get("image_id"): ann for ann in data["annotations"] if isinstance(ann, dict)}
+    annotations = {id_key(ann.get("image_id"), paths["data"], "annotations[].image_id"): ann
+                   for ann in data["annotations"] if isinstance(ann, dict)}
     jobs, absent = [], 0
     for entry in data["images"]:
         if not isinstance(entry, dict) or not isinstance(entry.get("file_name"), str):

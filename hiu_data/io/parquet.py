@@ -91,7 +91,13 @@ class _SplitWriter:
     def flush(self) -> None:
         if not self.buffer:
             return
-        table = samples_to_table(self.buffer)
+        try:
+            table = samples_to_table(self.buffer)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as e:
+            # A value of the wrong type or range that the reader let through: name the rows.
+            ids = [s.sample_id for s in self.buffer]
+            where = ids[0] if len(ids) == 1 else f"one of {ids[0]} .. {ids[-1]}"
+            raise SchemaError(f"sample {where}: a value does not fit the hand_sample schema ({e})") from e
         self.buffer = []
         self._write(table)
 
@@ -236,7 +242,11 @@ class DatasetWriter:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is None:
-            self.commit()
+            try:
+                self.commit()  # writes the last buffered rows, which can still fail
+            except BaseException:
+                self.abort()
+                raise
         else:
             self.abort()
 

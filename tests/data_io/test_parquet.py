@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -138,6 +139,17 @@ def test_interrupted_write_leaves_no_dataset_folder(tmp_path: Path) -> None:
                 writer.add(r)
     assert list(tmp_path.iterdir()) == []
 
+
+
+def test_a_value_that_does_not_fit_names_the_rows_and_leaves_nothing(tmp_path: Path) -> None:
+    records = random_records(5)
+    # The last rows are written when the writer commits: that failure must clean up too.
+    records[3] = dataclasses.replace(records[3], width=2**31)
+    same_split = [r.sample_id for r in records if r.split == records[3].split]  # rows are buffered per split
+    with pytest.raises(SchemaError, match=rf"one of {same_split[0]} .. {same_split[-1]}: a value does not "
+                                          "fit the hand_sample schema"):
+        write_dataset(records, tmp_path, "synthetic")
+    assert list(tmp_path.iterdir()) == []
 
 def test_existing_output_refused_unless_overwrite(tmp_path: Path) -> None:
     write_dataset(random_records(4), tmp_path, "synthetic")

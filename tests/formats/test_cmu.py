@@ -170,6 +170,14 @@ def test_hand143_placeholder_side_and_bad_size(tmp_path: Path) -> None:
     path.write_text(json.dumps(data))
     with pytest.raises(DatasetFormatError, match="img_width"):
         _read_all(tmp_path)
+    data["root"][0]["img_width"] = "wide"
+    path.write_text(json.dumps(data))
+    with pytest.raises(DatasetFormatError, match="img_width 'wide' disagrees with the image"):
+        _read_all(tmp_path)
+    data["root"][0]["img_paths"] = None
+    path.write_text(json.dumps(data))
+    with pytest.raises(DatasetFormatError, match="img_paths must be a relative image path, not None"):
+        _read_all(tmp_path)
 
 
 def test_writer_accepts_foreign_records(tmp_path: Path) -> None:

@@ -184,6 +184,13 @@ def _hand_file(tmp_path: Path, **changes: object) -> Path:
      r"width 60 but the file has 80 \(width and height swapped: a file with an EXIF orientation is read upright"),
     ({"images": [{"id": 1, "file_name": "a.jpg", "width": "wide", "height": 60}]}, "must be whole numbers, got 'wide' x 60"),
     ({"keypoints": [float("nan"), 1.0, 2] * NUM_JOINTS}, "NaN"),
+    ({"hiu": {"label_source": 5}}, "hiu.label_source must be a string, not 5"),
+    ({"hiu": {"confidence": "high"}}, "hiu.confidence must be a number, not 'high'"),
+    ({"hiu": {"extras": [1, 2]}}, r"hiu.extras must be an object, not \[1, 2\]"),
+    ({"segmentation": [[1, 2]]}, "segmentation is neither RLE nor polygons"),
+    ({"image_id": [1]}, r"annotations\[\].image_id must be a number or a string, not \[1\]"),
+    ({"category_id": {"a": 1}}, "category_id must be a number or a string"),
+    ({"images": [{"id": 1, "file_name": "a.jpg", "width": 1e400, "height": 60}]}, "must be whole numbers, got inf"),
 ])
 def test_bad_coco_files(tmp_path: Path, changes: dict, expected: str) -> None:
     path = _hand_file(tmp_path, **changes)

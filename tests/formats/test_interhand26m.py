@@ -188,6 +188,23 @@ def test_bad_annotations_name_file_and_sample(tmp_path: Path, kind: str) -> None
     assert len(skipped) == (1 if kind != "no_camera" else 2)
 
 
+
+@pytest.mark.parametrize("frame_entry, expected", [
+    ([1], "a frame's entry must be an object of 'left' / 'right' fits"),
+    ({"right": "x", "left": "x"}, "fit must be an object with 'pose' and 'shape'"),
+])
+def test_malformed_mano_fits_name_the_file(tmp_path: Path, frame_entry: object, expected: str) -> None:
+    ih.write(interhand_records(1, cameras=1), tmp_path)
+    mano_path = ih.annotation_path(tmp_path, "train", "MANO_NeuralAnnot")
+    fits = json.loads(mano_path.read_text())
+    capture = next(iter(fits))
+    frame = next(iter(fits[capture]))
+    fits[capture][frame] = frame_entry
+    mano_path.write_text(json.dumps(fits))
+    with pytest.raises(DatasetFormatError, match=expected) as err:
+        _read(tmp_path)
+    assert mano_path.name in str(err.value)
+
 def test_corrupt_image_is_reported(tmp_path: Path) -> None:
     ih.write(interhand_records(1, cameras=1), tmp_path)
     (jpg,) = (tmp_path / "images" / "train").rglob("*.jpg")
