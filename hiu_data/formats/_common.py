@@ -130,7 +130,18 @@ def as_array(value: Any, shape: tuple[int, ...], path: str | Path, what: str, sa
         bad = ~np.isfinite(arr) if not allow_nan else np.isinf(arr)
         if bad.any():
             raise DatasetFormatError(path, f"{what} contains NaN or inf", sample_id)
+        if beyond_float32(arr).any():
+            raise DatasetFormatError(path, f"{what} holds a value beyond the float32 range it is stored in", sample_id)
     return arr
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def beyond_float32(values: np.ndarray) -> np.ndarray:
+    """Where finite ``values`` would become inf when stored as float32 (bool, same shape)."""
+    with np.errstate(invalid="ignore"):
+        return np.abs(values) > FLOAT32_MAX
 
 
 # --- derived labels ---------------------------------------------------------------------

@@ -59,9 +59,9 @@ from pycocotools import mask as mask_utils
 from hiu_data.errors import CorruptImageError, DatasetFormatError
 from hiu_data.formats import Skipped
 from hiu_data.formats._common import (Failure, ImageFile, UnsupportedSampleError, bboxes_from_keypoints,
-                                      encoded_image, guarded, image_file, json_floats, load_json, parallel_map,
-                                      project, require_dir, require_file, require_labels, sample_id, select_splits,
-                                      visibility_in_image)
+                                      beyond_float32, encoded_image, guarded, image_file, json_floats, load_json,
+                                      parallel_map, project, require_dir, require_file, require_labels, sample_id,
+                                      select_splits, visibility_in_image)
 from hiu_data.io import images as image_io
 from hiu_data.io.json_numbers import number_lists
 from hiu_data.io import rle
@@ -99,12 +99,15 @@ class _Labels:
         self.K = self._load(k_path, (3, 3), "K")
         self.xyz = self._load(root / f"{raw}_xyz.json", (NUM_JOINTS, 3), "xyz (21x3 metres)", optional=True)
         self.mano = self._load(root / f"{raw}_mano.json", (MANO_SIZE,), "MANO parameters (61 values)", optional=True)
-        if self.xyz is not None:
-            self.kp2d = project(self.xyz, self.K).astype(np.float32)
-            self.xyz32 = self.xyz.astype(np.float32)
-        self.K32 = self.K.astype(np.float32)
-        if self.mano is not None:
-            self.mano32 = self.mano.astype(np.float32)
+        # Entries out of the float32 range are already in ``problems`` (their samples fail or
+        # are skipped); the casts of the whole lists must not warn about them.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if self.xyz is not None:
+                self.kp2d = project(self.xyz, self.K).astype(np.float32)
+                self.xyz32 = self.xyz.astype(np.float32)
+            self.K32 = self.K.astype(np.float32)
+            if self.mano is not None:
+                self.mano32 = self.mano.astype(np.float32)
 
     def extras(self, idx: int) -> str:
         """The ``extras`` JSON text of annotation ``idx`` (shared by its versions; built once)."""
@@ -133,9 +136,10 @@ class _Labels:
             if len(arr) == 0:
                 raise DatasetFormatError(path, f"an empty list: no {what} entries, so no samples")
             self.n = len(arr)
-        bad = ~np.isfinite(arr.reshape(self.n, -1)).all(axis=1)
+        entries = arr.reshape(self.n, -1)
+        bad = ~np.isfinite(entries).all(axis=1) | beyond_float32(entries).any(axis=1)  # float32 columns would hold inf
         for i in np.flatnonzero(bad):
-            self.problems.setdefault(int(i), (path, f"entry {i}: {what} contains NaN or inf"))
+            self.problems.setdefault(int(i), (path, f"entry {i}: {what} contains NaN or inf (or a value beyond float32)"))
         return arr
 
     def _parse(self, path: Path, shapes: tuple[tuple[int, ...], ...], what: str) -> np.ndarray:

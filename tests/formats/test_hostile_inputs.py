@@ -3,6 +3,7 @@ naming the file, never a traceback or a value that wraps around."""
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from hiu_cli.main import main
 from hiu_data import formats
 from hiu_data.errors import CorruptImageError, DatasetFormatError
-from hiu_data.formats._common import MAX_IMAGE_SIDE, image_file, image_size, load_json
+from hiu_data.formats._common import MAX_IMAGE_SIDE, as_array, image_file, image_size, load_json
 from tests.formats.test_freihand import _fresh
 
 
@@ -67,3 +68,15 @@ def test_an_unanticipated_reader_error_is_one_line_naming_the_folder(tmp_path: P
     assert err == (f"error: {root}: unexpected content in the freihand files (TypeError: unhashable type: 'list'); "
                    "HIU_DEBUG=1 shows where")
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_values_beyond_float32_are_refused_not_stored_as_inf(tmp_path: Path) -> None:
+    with pytest.raises(DatasetFormatError, match="xyz holds a value beyond the float32 range"):
+        as_array([1e39, 0.0, 1.0], (3,), "a.json", "xyz")
+    assert as_array([3e38, 0.0, 1.0], (3,), "a.json", "xyz")[0] == 3e38
+    root = _fresh(tmp_path)
+    xyz = json.loads((root / "training_xyz.json").read_text())
+    xyz[1][3][2] = 1e39
+    (root / "training_xyz.json").write_text(json.dumps(xyz))
+    with pytest.raises(DatasetFormatError, match=r"training_xyz.json \(sample freihand/train/00000001\): entry 1: .*beyond"):
+        list(formats.get("freihand").read(root, splits=["train"]))
