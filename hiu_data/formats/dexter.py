@@ -40,10 +40,9 @@ import numpy as np
 
 from hiu_data.errors import DatasetFormatError
 from hiu_data.formats import Skipped
-from hiu_data.formats._common import (UnsupportedSampleError, bbox_from_keypoints, emit, encoded_image, guarded,
-                                      image_file,
-                                      parallel_map, project, require_dir, sample_id,
-                                      select_splits, visibility_in_image)
+from hiu_data.formats._common import (UnsupportedSampleError, bbox_from_keypoints, beyond_float32, emit,
+                                      encoded_image, guarded, image_file, parallel_map, project, require_dir,
+                                      sample_id, select_splits, visibility_in_image)
 from hiu_data.io.images import encode
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import DEXTER_TIPS_TO_HAND21_SLOTS, NUM_JOINTS
@@ -98,8 +97,8 @@ def _parse_lines(path: Path, values: int) -> list[np.ndarray]:
         if row.shape != (NUM_TIPS, values):
             raise DatasetFormatError(path, f"line {number}: expected {NUM_TIPS} fields of {values} numbers, "
                                            f"got {len(fields)} field(s)")
-        if not np.isfinite(row).all():
-            raise DatasetFormatError(path, f"line {number}: contains NaN or inf")
+        if not np.isfinite(row).all() or beyond_float32(row).any():
+            raise DatasetFormatError(path, f"line {number}: contains NaN or inf (or a value beyond float32)")
         rows.append(row)
     return rows
 

@@ -44,9 +44,9 @@ import numpy as np
 
 from hiu_data.errors import DatasetFormatError, HiuError
 from hiu_data.formats import Skipped
-from hiu_data.formats._common import (Failure, ImageFile, UnsupportedSampleError, bboxes_from_keypoints, emit,
-                                      encoded_image, guarded, image_file, parallel_map, project, require_labels,
-                                      select_splits, visibility_in_image)
+from hiu_data.formats._common import (Failure, ImageFile, UnsupportedSampleError, bboxes_from_keypoints,
+                                      beyond_float32, emit, encoded_image, guarded, image_file, parallel_map, project,
+                                      require_labels, select_splits, visibility_in_image)
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import JOINT_INDEX, NUM_JOINTS, STB_TO_HAND21, gather, scatter
 
@@ -173,7 +173,7 @@ def _read_labels(root: Path, seq: str, kind: str, streams: list[str], images: st
                  workers: int) -> Iterator[HandSample | Failure]:
     path = root / "labels" / f"{seq}_{kind}.mat"
     para_m = _load_hand_para(path) / 1000.0
-    bad = ~np.isfinite(para_m).all(axis=(1, 2))
+    bad = ~np.isfinite(para_m).all(axis=(1, 2)) | beyond_float32(para_m).any(axis=(1, 2))
     folder = _image_folder(root, seq)
     relative = folder.relative_to(root).as_posix()
     split = split_of(seq)
@@ -190,7 +190,7 @@ def _read_labels(root: Path, seq: str, kind: str, streams: list[str], images: st
         jobs = [(str(root), f"{relative}/{stream}_{i}.png", images, sid) for i, sid in enumerate(sids)]
         for i, image in enumerate(parallel_map(guarded(_image_job), jobs, workers, chunksize=16, threads=True)):
             if bad[i]:
-                yield Failure(str(path), f"frame {i}: handPara contains NaN or inf", sids[i])
+                yield Failure(str(path), f"frame {i}: handPara contains NaN or inf (or a value beyond float32)", sids[i])
             elif isinstance(image, Failure):
                 yield image
             else:
