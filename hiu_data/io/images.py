@@ -17,6 +17,9 @@ import numpy as np
 from hiu_data.errors import CorruptImageError
 
 cv2.setNumThreads(1)
+# A corrupt image is reported once, as a CorruptImageError naming the file and the sample;
+# OpenCV's own warning lines on stderr would only come before that message.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 def decode(data: bytes, source: str = "<bytes>", sample_id: str | None = None, grayscale: bool = False) -> np.ndarray:
