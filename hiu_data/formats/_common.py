@@ -121,8 +121,11 @@ def as_array(value: Any, shape: tuple[int, ...], path: str | Path, what: str, sa
         DatasetFormatError: wrong shape, non-numeric, or NaN/inf (naming ``what`` and the sample).
     """
     try:
-        arr = np.asarray(value, dtype=dtype)
-    except (TypeError, ValueError):
+        if np.asarray(value).dtype.kind in "bMmSUV":  # booleans, dates, text: numbers only by accident
+            raise ValueError("not numbers")
+        with np.errstate(over="ignore"):  # a value beyond ``dtype`` becomes inf, refused below
+            arr = np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError, OverflowError):
         raise DatasetFormatError(path, f"{what} is not a numeric array of shape {shape}", sample_id) from None
     if arr.shape != shape:
         raise DatasetFormatError(path, f"{what} has shape {arr.shape}, expected {shape}", sample_id)

@@ -123,7 +123,7 @@ def _hand_rows(ann: dict[str, Any], ctx: dict[str, Any], width: int, height: int
     rows = []
     if id_key(ann.get("category_id"), path, "category_id") in ctx["hand_categories"] and "keypoints" in ann:
         split = ann["_split"]
-        sid = f"{NAME}/{split}/{ann.get('id')}"
+        sid = f"{NAME}/{split}/{id_key(ann.get('id'), path, 'annotations[].id')}"
         hiu = _hiu_block(ann, path, sid)
         kp2, vis = _keypoints(ann["keypoints"], ctx["order"], offset, path, "keypoints", sid)
         side = _side(ann, ctx["hand_categories"][ann["category_id"]])

@@ -121,8 +121,9 @@ def load_boxes(path: Path, known: Sequence[str], min_score: float = 0.0) -> dict
         if len(bbox) != 4 or not np.isfinite(bbox).all() or bbox[2] <= 0 or bbox[3] <= 0:
             raise DatasetFormatError(path, f"detection {number}: bbox {bbox} is not a finite box of positive size")
         score = det.get("score")
-        if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
-            raise DatasetFormatError(path, f"detection {number}: score must be a number, not {score!r}")
+        if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))
+                                  or not np.isfinite(score)):
+            raise DatasetFormatError(path, f"detection {number}: score must be a finite number, not {score!r}")
         if score is not None and score < min_score:
             continue
         side = _side_of(det, categories.get(id_key(det.get("category_id"), path, f"detection {number}: category_id"), ""))

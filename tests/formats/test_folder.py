@@ -89,8 +89,9 @@ def test_boxes_give_one_row_per_box(tmp_path: Path) -> None:
     ([{"image_id": "a.jpg"}], "needs 'bbox'"),
     ([{"image_id": 3, "bbox": [0, 0, 1, 1]}], "names no image"),
     ({"images": []}, "expected a COCO dict"),
-    ([{"image_id": "a.jpg", "bbox": [0, 0, 1, 1], "score": "high"}], "score must be a number, not 'high'"),
+    ([{"image_id": "a.jpg", "bbox": [0, 0, 1, 1], "score": "high"}], "score must be a finite number, not 'high'"),
     ([{"image_id": ["a.jpg"], "bbox": [0, 0, 1, 1]}], "image_id must be a number or a string"),
+    ([{"image_id": "a.jpg", "bbox": [0, 0, 1, 1], "score": float("nan")}], "score must be a finite number, not nan"),
     ({"images": [{"id": [1], "file_name": "a.jpg"}], "annotations": []}, r"images\[\].id must be a number"),
 ])
 def test_bad_boxes_file(tmp_path: Path, dets: object, expected: str) -> None:

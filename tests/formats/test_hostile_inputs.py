@@ -80,3 +80,9 @@ def test_values_beyond_float32_are_refused_not_stored_as_inf(tmp_path: Path) -> 
     (root / "training_xyz.json").write_text(json.dumps(xyz))
     with pytest.raises(DatasetFormatError, match=r"training_xyz.json \(sample freihand/train/00000001\): entry 1: .*beyond"):
         list(formats.get("freihand").read(root, splits=["train"]))
+
+
+@pytest.mark.parametrize("value", [[True, False, True], ["1.0", "2", "3"], [[1.0, 2.0], [3.0]]])
+def test_booleans_text_and_ragged_lists_are_not_numbers(value: object) -> None:
+    with pytest.raises(DatasetFormatError, match="uv is not a numeric array of shape"):
+        as_array(value, (3,), "a.json", "uv")
