@@ -121,10 +121,11 @@ def as_array(value: Any, shape: tuple[int, ...], path: str | Path, what: str, sa
         DatasetFormatError: wrong shape, non-numeric, or NaN/inf (naming ``what`` and the sample).
     """
     try:
-        if np.asarray(value).dtype.kind in "bMmSUV":  # booleans, dates, text: numbers only by accident
+        raw = np.asarray(value)
+        if raw.dtype.kind in "bMmSUV":  # booleans, dates, text: numbers only by accident
             raise ValueError("not numbers")
         with np.errstate(over="ignore"):  # a value beyond ``dtype`` becomes inf, refused below
-            arr = np.asarray(value, dtype=dtype)
+            arr = raw.astype(dtype, copy=False)
     except (TypeError, ValueError, OverflowError):
         raise DatasetFormatError(path, f"{what} is not a numeric array of shape {shape}", sample_id) from None
     if arr.shape != shape:
