@@ -7,8 +7,9 @@ Each check counts the rows it looked at and the rows it flags, and keeps a few e
   sha256, row counts), ``duplicate_ids``, ``fields`` (split, side, visibility values, image
   size, K a finite intrinsics matrix), ``visibility_nan`` (visibility > 0 exactly where the 2D is finite; no 2D -> all 0;
   labelled joints have finite 3D; no inf anywhere), ``keypoints_in_image`` (visible joints
-  within the image, ``tolerance_px`` slack), ``bbox_in_image``, ``images`` (decodes, stored
-  size), ``masks`` (decodes to [H, W]);
+  within the image, ``tolerance_px`` slack), ``bbox_in_image``, ``images`` (decodes, upright by
+  its EXIF orientation, at the stored size; :mod:`hiu_data.validate_images`), ``masks`` (decodes
+  to [H, W]);
 - **statistical** checks flag individual rows but fail only when more than
   ``max_outlier_fraction`` of the rows they check are flagged (a systematic error such as a
   wrong joint order or unit), and warn otherwise: ``reprojection`` (3D through K onto the 2D,
