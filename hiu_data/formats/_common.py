@@ -113,12 +113,23 @@ def id_key(value: Any, path: str | Path, what: str) -> Any:
     return value
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def beyond_float32(values: np.ndarray) -> np.ndarray:
+    """Where finite ``values`` would become inf when stored as float32 (bool, same shape)."""
+    with np.errstate(invalid="ignore"):
+        return np.abs(values) > FLOAT32_MAX
+
+
 def as_array(value: Any, shape: tuple[int, ...], path: str | Path, what: str, sample_id: str | None = None,
              dtype: type = np.float64, allow_nan: bool = False) -> np.ndarray:
-    """``value`` as an array of exactly ``shape``; finite unless ``allow_nan``.
+    """``value`` as an array of exactly ``shape``; finite unless ``allow_nan``, and within the
+    float32 range the schema stores.
 
     Raises:
-        DatasetFormatError: wrong shape, non-numeric, or NaN/inf (naming ``what`` and the sample).
+        DatasetFormatError: wrong shape, not numbers (booleans, dates and text are not), NaN/inf,
+            or beyond float32 (naming ``what`` and the sample).
     """
     try:
         raw = np.asarray(value)
@@ -137,15 +148,6 @@ def as_array(value: Any, shape: tuple[int, ...], path: str | Path, what: str, sa
         if beyond_float32(arr).any():
             raise DatasetFormatError(path, f"{what} holds a value beyond the float32 range it is stored in", sample_id)
     return arr
-
-
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def beyond_float32(values: np.ndarray) -> np.ndarray:
-    """Where finite ``values`` would become inf when stored as float32 (bool, same shape)."""
-    with np.errstate(invalid="ignore"):
-        return np.abs(values) > FLOAT32_MAX
 
 
 # --- derived labels ---------------------------------------------------------------------
