@@ -76,14 +76,20 @@ class _Batches:
             epoch, offset = epoch + 1, 0
 
 
-def check_training_data(cfg: Any) -> None:
-    """Raise the error :func:`build_training_data` would raise for a missing or empty labeled
-    source or a missing unlabeled folder, without converting anything (a fraction of a second:
-    manifests and Parquet footers), so that a slow step before training can come after it."""
+def _sources(cfg: Any) -> tuple[list[DataSource], list[DataSource]]:
+    """The labeled (default split ``train``) and unlabeled sources of ``cfg.train``."""
     labeled = parse_sources(cfg.train.datasets, "train")
     unlabeled = parse_sources(cfg.train.unlabeled, None)
     if not labeled and not unlabeled:
         raise HiuError("no training data: set train.datasets (or pass --data DIR)")
+    return labeled, unlabeled
+
+
+def check_training_data(cfg: Any) -> None:
+    """Raise the error :func:`build_training_data` would raise for a missing or empty labeled
+    source or a missing unlabeled folder, without converting anything (a fraction of a second:
+    manifests and Parquet footers), so that a slow step before training can come after it."""
+    labeled, unlabeled = _sources(cfg)
     if labeled:
         build_loader(labeled, cfg.data, batch_size=1, train=True, num_samples=1, seed=cfg.train.seed)
     for src in unlabeled:
@@ -93,10 +99,8 @@ def check_training_data(cfg: Any) -> None:
 
 def build_training_data(cfg: Any, run_dir: Path, info: distributed.DistInfo) -> tuple[_Batches, int]:
     """The training batches and the number of labeled sources (sources after them are unlabeled)."""
-    labeled = parse_sources(cfg.train.datasets, "train")
-    unlabeled = _prepare_unlabeled(parse_sources(cfg.train.unlabeled, None), run_dir, info)
-    if not labeled and not unlabeled:
-        raise HiuError("no training data: set train.datasets (or pass --data DIR)")
+    labeled, unlabeled = _sources(cfg)
+    unlabeled = _prepare_unlabeled(unlabeled, run_dir, info)
     sources = labeled + unlabeled
     per_step = cfg.train.batch_size * info.world_size
     probe = build_loader(sources, cfg.data, batch_size=cfg.train.batch_size, train=True, num_samples=per_step,
