@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 
 from hiu_data.errors import HiuError
 from hiu_data.formats._common import project
-from hiu_data.io.parquet import MANIFEST, find_dataset_dirs, load_manifest, sha256_file
+from hiu_data.io.parquet import MANIFEST, find_dataset_dirs, load_manifest, manifest_counts, sha256_file
 from hiu_data.schema import HAND_SIDES, SPLITS, check_schema
 from hiu_data.skeleton import BONES, FINGERS, JOINT_INDEX, NUM_JOINTS, ROOT
 from hiu_data.validate_images import check_images_and_masks
@@ -134,15 +134,9 @@ class _Check:
 
 
 def rows_to_check(path: str | Path) -> int:
-    """Rows of every dataset folder at ``path`` as their manifests count them (0 for a folder
-    whose manifest cannot be read: :func:`validate` reports it); the total of ``progress``."""
-    total = 0
-    for folder in find_dataset_dirs(path):
-        try:
-            total += sum(int(n) for n in load_manifest(folder).get("counts", {}).values())
-        except (HiuError, TypeError, ValueError, AttributeError):
-            pass
-    return total
+    """Rows of every dataset folder at ``path`` as their manifests count them (a folder whose
+    manifest cannot be read counts none: :func:`validate` reports it); the total of ``progress``."""
+    return sum(manifest_counts(path).values())
 
 
 def validate(path: str | Path, *, reprojection_px: float = 2.0, tolerance_px: float = 1.0,

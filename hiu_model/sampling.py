@@ -162,14 +162,11 @@ def as_source(entry: Any, split: str | None) -> DataSource:
 def _present_splits(path: str | Path) -> str:
     """``" (it has: test 572); ..."`` naming the splits a dataset folder does hold, for the error
     of an empty split; empty when there is nothing to add."""
-    from hiu_data.io.parquet import find_dataset_dirs, load_manifest
+    from hiu_data.io.parquet import manifest_counts
 
-    counts: dict[str, int] = {}
     try:
-        for folder in find_dataset_dirs(path):
-            for split, rows in load_manifest(folder).get("counts", {}).items():
-                counts[split] = counts.get(split, 0) + int(rows)
-    except (HiuError, TypeError, ValueError, AttributeError):
+        counts = manifest_counts(path)
+    except HiuError:
         return ""
     present = ", ".join(f"{split} {rows}" for split, rows in sorted(counts.items()) if rows)
     return (f" (it has: {present}; a source picks its split with {{path: ..., split: ...}} in the config)"

@@ -289,6 +289,24 @@ def load_manifest(folder: str | Path) -> dict[str, Any]:
     return manifest
 
 
+
+def manifest_counts(path: str | Path) -> dict[str, int]:
+    """Rows per split of every dataset folder at ``path``, as their manifests count them
+    (without opening a shard); a folder whose manifest cannot be read counts nothing, for
+    :func:`load_manifest` reports it where it matters.
+
+    Raises:
+        HiuError: ``path`` is missing or holds no dataset folder.
+    """
+    counts: dict[str, int] = {}
+    for folder in find_dataset_dirs(path):
+        try:
+            for split, rows in load_manifest(folder).get("counts", {}).items():
+                counts[split] = counts.get(split, 0) + int(rows)
+        except (HiuError, TypeError, ValueError, AttributeError):
+            continue
+    return counts
+
 @dataclass
 class _Shard:
     path: Path
