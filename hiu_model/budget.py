@@ -22,6 +22,7 @@ import torch
 
 from hiu_model import distributed
 from hiu_model.optim import make_optimizer
+from hiu_model.train import amp_dtype, silhouette_rows
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,6 @@ def compute_seconds(cfg: Any, batch_size: int, device: torch.device, repeats: in
     """Median seconds of one optimizer step of ``cfg``'s network on random crops on ``device``,
     after a warm-up step (one or two timed steps vary by up to 8 % on a shared 2-core machine)."""
     from hiu_model.model import HIUDMTL
-    from hiu_model.train import amp_dtype, silhouette_rows
 
     torch.manual_seed(0)
     dtype = amp_dtype(cfg.train, device)
