@@ -25,7 +25,7 @@ from typing import Any, Iterable
 import yaml
 
 from hiu_data.targets import DEFAULT_SOFTARGMAX_BETA
-from hiu_model.config_values import ConfigError, merge_into, plain, read_yaml_mapping
+from hiu_model.config_values import ConfigError, check_ranges, merge_into, plain, read_yaml_mapping
 from hiu_model.data import DataOptions
 from hiu_model.optim import OPTIMIZERS
 
@@ -346,7 +346,8 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
 
 
 def validate(config: Config) -> None:
-    """Check the cross-field rules of a configuration; raises :class:`ConfigError`."""
+    """Check the value ranges and cross-field rules of a configuration; raises :class:`ConfigError`."""
+    check_ranges(config)
     model = config.model
     if config.train.optimizer not in OPTIMIZERS:
         raise ConfigError(f"train.optimizer: {config.train.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")

@@ -126,3 +126,68 @@ def plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [plain(item) for item in value]
     return value
+
+
+# --- value ranges -----------------------------------------------------------------------------
+
+def _at_least(low: float) -> tuple[Any, str]:
+    return (lambda v: v >= low), f"must be >= {low:g}"
+
+
+def _positive() -> tuple[Any, str]:
+    return (lambda v: v > 0), "must be > 0"
+
+
+def _within(low: float, high: float, high_open: bool = False) -> tuple[Any, str]:
+    if high_open:
+        return (lambda v: low <= v < high), f"must be in [{low:g}, {high:g})"
+    return (lambda v: low <= v <= high), f"must be in [{low:g}, {high:g}]"
+
+
+def _one_of(*choices: str) -> tuple[Any, str]:
+    return (lambda v: v in choices), f"must be one of {', '.join(choices)}"
+
+
+# Section.field -> (test of one value, what it must be). Lists and tuples are tested element by
+# element; None (an optional field left unset) passes. Without these, a zero size or channel
+# count fails deep inside a layer (or hangs a weight initialiser) and a NaN learning rate trains.
+RANGES: dict[str, tuple[Any, str]] = {
+    **{f"model.{name}": _at_least(1) for name in (
+        "input_size", "heatmap_size", "mask_size", "stem_channels", "encoder_widths", "decoder_channels",
+        "decoder_widths", "num_stacks", "tam_reduction", "regressor_channels", "regressor_grid", "regressor_hidden",
+        "regressor_layers", "regressor_iterations", "silhouette_faces_per_pixel")},
+    "model.regressor_dropout": _within(0.0, 1.0, high_open=True),
+    "model.soft_argmax_beta": _positive(),
+    "model.crop_extent_m": _positive(),
+    "model.silhouette_sigma": _positive(),
+    "model.hand_model": _one_of("auto", "mano", "procedural"),
+    **{f"data.{name}": _at_least(0) for name in (
+        "margin", "rotation_deg", "translation", "brightness", "contrast", "saturation", "hue_deg", "pof_band")},
+    "data.sigma": _positive(),
+    "data.scale_range": _positive(),
+    "data.blur_prob": _within(0.0, 1.0),
+    "data.blur_sigma": _positive(),
+    "data.std": _positive(),
+    **{f"train.{name}": _at_least(1) for name in (
+        "steps", "batch_size", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints")},
+    **{f"train.{name}": _at_least(0) for name in (
+        "weight_decay", "warmup_steps", "grad_clip", "eval_samples", "num_workers", "max_minutes")},
+    "train.lr": _positive(),
+    "train.min_lr_ratio": _within(0.0, 1.0),
+}
+
+
+def check_ranges(config: Any) -> None:
+    """Check every field named in :data:`RANGES` (and that every number is finite); raises
+    :class:`ConfigError` naming the first field out of range."""
+    for section in dataclasses.fields(config):
+        options = getattr(config, section.name)
+        for item in dataclasses.fields(options):
+            name, value = f"{section.name}.{item.name}", getattr(options, item.name)
+            values = value if isinstance(value, (list, tuple)) else [value]
+            numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if any(v != v or v in (float("inf"), float("-inf")) for v in numbers):
+                raise ConfigError(f"{name}: must be a finite number, got {plain(value)!r}")
+            rule = RANGES.get(name)
+            if rule is not None and not all(v is None or rule[0](v) for v in values):
+                raise ConfigError(f"{name}: {rule[1]}, got {plain(value)!r}")

@@ -54,6 +54,21 @@ def test_round_trip_through_json() -> None:
     ("train.lr=fast", "expected a number"),
     ("train.silhouette_samples=-1", "must be >= 0"),
     ("train.final_plain_fraction=1", "final_plain_fraction: must be in"),
+    # Values a layer, the schedule or the loop would only fail on later (or hang on, for a zero
+    # regressor grid), named here instead.
+    ("model.regressor_grid=0", "model.regressor_grid: must be >= 1, got 0"),
+    ("model.input_size=0", "model.input_size: must be >= 1, got 0"),
+    ("model.encoder_widths=[0, 48, 64, 96]", "model.encoder_widths: must be >= 1, got [0, 48, 64, 96]"),
+    ("model.tam_reduction=0", "model.tam_reduction: must be >= 1"),
+    ("model.crop_extent_m=0", "model.crop_extent_m: must be > 0"),
+    ("model.silhouette_sigma=-1", "model.silhouette_sigma: must be > 0"),
+    ("model.hand_model=bogus", "model.hand_model: must be one of auto, mano, procedural, got 'bogus'"),
+    ("train.lr=.nan", "train.lr: must be a finite number, got nan"),
+    ("train.lr=-1", "train.lr: must be > 0, got -1.0"),
+    ("train.log_every=0", "train.log_every: must be >= 1"),
+    ("train.steps=-1", "train.steps: must be >= 1"),
+    ("train.min_lr_ratio=2", "train.min_lr_ratio: must be in [0, 1]"),
+    ("data.std=[0, 0, 0]", "data.std: must be > 0"),
 ])
 def test_bad_overrides_are_one_line_errors(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")) as error:
