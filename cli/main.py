@@ -69,6 +69,8 @@ def _one_line(exc: BaseException) -> str:
         return f"{exc.filename}: not found"
     if isinstance(exc, PermissionError) and exc.filename:
         return f"{exc.filename}: permission denied"
+    if isinstance(exc, FileExistsError) and exc.filename:
+        return f"{exc.filename}: exists and is not a folder"
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         if code == 128 + signal.SIGINT:  # typer turns a Ctrl-C inside a command into this exit
             err_console.print("interrupted")
         return code
-    except (HiuError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
+    except (HiuError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
         if debug:
             raise
         err_console.print(f"error: {_one_line(e)}", markup=False, soft_wrap=True)

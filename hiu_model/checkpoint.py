@@ -306,9 +306,15 @@ def load_checkpoint(path: str | Path, which: str = "auto", device: str | torch.d
     from hiu_data.io.parquet import sha256_file
     from hiu_model.model import HIUDMTL
 
+    from hiu_model.distributed import pick_device
+
+    device = pick_device(device) if isinstance(device, str) else device
     folder = resolve_checkpoint(path, which)
     meta = read_meta(folder)
     cfg = config_from_dict(meta["config"], folder / CONFIG_FILE)
+    for key, kind in (("schema", dict), ("hand_model", dict), ("step", int), ("metrics", dict)):
+        if meta.get(key) is not None and (not isinstance(meta[key], kind) or isinstance(meta[key], bool)):
+            raise CheckpointError(folder / CONFIG_FILE, f"{key!r} must be a JSON {kind.__name__}, not {meta[key]!r}")
     schema = meta.get("schema", {})
     if schema and schema.get("num_joints") != schema_info()["num_joints"]:
         raise CheckpointError(folder / CONFIG_FILE, f"trained for {schema.get('num_joints')} joints, this hiu uses "

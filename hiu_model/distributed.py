@@ -58,7 +58,10 @@ def pick_device(requested: str, local_rank: int = 0) -> torch.device:
             raise HiuError(f"train.device={requested!r} but no CUDA device is available; use 'cpu' or 'auto'")
         if requested == "cuda":
             return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
-    return torch.device(requested)
+    try:
+        return torch.device(requested)
+    except RuntimeError:
+        raise HiuError(f"device {requested!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
 
 
 def setup(device: str = "auto", timeout_s: float = 3600.0) -> DistInfo:

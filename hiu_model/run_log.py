@@ -22,6 +22,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from hiu_data.errors import HiuError
+
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.csv"
@@ -33,9 +35,13 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return []
-    with open(path, newline="") as f:
-        return [{"step": int(r["step"]), "time_s": float(r["time_s"]), "tag": r["tag"], "value": float(r["value"])}
-                for r in csv.DictReader(f)]
+    try:
+        with open(path, newline="") as f:
+            return [{"step": int(r["step"]), "time_s": float(r["time_s"]), "tag": r["tag"], "value": float(r["value"])}
+                    for r in csv.DictReader(f)]
+    except (UnicodeDecodeError, KeyError, TypeError, ValueError, csv.Error):
+        raise HiuError(f"{path}: not a metrics file (columns step, time_s, tag, value); move it away to start "
+                       "a new one") from None
 
 
 class RunLog:

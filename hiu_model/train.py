@@ -167,10 +167,16 @@ def _restore(checkpoint: Path, model: nn.Module, optimizer: torch.optim.Optimize
     its train state (step, elapsed_s, best, skipped_steps, world_size)."""
     ckpt.load_weights(model, checkpoint, device=info.device)
     state = ckpt.load_train_state(checkpoint)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if scaler is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        # Another optimizer or parameter layout than the run's, or a damaged state file.
+        raise ckpt.CheckpointError(checkpoint / ckpt.STATE_FILE,
+                                   f"does not fit this run's optimizer and schedule ({type(e).__name__}: {e}); "
+                                   "resume with the run's own settings (train.optimizer and the model)") from None
     if state.get("world_size", info.world_size) != info.world_size:
         log.warning("resuming a %s-process run with %d processes: the batch sequence differs",
                     state.get("world_size"), info.world_size)

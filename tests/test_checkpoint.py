@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from hiu_data.errors import HiuError
 from hiu_model import checkpoint as ckpt
 
 
@@ -75,6 +76,22 @@ def test_corrupt_files_give_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ckpt.CheckpointError, match="not a hiu checkpoint"):
         ckpt.read_meta(folder)
 
+
+
+@pytest.mark.parametrize("key, value", [("step", "abc"), ("hand_model", "x"), ("schema", [1])])
+def test_checkpoint_fields_of_the_wrong_type_are_named(tmp_path: Path, key: str, value: object) -> None:
+    from hiu_model.config import load_config
+    from hiu_model.model import HIUDMTL
+
+    cfg = load_config(None, "tiny", ["model.input_size=32", "model.num_stacks=1"])
+    folder = ckpt.save_checkpoint(tmp_path, 1, HIUDMTL(cfg.model), cfg.to_dict())
+    meta = json.loads((folder / "config.json").read_text())
+    meta[key] = value
+    (folder / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ckpt.CheckpointError, match=rf"config\.json: '{key}' must be a JSON"):
+        ckpt.load_checkpoint(folder)
+    with pytest.raises(HiuError, match="device 'bogus' is not a torch device"):
+        ckpt.load_checkpoint(tmp_path, device="bogus")
 
 def test_unsafe_train_state_is_refused(tmp_path: Path) -> None:
     net = _Net()

@@ -72,6 +72,19 @@ def test_ctrl_c_in_a_command_says_interrupted_and_exits_130(tmp_path: Path, caps
     assert main(["info", str(tmp_path)]) == 130
     assert capsys.readouterr().err.strip() == "interrupted"
 
+
+def test_an_output_path_that_is_a_file_and_a_list_manifest_are_one_line_errors(tmp_path: Path,
+                                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.targets.handmade import write_hands
+
+    data = write_hands(tmp_path / "data", 2, seed=3)
+    (tmp_path / "afile").write_text("x")
+    assert main(["targets", "preview", str(data), str(tmp_path / "afile"), "-n", "1"]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'afile'}: exists and is not a folder"
+    (data / "manifest.json").write_text("[1]")
+    assert main(["info", str(data)]) == 1
+    assert "manifest.json: not a hiu manifest" in capsys.readouterr().err
+
 def test_unknown_format_lists_the_available_ones(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["convert", "nosuchset", str(tmp_path), str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err

@@ -71,6 +71,15 @@ def test_resume_continues_bit_for_bit(hands: Path, tmp_path: Path) -> None:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
 
 
+
+def test_resuming_with_another_optimizer_or_a_damaged_log_is_named(hands: Path, tmp_path: Path) -> None:
+    run = train(_config(hands, "train.steps=1"), tmp_path / "run")
+    with pytest.raises(ckpt.CheckpointError, match=r"train_state\.pt: does not fit this run's optimizer"):
+        train(_config(hands, "train.steps=2", "train.optimizer=adamw"), run, resume=True)
+    (run / "metrics.csv").write_bytes(b"\xff\xfe not a csv")
+    with pytest.raises(HiuError, match=r"metrics\.csv: not a metrics file"):
+        read_metrics(run)
+
 def test_a_signal_stops_at_a_step_with_a_checkpoint_that_resumes_exactly(hands: Path, tmp_path: Path,
                                                                           caplog: pytest.LogCaptureFixture) -> None:
     cfg = _config(hands, "train.steps=4", "train.checkpoint_every=100")

@@ -281,13 +281,17 @@ def load_manifest(folder: str | Path) -> dict[str, Any]:
         raise SchemaError(f"{path}: missing; not a converted dataset") from None
     except json.JSONDecodeError as e:
         raise SchemaError(f"{path}: malformed JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeDecodeError:
+        raise SchemaError(f"{path}: not a UTF-8 JSON file") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("shards", []), list) \
+            or not isinstance(manifest.get("counts", {}), dict):
+        raise SchemaError(f"{path}: not a hiu manifest (a JSON object with 'shards' and 'counts')")
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise SchemaError(
             f"{path}: schema version {manifest.get('schema_version')} but this hiu reads version {SCHEMA_VERSION}; "
             "re-convert the dataset with this version of hiu"
         )
     return manifest
-
 
 
 def manifest_counts(path: str | Path) -> dict[str, int]:
