@@ -18,7 +18,7 @@ review_app = typer.Typer(help="Review pseudo-labels in FiftyOne: push, launch th
 def push(
     pseudo_dir: Annotated[Path, typer.Argument(help="A converted dataset folder (e.g. pseudo-label output).", show_default=False)],
     name: Annotated[str | None, typer.Option("--name", help="FiftyOne dataset name (default: hiu-FOLDER_NAME).")] = None,
-    threshold: Annotated[float, typer.Option("--threshold", help="Tag images with a hand below this confidence 'low_confidence'.")] = 0.5,
+    threshold: Annotated[float, typer.Option("--threshold", min=0.0, max=1.0, help="Tag images with a hand below this confidence 'low_confidence'.")] = 0.5,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Where images are materialised (default: ~/.cache/hiu/review/NAME).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing FiftyOne dataset of that name.")] = False,
 ) -> None:

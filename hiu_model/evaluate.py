@@ -39,7 +39,7 @@ from hiu_data.io import rle
 from hiu_data.io.parquet import find_dataset_dirs, load_manifest
 from hiu_model import metrics
 from hiu_model.predict import crop_outputs, map_to_image, points_to_image
-from hiu_model.sampling import DataSource, as_source
+from hiu_model.sampling import DataSource, as_source, no_rows_error
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,8 @@ def collect(model: torch.nn.Module, cfg: Any, folder: str | Path, split: str | N
     model.eval()
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dataset = HandCropDataset(folder, split=split, options=cfg.data, train=False)
+    if len(dataset) == 0:
+        raise no_rows_error(folder, split, how="choose one with --split")
     indices = subset_indices(len(dataset), max_samples)
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices.tolist()), batch_size=batch_size,
                                          num_workers=num_workers, shuffle=False)

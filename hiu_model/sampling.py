@@ -159,18 +159,21 @@ def as_source(entry: Any, split: str | None) -> DataSource:
         raise HiuError(f"data source {path}: weight {weight!r} is not a number") from None
 
 
-def _present_splits(path: str | Path) -> str:
-    """``" (it has: test 572); ..."`` naming the splits a dataset folder does hold, for the error
-    of an empty split; empty when there is nothing to add."""
+def no_rows_error(path: str | Path, split: str | None,
+                  how: str = "a source picks its split with {path: ..., split: ...} in the config") -> HiuError:
+    """The error for a source without rows (in ``split``): it names the splits the folder does
+    hold, and ``how`` to pick one."""
     from hiu_data.io.parquet import manifest_counts
 
+    if split is None:
+        return HiuError(f"{path}: no rows")
     try:
         counts = manifest_counts(path)
     except HiuError:
-        return ""
-    present = ", ".join(f"{split} {rows}" for split, rows in sorted(counts.items()) if rows)
-    return (f" (it has: {present}; a source picks its split with {{path: ..., split: ...}} in the config)"
-            if present else "")
+        counts = {}
+    present = ", ".join(f"{name} {rows}" for name, rows in sorted(counts.items()) if rows)
+    hint = f" (it has: {present}; {how})" if present else ""
+    return HiuError(f"{path}: no rows in split {split!r}{hint}")
 
 
 def _worker_init(_: int) -> None:
@@ -215,7 +218,7 @@ def build_loader(sources: Sequence[Any], options: "DataOptions | None" = None, *
     for i, src in enumerate(parsed):
         ds = HandCropDataset(src.path, split=src.split, options=options, train=train, seed=seed + 7919 * i)
         if len(ds) == 0:
-            raise HiuError(f"{src.path}: no rows" + (f" in split {src.split!r}{_present_splits(src.path)}" if src.split else ""))
+            raise no_rows_error(src.path, src.split)
         datasets.append(ds)
     mixed = MixedDataset(datasets)
     if train:

@@ -85,3 +85,11 @@ def test_predict_images_maps_back_to_the_image(setup) -> None:
     for p in (first, left):
         centre = np.array([x + w / 2, y + h / 2])
         assert (np.abs(p.keypoints_2d - centre) <= side / 2 + 1).all()
+
+
+def test_a_split_the_folder_lacks_is_named_with_those_it_has(setup) -> None:  # noqa: ANN001
+    from hiu_data.errors import HiuError
+
+    folder, cfg, model = setup
+    with pytest.raises(HiuError, match=r"no rows in split 'nosuch' \(it has: .*; choose one with --split\)"):
+        evaluate(model, cfg, [folder], split="nosuch")

@@ -169,8 +169,12 @@ def _prepare(out_json: Path, image_dir: Path | None, overwrite: bool) -> tuple[P
         raise OutputExistsError(f"{out_json}: output exists; pass --overwrite to replace it")
     if out_json.suffix.lower() != ".json":
         raise HiuError(f"{out_json}: the COCO output must be a .json file")
+    image_dir = Path(image_dir) if image_dir is not None else out_json.parent / "images"
+    for folder in (out_json.parent, image_dir):
+        if folder.exists() and not folder.is_dir():
+            raise HiuError(f"{folder}: exists and is not a folder")
     out_json.parent.mkdir(parents=True, exist_ok=True)
-    return out_json, Path(image_dir) if image_dir is not None else out_json.parent / "images"
+    return out_json, image_dir
 
 
 def write_coco(samples: Iterable[HandSample], out_json: str | Path, image_dir: str | Path | None = None, *,

@@ -12,7 +12,7 @@ from pycocotools.coco import COCO
 
 from hiu_cli.main import main
 from hiu_data.convert import convert
-from hiu_data.errors import CorruptImageError, DatasetFormatError, OutputExistsError
+from hiu_data.errors import CorruptImageError, DatasetFormatError, HiuError, OutputExistsError
 from hiu_data.formats import Skipped, coco
 from hiu_data.formats._common import bbox_from_keypoints, project, visibility_in_image
 from hiu_data.io import rle
@@ -102,6 +102,10 @@ def test_export_options_splits_and_refusals(tmp_path: Path) -> None:
         export_coco(dataset, tmp_path / "val.json")
     assert main(["export", "coco", str(tmp_path / "nowhere"), str(tmp_path / "x.json")]) == 1
     assert not (tmp_path / "x.json").exists()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(HiuError, match="afile: exists and is not a folder"):
+        export_coco(dataset, tmp_path / "y.json", image_dir=tmp_path / "afile")
+    assert not (tmp_path / "y.json").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 

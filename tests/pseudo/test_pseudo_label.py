@@ -189,3 +189,10 @@ def test_cli_ctrl_c_keeps_finished_chunks_and_says_how_to_go_on(checkpoint: Path
     assert main(command) == 0
     assert f"(1 of {len(IMAGES)} chunks were already done)" in " ".join(capsys.readouterr().err.split())
     assert len(_rows(tmp_path / "pseudo")) == sum(len(boxes) for boxes in IMAGES.values())
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", ".hidden", ""])
+def test_the_dataset_name_is_a_plain_folder_name(checkpoint: Path, images_dir: Path, tmp_path: Path, name: str) -> None:
+    with pytest.raises(pl.PseudoLabelError, match="must be a plain folder name"):
+        pl.pseudo_label(checkpoint, images_dir, tmp_path / "out", name=name)
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "out").exists()
