@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -144,9 +147,7 @@ def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str 
     Returns:
         The ``predictions.json`` path.
     """
-    from hiu_data.io.images import read_file
     from hiu_model.checkpoint import load_checkpoint
-    from hiu_model.predict import predict_images
     from hiu_model.tta import with_rotation_tta
 
     model, cfg, info = load_checkpoint(checkpoint, device=device)
@@ -154,7 +155,35 @@ def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str 
     files = find_images(paths)
     by_name = _load_boxes(boxes, [path.name for path in files])
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise HiuError(f"{out}: exists and is not a folder")
+    # Everything is written beside OUT first and moved in at the end: a failure (a corrupt image
+    # half-way) leaves OUT as it was, not with some overlays and no predictions.json.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    staging.mkdir()
+    try:
+        result = _write_predictions(model, cfg, info, files, by_name, staging, side, batch_size, device, tta_rotation,
+                                    progress)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if not out.exists():
+        staging.rename(out)
+    else:
+        for path in sorted(staging.iterdir()):
+            os.replace(path, out / path.name)
+        staging.rmdir()
+    return out / result.name
+
+
+def _write_predictions(model: Any, cfg: Any, info: dict[str, Any], files: list[Path], by_name: dict[str, Any],
+                       out: Path, side: str, batch_size: int, device: str, tta_rotation: float,
+                       progress: Callable[[int], None] | None) -> Path:
+    """The overlays and ``predictions.json`` of :func:`predict_files`, written into ``out``."""
+    from hiu_data.io.images import read_file
+    from hiu_model.predict import predict_images
+
     records: dict[str, Any] = {}
     for start in range(0, len(files), batch_size):
         chunk = files[start:start + batch_size]

@@ -83,6 +83,16 @@ def test_train_eval_predict_commands(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["predict", str(run), str(images), "--out", str(tmp_path / "bad"), "--boxes", str(boxes)]) == 1
     assert "'hand.png': expected a list of [x, y, w, h] boxes" in capsys.readouterr().err
 
+    # A corrupt image after a good one: the output folder stays as it was (here: absent), and
+    # into an existing folder nothing is added.
+    (images / "zz_broken.png").write_bytes(b"not an image")
+    assert main(["predict", str(run), str(images), "--out", str(tmp_path / "partial"), "--batch-size", "1"]) == 1
+    assert "zz_broken.png" in capsys.readouterr().err
+    assert not (tmp_path / "partial").exists() and not list(tmp_path.glob(".partial.tmp-*"))
+    assert main(["predict", str(run), str(images), "--out", str(tmp_path / "pred"), "--batch-size", "1"]) == 1
+    assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == ["hand.png", "predictions.json"]
+    assert json.loads((tmp_path / "pred" / "predictions.json").read_text()) == written
+
 
 def test_corrupt_checkpoint_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path / "run" / "checkpoints" / "step-000001"
