@@ -44,6 +44,7 @@ import yaml
 from torch import nn
 
 from hiu_data.errors import HiuError, OutputExistsError
+from hiu_data.io.parquet import find_dataset_dirs
 from hiu_model import checkpoint as ckpt
 from hiu_model import distributed
 from hiu_model.interrupt import TrainingInterrupted, stop_on_signals
@@ -264,6 +265,8 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
                 find_unused_parameters=True)
         try:
             val_sources = parse_sources(tc.val, None)
+            for source in val_sources:  # checked now, not at the first evaluation hours later
+                find_dataset_dirs(source.path)
             batches, num_labeled = build_training_data(cfg, run_dir, info)
         except HiuError:
             if fresh and info.is_main:  # bad data: leave no run folder behind

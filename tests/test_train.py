@@ -140,6 +140,11 @@ def test_bad_data_leaves_no_run_folder(hands: Path, tmp_path: Path) -> None:
     with pytest.raises(HiuError, match="no rows in split 'train'"):
         train(cfg, kept)
     assert kept.is_dir()
+    # A validation folder that is not there is named before the first step, not at the first evaluation.
+    cfg = _config(hands, "train.steps=1", f"train.val=[{tmp_path / 'novalset'}]")
+    with pytest.raises(HiuError, match="novalset: no such folder"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_run_folder_rules(hands: Path, tmp_path: Path) -> None:
