@@ -173,6 +173,9 @@ RANGES: dict[str, tuple[Any, str]] = {
     **{f"train.{name}": _at_least(0) for name in (
         "weight_decay", "warmup_steps", "grad_clip", "eval_samples", "num_workers", "max_minutes")},
     "train.lr": _positive(),
+    # The overall validation metrics are BRANCH/METRIC (hiu_model.evaluate.flatten).
+    "train.best_metric": ((lambda v: v.split("/")[0] in ("heatmap", "mesh", "mask", "silhouette") and "/" in v),
+                          "must be BRANCH/METRIC with BRANCH heatmap, mesh, mask or silhouette, e.g. heatmap/pck@0.1"),
     "train.min_lr_ratio": _within(0.0, 1.0),
 }
 

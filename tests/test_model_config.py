@@ -69,6 +69,7 @@ def test_round_trip_through_json() -> None:
     ("train.steps=-1", "train.steps: must be >= 1"),
     ("train.min_lr_ratio=2", "train.min_lr_ratio: must be in [0, 1]"),
     ("data.std=[0, 0, 0]", "data.std: must be > 0"),
+    ("train.best_metric=bogus", "train.best_metric: must be BRANCH/METRIC"),
 ])
 def test_bad_overrides_are_one_line_errors(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")) as error:

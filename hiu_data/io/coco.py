@@ -222,6 +222,8 @@ def export_coco(dataset_dir: str | Path, out_json: str | Path, *, splits: Sequen
                     writer.add(sample, root)
                 if progress is not None:
                     progress(len(batch))
+        if not writer.annotations:
+            raise HiuError(f"{dataset_dir}: no rows to export" + (f" in split(s) {', '.join(splits)}" if splits else ""))
     except BaseException:
         writer.abort()
         raise

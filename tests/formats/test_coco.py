@@ -102,6 +102,9 @@ def test_export_options_splits_and_refusals(tmp_path: Path) -> None:
         export_coco(dataset, tmp_path / "val.json")
     assert main(["export", "coco", str(tmp_path / "nowhere"), str(tmp_path / "x.json")]) == 1
     assert not (tmp_path / "x.json").exists()
+    with pytest.raises(HiuError, match="no rows to export in split\\(s\\) nosuch"):
+        export_coco(dataset, tmp_path / "none.json", splits=["nosuch"])
+    assert not (tmp_path / "none.json").exists()
     (tmp_path / "afile").write_text("x")
     with pytest.raises(HiuError, match="afile: exists and is not a folder"):
         export_coco(dataset, tmp_path / "y.json", image_dir=tmp_path / "afile")
