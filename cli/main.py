@@ -71,6 +71,10 @@ def _one_line(exc: BaseException) -> str:
         return f"{exc.filename}: permission denied"
     if isinstance(exc, FileExistsError) and exc.filename:
         return f"{exc.filename}: exists and is not a folder"
+    if isinstance(exc, NotADirectoryError) and exc.filename:
+        return f"{exc.filename}: a folder on this path is a file"
+    if isinstance(exc, IsADirectoryError) and exc.filename:
+        return f"{exc.filename}: is a folder, expected a file"
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 

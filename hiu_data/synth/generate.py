@@ -226,9 +226,9 @@ def write_wild(out_dir: str | Path, n: int = 200, seed: int = 0, *, size: int = 
                 progress(1)
         if boxes:
             (tmp / DETECTIONS_FILE).write_text(json.dumps(coco) + "\n")
-    if labels is not None:
-        from hiu_data.io.parquet import write_dataset
+        if labels is not None:  # inside the folder's transaction: a failure here leaves no images either
+            from hiu_data.io.parquet import write_dataset
 
-        write_dataset(truth, labels, WILD_DATASET, overwrite=overwrite,
-                      options={"generator": "hiu-data synth-wild", "n": n, "seed": seed, "size": size})
+            write_dataset(truth, labels, WILD_DATASET, overwrite=overwrite,
+                          options={"generator": "hiu-data synth-wild", "n": n, "seed": seed, "size": size})
     return SynthResult(out_dir, n, {"unlabeled": hands})

@@ -83,3 +83,11 @@ def test_cli_synth_and_synth_wild(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["synth", str(tmp_path / "t"), "--format", "nope"]) == 1
     assert main(["synth-wild", str(tmp_path / "w"), "--n", "2", "--size", "64", "--workers", "1"]) == 0
     assert len(list((tmp_path / "w").glob("*.jpg"))) == 2
+    # The ground truth cannot be written (its folder is a file): no images are left either.
+    (tmp_path / "afile").write_text("x")
+    capsys.readouterr()
+    assert main(["synth-wild", str(tmp_path / "w2"), "--n", "2", "--size", "64", "--workers", "1",
+                 "--labels", str(tmp_path / "afile")]) == 1
+    assert "a folder on this path is a file" in capsys.readouterr().err
+    assert not (tmp_path / "w2").exists() and not list(tmp_path.glob(".w2.tmp-*"))
+    assert main(["synth", str(tmp_path / "u"), "--n", "0"]) == 2  # usage error: at least one image
