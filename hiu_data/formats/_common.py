@@ -274,6 +274,24 @@ def image_size(data: bytes, path: str | Path, sample_id: str | None = None) -> t
     return int(image.shape[1]), int(image.shape[0])
 
 
+def read_image_bytes(path: str | Path, sample_id: str | None = None, what: str = "image") -> bytes:
+    """The bytes of an image (or mask) file a sample names.
+
+    Raises:
+        CorruptImageError: the file is missing, is a folder, or its name is not valid (all name
+            the sample, so ``--on-error skip`` can skip it).
+    """
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise CorruptImageError(path, f"missing {what} file", sample_id) from None
+    except IsADirectoryError:
+        raise CorruptImageError(path, f"expected {what} file, found a folder", sample_id) from None
+    except ValueError:  # a NUL character in a name read from an annotation file
+        raise CorruptImageError(repr(str(path)), "not a valid file name", sample_id) from None
+
+
 def image_file(root: str | Path, relative: str, images: str, sample_id: str | None = None) -> ImageFile:
     """Read ``root/relative`` as a record stores it; the size comes from the header (no decode).
 
@@ -281,15 +299,7 @@ def image_file(root: str | Path, relative: str, images: str, sample_id: str | No
         CorruptImageError: the file is missing, truncated or not an image.
     """
     path = os.path.join(root, relative)  # plain strings: pathlib costs more than the read here
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise CorruptImageError(path, "missing image file", sample_id) from None
-    except IsADirectoryError:
-        raise CorruptImageError(path, "expected an image file, found a folder", sample_id) from None
-    except ValueError:  # a NUL character in a name read from an annotation file
-        raise CorruptImageError(repr(path), "not a valid file name", sample_id) from None
+    data = read_image_bytes(path, sample_id)
     width, height = image_size(data, path, sample_id)
     if images == "embed":
         return ImageFile(data, None, width, height)

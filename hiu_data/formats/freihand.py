@@ -56,12 +56,12 @@ import numpy as np
 import pyarrow as pa
 from pycocotools import mask as mask_utils
 
-from hiu_data.errors import CorruptImageError, DatasetFormatError
+from hiu_data.errors import DatasetFormatError
 from hiu_data.formats import Skipped
 from hiu_data.formats._common import (Failure, ImageFile, UnsupportedSampleError, bboxes_from_keypoints,
                                       beyond_float32, encoded_image, guarded, image_file, json_floats, load_json,
-                                      parallel_map, project, require_dir, require_file, require_labels, sample_id,
-                                      select_splits, visibility_in_image)
+                                      parallel_map, project, read_image_bytes, require_dir, require_file,
+                                      require_labels, sample_id, select_splits, visibility_in_image)
 from hiu_data.io import images as image_io
 from hiu_data.io.json_numbers import number_lists
 from hiu_data.io import rle
@@ -178,10 +178,7 @@ def _image(job: tuple[str, str, str, str]) -> ImageFile:
 
 def _mask_job(job: tuple[str, str, int]) -> dict[str, Any]:
     path, sid, threshold = job
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise CorruptImageError(path, "missing mask file (expected one per training annotation)", sid) from None
+    data = read_image_bytes(path, sid, "mask (one per training annotation)")
     grey = image_io.decode(data, path, sid, grayscale=True)
     # Threshold straight into the column-major uint8 layout pycocotools encodes (rle.encode
     # would copy twice more); bool and uint8 share their 1-byte layout, so view, not convert.

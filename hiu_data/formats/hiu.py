@@ -47,8 +47,8 @@ import numpy as np
 from hiu_data.errors import DatasetFormatError
 from hiu_data.formats import Skipped
 from hiu_data.formats._common import (UnsupportedSampleError, as_array, bbox_from_keypoints, emit, encoded_image,
-                                      guarded, image_file, image_format, parallel_map, sample_id, select_splits,
-                                      visibility_in_image)
+                                      guarded, image_file, image_format, parallel_map, read_image_bytes, sample_id,
+                                      select_splits, visibility_in_image)
 from hiu_data.io import rle
 from hiu_data.io.images import decode, encode, sample_image_bytes
 from hiu_data.schema import HandSample
@@ -161,7 +161,7 @@ def _load_pair(job: tuple[str, str, str, str | None, str, str | None, str]) -> l
             kp3_all = np.where(labelled3[:, None], _metres(pts3d, labelled3), np.nan)
     masks: list[dict[str, Any] | None] = [None] * len(sides)
     if rel_mask is not None and sides:
-        grey = decode((root / rel_mask).read_bytes(), str(root / rel_mask), sid, grayscale=True)
+        grey = decode(read_image_bytes(root / rel_mask, sid, "mask"), str(root / rel_mask), sid, grayscale=True)
         if grey.shape != (h, w):
             raise DatasetFormatError(root / rel_mask, f"mask is {grey.shape[1]}x{grey.shape[0]}, image {w}x{h}", sid)
         hands = [np.where(labelled[SIDE_BLOCKS[s], None], pts2d[SIDE_BLOCKS[s]], np.nan) for s in sides]

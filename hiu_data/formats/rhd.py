@@ -44,8 +44,8 @@ import numpy as np
 from hiu_data.errors import CorruptImageError, DatasetFormatError
 from hiu_data.formats import Skipped
 from hiu_data.formats._common import (UnsupportedSampleError, as_array, bbox_from_keypoints, emit, encoded_image,
-                                      guarded, image_file, parallel_map, require_dir, require_file, require_labels,
-                                      sample_id, select_splits)
+                                      guarded, image_file, parallel_map, read_image_bytes, require_dir, require_file,
+                                      require_labels, sample_id, select_splits)
 from hiu_data.io import images as image_io
 from hiu_data.io import rle, safe_pickle
 from hiu_data.schema import HandSample
@@ -142,10 +142,7 @@ def _read_image(job: tuple[Any, ...]) -> list[HandSample]:
 
 
 def _mask_classes(path: Path, sid: str) -> np.ndarray:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CorruptImageError(path, "missing mask file (expected one per image)", sid) from None
+    data = read_image_bytes(path, sid, "mask (one per image)")
     classes = image_io.decode_unchanged(data, str(path), sid)
     return classes[:, :, 0] if classes.ndim == 3 else classes
 

@@ -86,3 +86,14 @@ def test_values_beyond_float32_are_refused_not_stored_as_inf(tmp_path: Path) -> 
 def test_booleans_text_and_ragged_lists_are_not_numbers(value: object) -> None:
     with pytest.raises(DatasetFormatError, match="uv is not a numeric array of shape"):
         as_array(value, (3,), "a.json", "uv")
+
+
+def test_a_folder_where_a_mask_belongs_is_skippable_and_named(tmp_path: Path) -> None:
+    root = _fresh(tmp_path)
+    mask = root / "training" / "mask" / "00000001.jpg"
+    mask.unlink()
+    mask.mkdir()
+    with pytest.raises(CorruptImageError, match=r"00000001.jpg \(sample freihand/train/.*\): expected mask"):
+        list(formats.get("freihand").read(root, splits=["train"]))
+    items = list(formats.get("freihand").read(root, splits=["train"], on_error="skip"))
+    assert any(type(item).__name__ == "Skipped" for item in items)
