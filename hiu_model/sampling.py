@@ -163,7 +163,7 @@ def no_rows_error(path: str | Path, split: str | None,
                   how: str = "a source picks its split with {path: ..., split: ...} in the config") -> HiuError:
     """The error for a source without rows (in ``split``): it names the splits the folder does
     hold, and ``how`` to pick one."""
-    from hiu_data.io.parquet import manifest_counts
+    from hiu_data.io.manifest import manifest_counts
 
     if split is None:
         return HiuError(f"{path}: no rows")

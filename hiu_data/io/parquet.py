@@ -16,7 +16,6 @@ without reading its whole shard.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import logging
 import os
@@ -30,36 +29,18 @@ from typing import Any, Iterator, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hiu_data.errors import HiuError, OutputExistsError, SchemaError
+from hiu_data.errors import OutputExistsError, SchemaError
+from hiu_data.io.manifest import (MANIFEST, find_dataset_dirs, load_manifest, manifest_counts,  # noqa: F401
+                                  sha256_file, tool_version)
 from hiu_data.schema import (SCHEMA_VERSION, SPLITS, HandSample, arrow_schema, check_schema, sample_at, samples_to_table,
                              table_columns, table_to_samples)
 from hiu_data.skeleton import SKELETON_NAME
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 DEFAULT_SHARD_BYTES = 512 * 1024 * 1024
 DEFAULT_ROW_GROUP_ROWS = 16
 MAX_LISTED_SKIPS = 1000
-
-
-def tool_version() -> str:
-    """Installed version of the ``hiu`` distribution."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("hiu")
-    except PackageNotFoundError:  # running from a source tree without installing
-        return "0+unknown"
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def shard_name(split: str, index: int, total: int) -> str:
@@ -258,58 +239,6 @@ def write_dataset(samples: Any, out: str | Path, dataset: str, **kwargs: Any) ->
             writer.add(sample)
     return writer.target
 
-
-def find_dataset_dirs(path: str | Path) -> list[Path]:
-    """Dataset folders at ``path``: itself if it holds a manifest, else its children that do."""
-    path = Path(path)
-    if not path.exists():
-        raise HiuError(f"{path}: no such folder")
-    if (path / MANIFEST).is_file():
-        return [path]
-    found = sorted(p for p in path.iterdir() if (p / MANIFEST).is_file())
-    if not found:
-        raise SchemaError(f"{path}: not a converted dataset (no {MANIFEST} in it or in its sub-folders)")
-    return found
-
-
-def load_manifest(folder: str | Path) -> dict[str, Any]:
-    """Parse and check a dataset folder's manifest."""
-    path = Path(folder) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SchemaError(f"{path}: missing; not a converted dataset") from None
-    except json.JSONDecodeError as e:
-        raise SchemaError(f"{path}: malformed JSON ({e.msg} at line {e.lineno})") from None
-    except UnicodeDecodeError:
-        raise SchemaError(f"{path}: not a UTF-8 JSON file") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("shards", []), list) \
-            or not isinstance(manifest.get("counts", {}), dict):
-        raise SchemaError(f"{path}: not a hiu manifest (a JSON object with 'shards' and 'counts')")
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise SchemaError(
-            f"{path}: schema version {manifest.get('schema_version')} but this hiu reads version {SCHEMA_VERSION}; "
-            "re-convert the dataset with this version of hiu"
-        )
-    return manifest
-
-
-def manifest_counts(path: str | Path) -> dict[str, int]:
-    """Rows per split of every dataset folder at ``path``, as their manifests count them
-    (without opening a shard); a folder whose manifest cannot be read counts nothing, for
-    :func:`load_manifest` reports it where it matters.
-
-    Raises:
-        HiuError: ``path`` is missing or holds no dataset folder.
-    """
-    counts: dict[str, int] = {}
-    for folder in find_dataset_dirs(path):
-        try:
-            for split, rows in load_manifest(folder).get("counts", {}).items():
-                counts[split] = counts.get(split, 0) + int(rows)
-        except (HiuError, TypeError, ValueError, AttributeError):
-            continue
-    return counts
 
 @dataclass
 class _Shard:

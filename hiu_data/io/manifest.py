@@ -1,0 +1,89 @@
+"""A converted dataset folder's ``manifest.json``: finding dataset folders, reading and checking
+manifests, row counts without opening a shard, and the sha256 and tool version they record.
+
+(:mod:`hiu_data.io.parquet` writes the manifests and re-exports these names.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from hiu_data.errors import HiuError, SchemaError
+from hiu_data.schema import SCHEMA_VERSION
+
+MANIFEST = "manifest.json"
+
+
+def tool_version() -> str:
+    """Installed version of the ``hiu`` distribution."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hiu")
+    except PackageNotFoundError:  # running from a source tree without installing
+        return "0+unknown"
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def find_dataset_dirs(path: str | Path) -> list[Path]:
+    """Dataset folders at ``path``: itself if it holds a manifest, else its children that do."""
+    path = Path(path)
+    if not path.exists():
+        raise HiuError(f"{path}: no such folder")
+    if (path / MANIFEST).is_file():
+        return [path]
+    found = sorted(p for p in path.iterdir() if (p / MANIFEST).is_file())
+    if not found:
+        raise SchemaError(f"{path}: not a converted dataset (no {MANIFEST} in it or in its sub-folders)")
+    return found
+
+
+def load_manifest(folder: str | Path) -> dict[str, Any]:
+    """Parse and check a dataset folder's manifest."""
+    path = Path(folder) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SchemaError(f"{path}: missing; not a converted dataset") from None
+    except json.JSONDecodeError as e:
+        raise SchemaError(f"{path}: malformed JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeDecodeError:
+        raise SchemaError(f"{path}: not a UTF-8 JSON file") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("shards", []), list) \
+            or not isinstance(manifest.get("counts", {}), dict):
+        raise SchemaError(f"{path}: not a hiu manifest (a JSON object with 'shards' and 'counts')")
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise SchemaError(
+            f"{path}: schema version {manifest.get('schema_version')} but this hiu reads version {SCHEMA_VERSION}; "
+            "re-convert the dataset with this version of hiu"
+        )
+    return manifest
+
+
+def manifest_counts(path: str | Path) -> dict[str, int]:
+    """Rows per split of every dataset folder at ``path``, as their manifests count them
+    (without opening a shard); a folder whose manifest cannot be read counts nothing, for
+    :func:`load_manifest` reports it where it matters.
+
+    Raises:
+        HiuError: ``path`` is missing or holds no dataset folder.
+    """
+    counts: dict[str, int] = {}
+    for folder in find_dataset_dirs(path):
+        try:
+            for split, rows in load_manifest(folder).get("counts", {}).items():
+                counts[split] = counts.get(split, 0) + int(rows)
+        except (HiuError, TypeError, ValueError, AttributeError):
+            continue
+    return counts
