@@ -193,7 +193,8 @@ def _pair_job(root: Path, json_path: Path, images: str) -> tuple[tuple, str]:
     base = json_path.with_suffix("")
     image = next((base.with_name(base.name + s) for s in IMAGE_SUFFIXES if base.with_name(base.name + s).is_file()),
                  base.with_name(base.name + IMAGE_SUFFIXES[0]))
-    mask = next((base.with_name(base.name + s) for s in MASK_SUFFIXES if base.with_name(base.name + s).is_file()), None)
+    # exists(), not is_file(): a folder where the mask belongs is an error to name, not "no mask".
+    mask = next((base.with_name(base.name + s) for s in MASK_SUFFIXES if base.with_name(base.name + s).exists()), None)
     job = (str(root), rel.as_posix(), image.relative_to(root).as_posix(),
            None if mask is None else mask.relative_to(root).as_posix(), split, subset, images)
     return job, split

@@ -120,7 +120,7 @@ def test_inconsistent_hand_type_is_reported_not_fixed(tmp_path: Path, hand_type:
     assert all(r.extras == {"hand_type_valid": 0} for r in rows)
 
 
-@pytest.mark.parametrize("kind", ["malformed", "shape", "flags", "not_pixels", "mask_size"])
+@pytest.mark.parametrize("kind", ["malformed", "shape", "flags", "not_pixels", "mask_size", "mask_folder"])
 def test_bad_samples(tmp_path: Path, kind: str) -> None:
     hiu.write(hiu_records(2), tmp_path)
     path = tmp_path / "q000000000.json"
@@ -134,8 +134,11 @@ def test_bad_samples(tmp_path: Path, kind: str) -> None:
     elif kind == "not_pixels":
         data["pts2d_2hand"][3] = [2000.0, -900.0]
         path.write_text(json.dumps(data))
-    else:
+    elif kind == "mask_size":
         (tmp_path / "q000000000_mask.png").write_bytes(cv2.imencode(".png", np.zeros((10, 10), np.uint8))[1].tobytes())
+    else:  # a folder where the mask belongs is named, not taken for "no mask"
+        (tmp_path / "q000000000_mask.png").unlink()
+        (tmp_path / "q000000000_mask.png").mkdir()
     with pytest.raises(DatasetFormatError, match="q000000000"):
         _read(tmp_path)
     items = _read(tmp_path, on_error="skip")
