@@ -191,7 +191,7 @@ def _validate_one(folder: Path, reprojection_px: float, tolerance_px: float, max
             checks[name].note = (checks[name].note + "; " if checks[name].note else "") + \
                 f"{int(pseudo.sum())} pseudo-labelled rows not judged (ranked by confidence for review instead)"
     source_root = (manifest or {}).get("source_root")
-    check_images_and_masks(shards, checks["images"], checks["masks"], check_images, source_root, workers, progress)
+    check_images_and_masks(shards, checks, check_images, source_root, workers, progress)
     return DatasetReport(str(folder), dataset, len(table), [c.result(max_fraction) for c in checks.values()], percentiles)
 
 

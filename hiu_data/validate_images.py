@@ -51,14 +51,14 @@ def _jobs(shards: list[Path], source_root: Any, with_images: bool) -> Iterator[t
                        values["width"][i], values["height"][i], values["mask"][i])
 
 
-def check_images_and_masks(shards: list[Path], images_check: Any, masks_check: Any, with_images: bool,
-                           source_root: str | None, workers: int, progress: Callable[[int], None] | None = None) -> None:
+def check_images_and_masks(shards: list[Path], checks: dict[str, Any], with_images: bool, source_root: str | None,
+                           workers: int, progress: Callable[[int], None] | None = None) -> None:
     """Decode every row's image (when ``with_images``) and mask of the ``shards`` in ``workers``
-    processes and add the rows to the two checks (``add(checked, flagged_ids, details)``, as
-    :mod:`hiu_data.validate` collects them); ``progress(n)`` follows the rows done."""
-    checks = {"images": images_check, "masks": masks_check}
+    processes and add the rows to ``checks["images"]`` and ``checks["masks"]`` (collectors with
+    ``add(checked, flagged_ids, details)``, :mod:`hiu_data.validate`'s); ``progress(n)`` follows
+    the rows done."""
     if not with_images:
-        images_check.note = "not checked (--skip-images)"
+        checks["images"].note = "not checked (--skip-images)"
     done = 0
     for sid, image_problem, mask_problem in parallel_map(_decode_job, _jobs(shards, source_root, with_images),
                                                          workers, chunksize=16):
@@ -70,4 +70,3 @@ def check_images_and_masks(shards: list[Path], images_check: Any, masks_check: A
             progress(64)
     if progress is not None and done % 64:
         progress(done % 64)
-

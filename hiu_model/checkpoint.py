@@ -304,9 +304,8 @@ def load_checkpoint(path: str | Path, which: str = "auto", device: str | torch.d
         ``label_source = pseudo:<sha>``) and the stored metrics.
     """
     from hiu_data.io.parquet import sha256_file
-    from hiu_model.model import HIUDMTL
-
     from hiu_model.distributed import pick_device
+    from hiu_model.model import HIUDMTL
 
     device = pick_device(device) if isinstance(device, str) else device
     folder = resolve_checkpoint(path, which)

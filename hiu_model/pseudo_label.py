@@ -288,7 +288,7 @@ def pseudo_label(checkpoint: str | Path, images_dir: str | Path, out: str | Path
 
     out, images_dir = Path(out), Path(images_dir)
     boxes = None if boxes is None else Path(boxes)
-    if not name or name in (".", "..") or name.startswith(".") or Path(name).name != name or "\\" in name:
+    if not name or name.startswith(".") or Path(name).name != name or "\\" in name:
         raise PseudoLabelError(f"--name {name!r}: must be a plain folder name (the dataset goes to OUT/NAME/)")
     if (out / name).exists() and not overwrite:
         raise OutputExistsError(f"{out / name}: output exists; pass --overwrite to replace it")

@@ -32,15 +32,21 @@ def parse_sources(entries: list[Any], default_split: str | None) -> list[DataSou
     return [as_source(entry, default_split) for entry in entries]
 
 
+def _unlabeled_folder(source: DataSource) -> Path:
+    """The folder of an unlabeled source; raises HiuError when it is not there."""
+    path = Path(source.path)
+    if not path.exists():
+        raise HiuError(f"{path}: unlabeled folder not found")
+    return path
+
+
 def _prepare_unlabeled(sources: list[DataSource], run_dir: Path, info: distributed.DistInfo) -> list[DataSource]:
     """Convert plain image folders among the unlabeled sources (rank 0 first) and return converted paths."""
     from hiu_data.io.parquet import MANIFEST
 
     out = []
     for i, src in enumerate(sources):
-        path = Path(src.path)
-        if not path.exists():
-            raise HiuError(f"{path}: unlabeled folder not found")
+        path = _unlabeled_folder(src)
         if (path / MANIFEST).exists() or any((p / MANIFEST).exists() for p in path.iterdir() if p.is_dir()):
             out.append(src)
             continue
@@ -93,8 +99,7 @@ def check_training_data(cfg: Any) -> None:
     if labeled:
         build_loader(labeled, cfg.data, batch_size=1, train=True, num_samples=1, seed=cfg.train.seed)
     for src in unlabeled:
-        if not Path(src.path).exists():
-            raise HiuError(f"{src.path}: unlabeled folder not found")
+        _unlabeled_folder(src)
 
 
 def build_training_data(cfg: Any, run_dir: Path, info: distributed.DistInfo) -> tuple[_Batches, int]:
