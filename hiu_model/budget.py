@@ -40,10 +40,8 @@ def step_seconds(compute_s: float, load_s: float | None, device_type: str) -> fl
             not measured (the CPU estimate folds it into its overhead factor).
         device_type: ``cpu`` or ``cuda``.
     """
-    if device_type == "cuda" and load_s is not None:
-        return max(compute_s, load_s) * GPU_OVERHEAD
     if device_type == "cuda":
-        return compute_s * GPU_OVERHEAD
+        return max(compute_s, load_s or 0.0) * GPU_OVERHEAD
     return compute_s * CPU_OVERHEAD
 
 
