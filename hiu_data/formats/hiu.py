@@ -17,7 +17,12 @@ loaders (datasets.md §8); every point below is an assumption, not a verified fa
   ``pts3d_2hand`` (42 x 3, taken as the camera frame; millimetres or metres, told apart by
   the median bone length: above 1 means millimetres). ``pts3d_w_2hand`` (a world frame
   without published extrinsics) is not read. A 2D point is unlabelled when it is non-finite,
-  (0, 0) or (-1, -1).
+  (0, 0), (-1, -1) or has x == 2.0 (the filler of issue #4, see below).
+- **Absent hands**: the maintainer defines ``hand_type`` as "whether the corresponding hand
+  exists in the image" (MandyMo/HIU-DMTL issue #3), so the block of a hand flagged absent is
+  filler, not labels: issue #4 reports values such as ``[2.0, -0.67]`` there, and third-party
+  loaders take the block ``hand_type`` names and drop points with x == 2.0. Such a block is
+  ignored whatever it holds (the exact filler is unverified).
 - One row per present hand (``hand_side`` right / left, sharing ``image_id``). Visibility is
   2 inside the image, 1 outside, 0 unlabelled; there is no occlusion label and no ``K``.
 - The shared mask is split between two hands by assigning each mask pixel to the hand whose
@@ -25,10 +30,10 @@ loaders (datasets.md §8); every point below is an assumption, not a verified fa
 
 Users report inconsistent side ordering in the release (MandyMo/HIU-DMTL issue #4). A sample
 whose ``hand_type`` disagrees with its keypoints (a hand flagged present with no labelled
-point, or flagged absent with labelled points), or whose 2D values cannot be pixels (far
-outside the image), is **reported** as a bad sample (error, or skipped and counted with
-``on_error="skip"``), never silently re-assigned. Only when ``hand_type_valid`` is 0 are the
-sides taken from which blocks hold labels (``extras["hand_type_valid"] = 0`` records it).
+point), or whose 2D values cannot be pixels (far outside the image), is **reported** as a
+bad sample (error, or skipped and counted with ``on_error="skip"``), never silently
+re-assigned. Only when ``hand_type_valid`` is 0 are the sides taken from which blocks hold
+labels (``extras["hand_type_valid"] = 0`` records it).
 
 Licence: HIU-Data is released for research use by its authors on request.
 """
@@ -98,12 +103,19 @@ def split_mask(mask: np.ndarray, hands: Sequence[np.ndarray]) -> list[np.ndarray
 # --- reading ----------------------------------------------------------------------------
 
 
+ABSENT_FILLER: tuple[float, float] = (2.0, -0.67)
+"""What the writer puts in the block of an absent hand: the value issue #4 reports there."""
+
+
 def _labelled(points: np.ndarray) -> np.ndarray:
-    """(N,) bool: finite and not one of the (0, 0) / (-1, -1) "no label" markers."""
+    """(N,) bool: finite and not one of the "no label" markers: (0, 0), (-1, -1), and x == 2.0,
+    the filler of absent-hand blocks (MandyMo/HIU-DMTL issue #4 reports ``[2.0, -0.67]``; a
+    third-party HIU visualiser drops exactly the points with x == 2.0 to keep the one hand)."""
     finite = np.isfinite(points).all(axis=-1)
     zero = np.all(np.nan_to_num(points) == 0, axis=-1)
     minus_one = np.all(np.nan_to_num(points) == -1, axis=-1)
-    return finite & ~zero & ~minus_one
+    filler = np.nan_to_num(points[..., 0]) == ABSENT_FILLER[0]
+    return finite & ~zero & ~minus_one & ~filler
 
 
 def _flags(value: Any, path: Path, what: str, sid: str) -> list[int]:
@@ -140,13 +152,18 @@ def _load_pair(job: tuple[str, str, str, str | None, str, str | None, str]) -> l
     if len(hand_type) != 2:
         raise DatasetFormatError(path, f"hand_type must be [right, left] flags, not {data['hand_type']!r}", sid)
     flags_valid = min(_flags(data.get("hand_type_valid", 1), path, "hand_type_valid", sid))
+    if flags_valid:
+        # hand_type says which hands exist (issue #3): an absent hand's block is filler, whatever
+        # values it holds (issue #4), so it is not read.
+        for block, present in zip(SIDE_BLOCKS.values(), hand_type):
+            if not present:
+                labelled[block] = False
     counts = {side: int(labelled[block].sum()) for side, block in SIDE_BLOCKS.items()}
     if flags_valid:
         for side, present in zip(SIDE_BLOCKS, hand_type):
-            if bool(present) != bool(counts[side]):
+            if present and not counts[side]:
                 raise DatasetFormatError(path, f"inconsistent hand_type {hand_type}: the {side} hand is flagged "
-                                               f"{'present' if present else 'absent'} but has {counts[side]} "
-                                               "labelled points", sid)
+                                               "present but has no labelled point", sid)
     sides = [side for side in SIDE_BLOCKS if counts[side]]
     w, h = image.width, image.height
     far = labelled & ((pts2d[:, 0] < -w) | (pts2d[:, 0] > 2 * w) | (pts2d[:, 1] < -h) | (pts2d[:, 1] > 2 * h))
@@ -246,6 +263,9 @@ def _write_image(root: Path, stem: str, hands: list[HandSample], source_root: Pa
     pts2d = np.zeros((2 * NUM_JOINTS, 2))
     pts3d = np.zeros((2 * NUM_JOINTS, 3))
     hand_type = [0, 0]
+    for side, block in SIDE_BLOCKS.items():  # absent hands keep the filler (issue #4); present ones are overwritten
+        if not any(h.hand_side == side for h in hands):
+            pts2d[block] = ABSENT_FILLER
     for hand in hands:
         block = SIDE_BLOCKS[hand.hand_side]
         if hand.keypoints_2d is not None:

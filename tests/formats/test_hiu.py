@@ -103,21 +103,52 @@ def test_millimetres_of_a_lone_left_hand(tmp_path: Path) -> None:
     np.testing.assert_allclose(back.keypoints_3d, left.keypoints_3d, atol=1e-6)
 
 
-@pytest.mark.parametrize("hand_type", [[1, 0], [0, 1], [0, 0]])
-def test_inconsistent_hand_type_is_reported_not_fixed(tmp_path: Path, hand_type: list[int]) -> None:
+@pytest.mark.parametrize("hand_type, kept", [([1, 0], ["right"]), ([0, 1], ["left"]), ([0, 0], [])])
+def test_a_hand_flagged_absent_is_not_read_whatever_its_block_holds(tmp_path: Path, hand_type: list[int],
+                                                                   kept: list[str]) -> None:
+    # The maintainer: hand_type "indicates if the corresponding hand exists in the image"
+    # (MandyMo/HIU-DMTL issue #3); an absent hand's block is filler (issue #4), here even
+    # pixel-like values.
     hiu.write(hiu_records(1), tmp_path)
     path = tmp_path / "q000000000.json"
     data = json.loads(path.read_text())
     path.write_text(json.dumps({**data, "hand_type": hand_type}))
-    with pytest.raises(DatasetFormatError, match="inconsistent hand_type") as err:
+    assert sorted(r.hand_side for r in _read(tmp_path)) == kept
+
+
+def test_absent_hand_filler_of_the_release(tmp_path: Path) -> None:
+    """A one-hand image as issue #4 shows it: the absent block holds [2.0, -0.67]-like points."""
+    right = next(r for r in hiu_records(1) if r.hand_side == "right")
+    hiu.write([right], tmp_path)
+    path = tmp_path / "q000000000.json"
+    data = json.loads(path.read_text())
+    assert data["hand_type"] == [1, 0] and data["pts2d_2hand"][NUM_JOINTS:] == [[2.0, -0.67]] * NUM_JOINTS
+    ys = np.linspace(-0.9, -0.1, NUM_JOINTS)  # the y of the filler varies; x == 2.0 marks it
+    data["pts2d_2hand"][NUM_JOINTS:] = [[2.0, float(y)] for y in ys]
+    path.write_text(json.dumps(data))
+    (back,) = _read(tmp_path)
+    assert back.hand_side == "right" and back.differences(right, atol=1e-4) == []
+    # with hand_type_valid 0 the sides come from the blocks: the filler block is no hand
+    path.write_text(json.dumps({**data, "hand_type": [0, 1], "hand_type_valid": 0}))
+    (back,) = _read(tmp_path)
+    assert back.hand_side == "right" and back.extras == {"hand_type_valid": 0}
+
+
+@pytest.mark.parametrize("hand_type", [[1, 1], [0, 1]])
+def test_a_hand_flagged_present_without_labels_is_reported_not_fixed(tmp_path: Path, hand_type: list[int]) -> None:
+    right = next(r for r in hiu_records(1) if r.hand_side == "right")
+    hiu.write([right], tmp_path)
+    path = tmp_path / "q000000000.json"
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "hand_type": hand_type}))
+    with pytest.raises(DatasetFormatError, match="inconsistent hand_type .* left hand is flagged present") as err:
         _read(tmp_path)
     assert "q000000000" in str(err.value)
     (item,) = _read(tmp_path, on_error="skip")
     assert isinstance(item, Skipped)
     path.write_text(json.dumps({**data, "hand_type": hand_type, "hand_type_valid": 0}))
     rows = _read(tmp_path)
-    assert sorted(r.hand_side for r in rows) == ["left", "right"]
-    assert all(r.extras == {"hand_type_valid": 0} for r in rows)
+    assert [r.hand_side for r in rows] == ["right"] and rows[0].extras == {"hand_type_valid": 0}
 
 
 @pytest.mark.parametrize("kind", ["malformed", "shape", "flags", "not_pixels", "mask_size", "mask_folder"])
