@@ -221,3 +221,30 @@ def test_cli_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.Captur
     assert not (tmp_path / "out" / "rhd").exists()
     assert main(["convert", "rhd", str(tmp_path / "raw"), str(tmp_path / "out"), "--on-error", "skip"]) == 0
     assert "skipped rhd/train/00001" in capsys.readouterr().err
+
+
+def _py2_array(a: np.ndarray) -> bytes:
+    """Pickle opcodes of a float32 array as Python 2 + numpy 1.x wrote it: globals under
+    ``numpy.core``, the dtype code and the raw buffer as Python 2 ``str`` (SHORT_BINSTRING /
+    BINSTRING), which Python 3 only reads with a byte-preserving encoding."""
+    def text(b: bytes) -> bytes:
+        return b"U" + bytes([len(b)]) + b if len(b) < 256 else b"T" + len(b).to_bytes(4, "little") + b
+    a = np.ascontiguousarray(a, dtype="<f4")
+    shape = b"(" + b"".join(b"K" + bytes([d]) for d in a.shape) + b"t"
+    dtype = b"cnumpy\ndtype\n" + text(b"f4") + b"K\x00K\x01\x87R(K\x03" + text(b"<") + \
+        b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+    return (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85" + text(b"b") + b"\x87R(K\x01"
+            + shape + dtype + b"\x89" + text(a.tobytes()) + b"tb")
+
+
+def test_a_python2_pickle_as_released_loads(tmp_path: Path) -> None:
+    # RHD's anno_*.pickle was written by Python 2 (its view_samples.py is py2/py3 code);
+    # rhd.write produces a Python 3 protocol-2 pickle, so this builds the released form by hand.
+    entry = _entry()
+    entry["xyz"][:, 1] = 200.5  # float32 bytes >= 0x80: not ASCII, as real buffers are
+    root = _raw_tree(tmp_path, entry)
+    body = b"".join(b"U" + bytes([len(k)]) + k.encode() + _py2_array(v) for k, v in entry.items())
+    (root / "training" / "anno_training.pickle").write_bytes(b"\x80\x02}(K\x00}(" + body + b"uu.")
+    left, right = read_all(root)
+    assert left.keypoints_3d[JOINT_INDEX["index_tip"]].tolist() == pytest.approx([0.005, 200.5, 0.5])
+    assert right.camera_K[0, 0] == 300
