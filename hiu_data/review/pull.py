@@ -155,7 +155,11 @@ def review_row(row: HandSample, hand: _HandState | None, image_tags: list[str] |
 
 def _added_row(template: HandSample, label_id: str, keypoint: Any, tags: list[str], name: str) -> HandSample:
     """A hand a person added in FiftyOne, as a new row of the image ``template`` belongs to."""
-    points = L.keypoints_from_relative(keypoint.points, template.width, template.height)
+    try:
+        points = L.keypoints_from_relative(keypoint.points, template.width, template.height)
+    except ValueError as e:  # a person's label: name it instead of failing with a traceback
+        raise ReviewError(f"FiftyOne dataset {name!r}, image {template.image_id}, added keypoints label "
+                          f"{label_id}: {e}") from None
     present = ~np.isnan(points).any(1)
     visibility = np.where(present, 2, 0).astype(np.uint8)
     bbox = (bbox_from_keypoints(points, visibility, template.width, template.height) if present.any()

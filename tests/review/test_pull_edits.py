@@ -1,0 +1,47 @@
+"""Review edits a reviewer can make through FiftyOne's Python API, and how pull treats them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from hiu_cli.main import main
+from hiu_data.io.parquet import HandDataset
+
+
+def _edit(name: str, image_id: str, change: Callable[[Any, Any], None]) -> None:
+    """Apply ``change(fo, sample)`` to the FiftyOne sample of ``image_id`` and save it."""
+    import fiftyone as fo
+    from fiftyone import ViewField as F
+
+    sample = fo.load_dataset(name).one(F("hiu_image_id") == image_id)
+    change(fo, sample)
+    sample.save()
+
+
+def _pull_fails(name: str, out: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """Run pull, expect one ``error:`` line and exit 1 with nothing written; return the line."""
+    assert main(["review", "pull", name, str(out)]) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    assert not out.exists() or not any(out.iterdir())
+    return lines[0]
+
+
+def _rows(folder: Path) -> dict[str, Any]:
+    return {s.sample_id: s for s in HandDataset(folder)}
+
+
+def test_an_added_hand_without_21_points_is_one_error_line(pseudo_dir: Path, review_name: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from hiu_data.review.push import push
+
+    push(pseudo_dir, review_name)
+    _edit(review_name, "img003",
+          lambda fo, s: s["hands"].keypoints.append(fo.Keypoint(label="left", points=[[0.1, 0.5]] * 20)))
+    line = _pull_fails(review_name, tmp_path / "out", capsys)
+    assert review_name in line and "img003" in line and "expected 21 keypoints, got 20" in line
+
