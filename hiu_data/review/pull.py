@@ -37,6 +37,7 @@ import numpy as np
 from hiu_data.errors import HiuError
 from hiu_data.formats._common import bbox_from_keypoints
 from hiu_data.io import rle
+from hiu_data.io.manifest import sha256_file
 from hiu_data.io.parquet import DatasetWriter, HandDataset, find_dataset_dirs
 from hiu_data.review import labels as L
 from hiu_data.review._fiftyone import (HIU_INFO_KEY, KEYPOINTS_FIELD, MASKS_FIELD, SAMPLE_ID_ATTR, ReviewError,
@@ -176,6 +177,19 @@ def _added_row(template: HandSample, label_id: str, keypoint: Any, tags: list[st
     )
 
 
+def _check_shard_files(source_dir: Path, shards: dict[str, str], name: str) -> None:
+    """Refuse a source whose shard files differ from the checksums recorded at push.
+
+    The manifest alone is not enough: a shard rewritten in place (its manifest untouched)
+    would be read as it is now, and the hands it lost, with their review, would silently be
+    missing from the output.
+    """
+    for file, sha in sorted(shards.items()):
+        if sha256_file(source_dir / file) != sha:
+            raise ReviewError(f"{source_dir / file}: changed since it was pushed as {name!r} (its sha256 differs); "
+                              "pull needs the exact pushed dataset")
+
+
 def pull(name: str, out: str | Path, *, source: str | Path | None = None, overwrite: bool = False,
          progress: Callable[[int], None] | None = None) -> PullResult:
     """Write the reviewed version of the dataset pushed as ``name`` to ``out/<dataset>/``.
@@ -197,6 +211,7 @@ def pull(name: str, out: str | Path, *, source: str | Path | None = None, overwr
     if source_checksums(manifest) != info["shards"]:
         raise ReviewError(f"{source_dir}: differs from the dataset pushed as {name!r} (shard checksums changed); "
                           "pull needs the exact pushed dataset (pass --source if it moved)")
+    _check_shard_files(source_dir, info["shards"], name)
     if (Path(out) / manifest["dataset"]).resolve() == source_dir:
         raise HiuError(f"{out}: pull would overwrite the pushed dataset {source_dir}; choose another OUT")
     state = _read_state(dataset)

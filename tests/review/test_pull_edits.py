@@ -45,3 +45,17 @@ def test_an_added_hand_without_21_points_is_one_error_line(pseudo_dir: Path, rev
     line = _pull_fails(review_name, tmp_path / "out", capsys)
     assert review_name in line and "img003" in line and "expected 21 keypoints, got 20" in line
 
+
+
+def test_a_shard_rewritten_since_the_push_is_refused_even_with_the_same_manifest(
+        pseudo_dir: Path, review_name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import pyarrow.parquet as pq
+
+    from hiu_data.review.push import push
+
+    push(pseudo_dir, review_name)
+    shard = next(pseudo_dir.glob("*.parquet"))
+    table = pq.read_table(shard)
+    pq.write_table(table.slice(0, len(table) - 1), shard)  # one hand gone; manifest.json untouched
+    line = _pull_fails(review_name, tmp_path / "out", capsys)
+    assert shard.name in line and "changed since" in line
