@@ -10,7 +10,9 @@ source order within each split, as ``OUT/<dataset>/``:
   that writes back into it) are compared with what push wrote; a hand with a change is
   ``corrected`` and takes the new labels. Moved joints get visibility 2 (0 when removed) and
   keypoint confidence 1 (0 when removed). When the 2D keypoints changed, the predicted 3D
-  joints and MANO parameters no longer agree with them and are dropped (set to None);
+  joints and MANO parameters no longer agree with them and are dropped (set to None). A
+  keypoints label whose ``label`` a person changed to the other side changes ``hand_side``
+  (and drops the MANO parameters, which belong to one side's hand model);
 - accepted and corrected hands get ``label_source = "human"``; rows of split ``unlabeled``
   move to ``train`` since they now carry a person's labels. Rejected hands keep their
   pseudo-labels and split with ``review_status = "rejected"``: the loader and any training
@@ -43,7 +45,7 @@ from hiu_data.review import labels as L
 from hiu_data.review._fiftyone import (HIU_INFO_KEY, KEYPOINTS_FIELD, MASKS_FIELD, SAMPLE_ID_ATTR, ReviewError,
                                        load_review_dataset)
 from hiu_data.review.push import source_checksums
-from hiu_data.schema import HandSample
+from hiu_data.schema import HAND_SIDES, HandSample
 from hiu_data.skeleton import NUM_JOINTS
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,7 @@ class _HandState:
     """A hand's labels as they are now in FiftyOne (None = label absent)."""
 
     points: list[Any] | None = None
+    side: str | None = None  # the keypoints label's ``label``: the hand side a person sees
     keypoint_tags: list[str] = field(default_factory=list)
     box: list[float] | None = None
     mask: np.ndarray | None = None
@@ -91,7 +94,7 @@ def _read_state(dataset: Any) -> _ReviewState:
                 state.added.append((image_id, kp.id, kp))
                 continue
             hand = state.hands.setdefault(sid, _HandState())
-            hand.points, hand.keypoint_tags = list(kp.points), list(kp.tags)
+            hand.points, hand.keypoint_tags, hand.side = list(kp.points), list(kp.tags), kp.label
         detections = sample[MASKS_FIELD]
         for det in (detections.detections if detections is not None else []):
             sid = det[SAMPLE_ID_ATTR] if SAMPLE_ID_ATTR in det else None
@@ -128,6 +131,11 @@ def review_row(row: HandSample, hand: _HandState | None, image_tags: list[str] |
                 if hand.box is not None and hand.mask is not None else np.zeros_like(old_mask))
     if not np.array_equal(old_mask, new_mask):
         edited.append("mask")
+    if not deleted and hand.side is not None and hand.side != row.hand_side:
+        if hand.side not in HAND_SIDES:
+            raise ReviewError(f"FiftyOne dataset {name!r}, hand {row.sample_id}: keypoints label {hand.side!r} "
+                              f"is not a hand side ({' or '.join(HAND_SIDES)})")
+        edited.append("hand_side")
     tags = _user_tags(image_tags, hand.keypoint_tags, hand.mask_tags)
     decision = L.decide(image_tags, hand.keypoint_tags + hand.mask_tags, bool(edited), deleted)
     if decision.status is None and not tags:
@@ -147,6 +155,10 @@ def review_row(row: HandSample, hand: _HandState | None, image_tags: list[str] |
             conf[changed] = np.where(np.isnan(new_kp[changed]).any(1), 0.0, 1.0)
             out.keypoints_2d, out.keypoint_confidence = new_kp, conf
             out.keypoints_3d = out.mano_pose = out.mano_betas = None
+        if "hand_side" in edited:
+            # MANO parameters belong to one side's hand model; the 2D, 3D joints and mask do not.
+            out.hand_side = hand.side
+            out.mano_pose = out.mano_betas = None
         if "mask" in edited:
             out.mask = rle.encode(new_mask) if new_mask.any() else None
     out.extras["review"] = {"dataset": name, "status": out.review_status, "tags": tags,

@@ -59,3 +59,36 @@ def test_a_shard_rewritten_since_the_push_is_refused_even_with_the_same_manifest
     pq.write_table(table.slice(0, len(table) - 1), shard)  # one hand gone; manifest.json untouched
     line = _pull_fails(review_name, tmp_path / "out", capsys)
     assert shard.name in line and "changed since" in line
+
+
+def test_a_hand_side_corrected_on_the_keypoints_label_comes_back(pseudo_dir: Path, review_name: str,
+                                                                 tmp_path: Path) -> None:
+    from hiu_data.review.push import push
+
+    push(pseudo_dir, review_name)
+
+    def flip(fo: Any, sample: Any) -> None:
+        sample["hands"].keypoints[0].label = "left"
+
+    _edit(review_name, "img000", flip)
+    assert main(["review", "pull", review_name, str(tmp_path / "out")]) == 0
+    before, after = _rows(pseudo_dir)["wild/unlabeled/img000"], _rows(tmp_path / "out" / "wild")["wild/unlabeled/img000"]
+    assert before.hand_side == "right" and after.hand_side == "left"
+    assert (after.review_status, after.label_source, after.split) == ("corrected", "human", "train")
+    assert after.extras["review"]["edited"] == ["hand_side"]
+    assert after.mano_pose is None and after.mano_betas is None  # fitted to the right hand's model
+    assert after.keypoints_2d is not None and after.keypoints_3d is not None and after.mask == before.mask
+
+
+def test_a_keypoints_label_that_is_not_a_side_is_one_error_line(pseudo_dir: Path, review_name: str, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from hiu_data.review.push import push
+
+    push(pseudo_dir, review_name)
+
+    def rename(fo: Any, sample: Any) -> None:
+        sample["hands"].keypoints[0].label = "hand"
+
+    _edit(review_name, "img000", rename)
+    line = _pull_fails(review_name, tmp_path / "out", capsys)
+    assert "wild/unlabeled/img000" in line and "'hand' is not a hand side" in line
