@@ -19,7 +19,8 @@ source order within each split, as ``OUT/<dataset>/``:
   set built from ``train`` leave them out, and they stay in the output for the record;
 - a hand whose keypoints label was deleted (its image still there) counts as rejected; a
   keypoints label a person added (no ``hiu_sample_id``) becomes a new ``corrected`` row of
-  that image, ``<dataset>/<split>/<image_id>/added-<label id>``;
+  that image, ``<dataset>/<split>/<image_id>/added-<label id>`` (``rejected`` in its image's
+  split when it or its image is tagged ``rejected``);
 - a reviewed row records ``extras["review"] = {"dataset", "status", "tags", "edited"}``; rows
   the review says nothing about are written unchanged.
 
@@ -166,8 +167,13 @@ def review_row(row: HandSample, hand: _HandState | None, image_tags: list[str] |
     return out
 
 
-def _added_row(template: HandSample, label_id: str, keypoint: Any, tags: list[str], name: str) -> HandSample:
-    """A hand a person added in FiftyOne, as a new row of the image ``template`` belongs to."""
+def _added_row(template: HandSample, label_id: str, keypoint: Any, image_tags: list[str], name: str) -> HandSample:
+    """A hand a person added in FiftyOne, as a new row of the image ``template`` belongs to.
+
+    The same tag rules as for a pushed hand apply: adding is an edit, so the hand is
+    ``corrected`` unless its own tags, or its image's, say ``rejected``; a rejected added hand
+    is kept for the record in its image's split with ``review_status = "rejected"``.
+    """
     try:
         points = L.keypoints_from_relative(keypoint.points, template.width, template.height)
     except ValueError as e:  # a person's label: name it instead of failing with a traceback
@@ -177,15 +183,18 @@ def _added_row(template: HandSample, label_id: str, keypoint: Any, tags: list[st
     visibility = np.where(present, 2, 0).astype(np.uint8)
     bbox = (bbox_from_keypoints(points, visibility, template.width, template.height) if present.any()
             else template.bbox.copy())
-    split = "train" if template.split == "unlabeled" else template.split
+    decision = L.decide(image_tags, list(keypoint.tags), edited=True)
+    status = decision.status or "corrected"
+    split = "train" if template.split == "unlabeled" and decision.human else template.split
     side = keypoint.label if keypoint.label in ("left", "right") else template.hand_side
     return HandSample(
         sample_id=f"{template.dataset}/{split}/{template.image_id}/added-{label_id}", dataset=template.dataset,
         split=split, image_id=template.image_id, width=template.width, height=template.height, hand_side=side,
         bbox=bbox, visibility=visibility, image_bytes=template.image_bytes,
         image_path=template.image_path, subset=template.subset, keypoints_2d=points,
-        keypoint_confidence=present.astype(np.float32), label_source="human", review_status="corrected",
-        extras={"review": {"dataset": name, "status": "corrected", "tags": _user_tags(tags), "edited": ["added"]}},
+        keypoint_confidence=present.astype(np.float32), label_source="human", review_status=status,
+        extras={"review": {"dataset": name, "status": status, "tags": _user_tags(image_tags, list(keypoint.tags)),
+                           "edited": ["added"] if decision.human else []}},
     )
 
 
@@ -246,8 +255,10 @@ def pull(name: str, out: str | Path, *, source: str | Path | None = None, overwr
             if image_id not in templates:
                 state.ignored.append(label_id)
                 continue
-            writer.add(_added_row(templates[image_id], label_id, keypoint, state.image_tags[image_id] + list(keypoint.tags), name))
-            counts["corrected"] = counts.get("corrected", 0) + 1
+            new = _added_row(templates[image_id], label_id, keypoint, state.image_tags[image_id], name)
+            writer.add(new)
+            key = new.review_status or "none"
+            counts[key] = counts.get(key, 0) + 1
             added += 1
     if state.ignored:
         log.warning("%s: %d label(s) without %s were ignored: %s", name, len(state.ignored), SAMPLE_ID_ATTR,

@@ -92,3 +92,23 @@ def test_a_keypoints_label_that_is_not_a_side_is_one_error_line(pseudo_dir: Path
     _edit(review_name, "img000", rename)
     line = _pull_fails(review_name, tmp_path / "out", capsys)
     assert "wild/unlabeled/img000" in line and "'hand' is not a hand side" in line
+
+
+def test_a_hand_added_on_a_rejected_image_is_rejected_not_trained_on(pseudo_dir: Path, review_name: str,
+                                                                      tmp_path: Path) -> None:
+    from hiu_data.review.push import push
+
+    push(pseudo_dir, review_name)
+
+    def add_then_reject(fo: Any, sample: Any) -> None:
+        sample["hands"].keypoints.append(fo.Keypoint(label="left", points=[[0.1 + 0.01 * j, 0.5] for j in range(21)]))
+        sample.tags.append("rejected")
+
+    _edit(review_name, "img002", add_then_reject)
+    assert main(["review", "pull", review_name, str(tmp_path / "out")]) == 0
+    pulled = _rows(tmp_path / "out" / "wild")
+    added = [row for sid, row in pulled.items() if "/added-" in sid]
+    assert len(added) == 1 and added[0].sample_id.startswith("wild/unlabeled/img002/added-")
+    assert (added[0].review_status, added[0].split) == ("rejected", "unlabeled")
+    assert added[0].extras["review"]["tags"] == ["rejected"]
+    assert pulled["wild/unlabeled/img002"].review_status == "rejected"
