@@ -83,8 +83,17 @@ class PullResult:
     ignored: list[str]
 
 
-def _read_state(dataset: Any) -> _ReviewState:
+def _duplicate(name: str, kind: str, sid: str, first: str, second: str) -> ReviewError:
+    # A label copied with ``label.copy()`` (a natural way to add a second hand) keeps every
+    # attribute, hiu_sample_id included: taking either one silently would lose the other.
+    return ReviewError(f"FiftyOne dataset {name!r}: hand {sid} has two {kind} labels ({first}, {second}); "
+                       f"delete the {SAMPLE_ID_ATTR} attribute of the one that is a new hand, or delete one")
+
+
+def _read_state(dataset: Any, name: str) -> _ReviewState:
+    """The review state of every pushed hand; ReviewError when two labels claim one hand."""
     state = _ReviewState()
+    seen: dict[tuple[str, str], str] = {}  # (field, hiu_sample_id) -> label id
     for sample in dataset.select_fields([KEYPOINTS_FIELD, MASKS_FIELD, "hiu_image_id"]).iter_samples():
         image_id = sample["hiu_image_id"]
         state.image_tags[image_id] = list(sample.tags)
@@ -94,6 +103,9 @@ def _read_state(dataset: Any) -> _ReviewState:
             if sid is None:
                 state.added.append((image_id, kp.id, kp))
                 continue
+            if (KEYPOINTS_FIELD, sid) in seen:
+                raise _duplicate(name, "keypoints", sid, seen[KEYPOINTS_FIELD, sid], kp.id)
+            seen[KEYPOINTS_FIELD, sid] = kp.id
             hand = state.hands.setdefault(sid, _HandState())
             hand.points, hand.keypoint_tags, hand.side = list(kp.points), list(kp.tags), kp.label
         detections = sample[MASKS_FIELD]
@@ -102,6 +114,9 @@ def _read_state(dataset: Any) -> _ReviewState:
             if sid is None:
                 state.ignored.append(det.id)
                 continue
+            if (MASKS_FIELD, sid) in seen:
+                raise _duplicate(name, "mask", sid, seen[MASKS_FIELD, sid], det.id)
+            seen[MASKS_FIELD, sid] = det.id
             hand = state.hands.setdefault(sid, _HandState())
             hand.box, hand.mask, hand.mask_tags = list(det.bounding_box), det.get_mask(), list(det.tags)
     return state
@@ -235,7 +250,7 @@ def pull(name: str, out: str | Path, *, source: str | Path | None = None, overwr
     _check_shard_files(source_dir, info["shards"], name)
     if (Path(out) / manifest["dataset"]).resolve() == source_dir:
         raise HiuError(f"{out}: pull would overwrite the pushed dataset {source_dir}; choose another OUT")
-    state = _read_state(dataset)
+    state = _read_state(dataset, name)
     counts: dict[str, int] = {}
     changed = added = 0
     templates: dict[str, HandSample] = {}

@@ -112,3 +112,20 @@ def test_a_hand_added_on_a_rejected_image_is_rejected_not_trained_on(pseudo_dir:
     assert (added[0].review_status, added[0].split) == ("rejected", "unlabeled")
     assert added[0].extras["review"]["tags"] == ["rejected"]
     assert pulled["wild/unlabeled/img002"].review_status == "rejected"
+
+
+def test_a_copied_hand_that_keeps_its_sample_id_is_one_error_line(pseudo_dir: Path, review_name: str,
+                                                                   tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from hiu_data.review.push import push
+
+    push(pseudo_dir, review_name)
+
+    def copy_and_move(fo: Any, sample: Any) -> None:  # a second hand made from the first
+        copy = sample["hands"].keypoints[0].copy()
+        copy.points = [[x + 0.1, y] for x, y in copy.points]
+        sample["hands"].keypoints.append(copy)
+
+    _edit(review_name, "img005", copy_and_move)
+    line = _pull_fails(review_name, tmp_path / "out", capsys)
+    assert "wild/unlabeled/img005 has two keypoints labels" in line and "hiu_sample_id" in line
