@@ -241,6 +241,9 @@ def pull(name: str, out: str | Path, *, source: str | Path | None = None, overwr
     """
     dataset = load_review_dataset(name)
     info = dataset.info[HIU_INFO_KEY]
+    if source is None and not Path(info["source"]).exists():
+        raise ReviewError(f"{info['source']}: the dataset pushed as {name!r} is no longer there; "
+                          "pass --source with the folder it lies in now")
     source_dir = find_dataset_dirs(source if source is not None else info["source"])[0].resolve()
     rows = HandDataset(source_dir)
     manifest = rows.manifests[source_dir]

@@ -129,3 +129,15 @@ def test_a_copied_hand_that_keeps_its_sample_id_is_one_error_line(pseudo_dir: Pa
     _edit(review_name, "img005", copy_and_move)
     line = _pull_fails(review_name, tmp_path / "out", capsys)
     assert "wild/unlabeled/img005 has two keypoints labels" in line and "hiu_sample_id" in line
+
+
+def test_a_moved_source_says_to_pass_source(pseudo_dir: Path, review_name: str, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from hiu_data.review.push import push
+
+    push(pseudo_dir, review_name)
+    moved = tmp_path / "moved"
+    pseudo_dir.parent.rename(moved)
+    line = _pull_fails(review_name, tmp_path / "out", capsys)
+    assert str(pseudo_dir) in line and "no longer there" in line and "--source" in line
+    assert main(["review", "pull", review_name, str(tmp_path / "out"), "--source", str(moved / "wild")]) == 0
