@@ -8,6 +8,7 @@ reads, with no export step in between.
 
 from __future__ import annotations
 
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -52,6 +53,20 @@ def wait_for_app(url: str, timeout: float = 60.0) -> None:
         time.sleep(0.5)
 
 
+def check_port_free(address: str, port: int) -> None:
+    """ReviewError when ``address:port`` cannot be bound (another App or server holds it).
+
+    FiftyOne's server would otherwise fail in its own process, print several tracebacks
+    and leave this one waiting for a server that never answers.
+    """
+    with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((address, port))
+        except OSError as e:
+            raise ReviewError(f"{address}:{port}: cannot serve the App there ({e.strerror or e}); "
+                              "pass --port with a free port") from None
+
+
 def launch(name: str, *, port: int = DEFAULT_PORT, address: str = DEFAULT_ADDRESS, timeout: float = 60.0) -> tuple[Any, str]:
     """Start the App server on the pushed dataset ``name`` and wait until it answers.
 
@@ -60,6 +75,7 @@ def launch(name: str, *, port: int = DEFAULT_PORT, address: str = DEFAULT_ADDRES
         call ``session.wait(-1)`` to serve until Ctrl-C.
     """
     dataset = load_review_dataset(name)
+    check_port_free(address, port)
     fo = import_fiftyone()
     session = fo.launch_app(dataset, remote=True, port=port, address=address, auto=False)
     url = f"http://{address}:{port}"

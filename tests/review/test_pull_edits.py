@@ -141,3 +141,4 @@ def test_a_moved_source_says_to_pass_source(pseudo_dir: Path, review_name: str, 
     line = _pull_fails(review_name, tmp_path / "out", capsys)
     assert str(pseudo_dir) in line and "no longer there" in line and "--source" in line
     assert main(["review", "pull", review_name, str(tmp_path / "out"), "--source", str(moved / "wild")]) == 0
+
