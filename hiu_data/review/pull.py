@@ -87,7 +87,7 @@ def _duplicate(name: str, kind: str, sid: str, first: str, second: str) -> Revie
     # A label copied with ``label.copy()`` (a natural way to add a second hand) keeps every
     # attribute, hiu_sample_id included: taking either one silently would lose the other.
     return ReviewError(f"FiftyOne dataset {name!r}: hand {sid} has two {kind} labels ({first}, {second}); "
-                       f"delete the {SAMPLE_ID_ATTR} attribute of the one that is a new hand, or delete one")
+                       f"set {SAMPLE_ID_ATTR} to None on the one that is a new hand, or delete one")
 
 
 def _read_state(dataset: Any, name: str) -> _ReviewState:
