@@ -26,12 +26,13 @@ has_camera
 mirrored            () bool            a left hand flipped into the right-hand frame
 crop_affine         (2, 3) f32         image pixels -> crop pixels (to map predictions back)
 rotation_3d         (3, 3) f32         camera frame -> crop camera frame
-index               () int64           row index in this dataset
+index               () int64           item index in this dataset (rejected rows left out)
 ==================  =================  ======================================================
 
 Missing labels are zeros with their ``has_*`` flag 0; no tensor holds NaN. ``has_3d`` needs all
 21 joints in 3D (root-relative coordinates need the wrist). Rows without usable 2D (e.g. the
-``unlabeled`` split) are cropped around their ``bbox`` and have every ``has_*`` flag 0.
+``unlabeled`` split) are cropped around their ``bbox`` and have every ``has_*`` flag 0. Rows a
+reviewer rejected (``review_status == "rejected"``) are not items at all (:func:`usable_rows`).
 
 Augmentation (``train=True``) draws scale, rotation, translation, colour jitter and blur per
 item from a generator keyed by ``(seed, epoch, index)`` or by an explicit key from
@@ -220,6 +221,23 @@ def augment_rng(seed: int, key: int, epoch: int = 0) -> np.random.Generator:
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch), int(key) & 0xFFFFFFFFFFFFFFFF])
 
 
+def usable_rows(records: HandDataset) -> np.ndarray:
+    """(N,) int64 row indices of ``records`` whose labels a model may use, in stored order.
+
+    A hand a reviewer rejected (``review_status == "rejected"``) keeps its pseudo-labels in the
+    dataset for the record, but they are not labels: neither training nor evaluation nor the
+    self-supervised terms read it. That matters where rejected rows share a split with usable
+    ones (a reviewed converted dataset, a hand accepted in one review round and rejected in
+    the next).
+    """
+    status = np.concatenate([table.column("review_status").to_numpy(zero_copy_only=False)
+                             for table in records.iter_tables(columns=["review_status"])] or [np.empty(0, object)])
+    rejected = status == "rejected"
+    if rejected.any():
+        log.info("left out %d hand(s) a reviewer rejected, of %d rows", int(rejected.sum()), len(status))
+    return np.flatnonzero(~rejected)
+
+
 class HandCropDataset(torch.utils.data.Dataset):
     """Crops and targets over converted dataset folders (see the module docstring).
 
@@ -239,13 +257,16 @@ class HandCropDataset(torch.utils.data.Dataset):
     def __init__(self, paths: str | Path | Sequence[str | Path], split: str | Sequence[str] | None = None,
                  options: DataOptions | None = None, train: bool = True, seed: int = 0) -> None:
         self.records = HandDataset(paths, split=split)
+        self.rows = usable_rows(self.records)
+        self.rejected = len(self.records) - len(self.rows)
+        """Rows left out because a reviewer rejected them."""
         self.options = options if options is not None else DataOptions()
         self.train = train
         self.seed = seed
         self.epoch = 0
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.rows)
 
     def set_epoch(self, epoch: int) -> None:
         """Change the augmentation draws of plain integer indices (``dataset[i]``)."""
@@ -260,16 +281,17 @@ class HandCropDataset(torch.utils.data.Dataset):
 
     def example(self, index: int, key: int | None = None, augment: bool | None = None) -> dict[str, Any]:
         """The numpy form of an item (what the preview draws); ``index`` is added."""
-        sample = self.records[index]
-        root = self.records.manifests[self.records.dataset_dir_of(index)].get("source_root")
+        row = int(self.rows[index])
+        sample = self.records[row]
+        root = self.records.manifests[self.records.dataset_dir_of(row)].get("source_root")
         data = sample_image_bytes(sample.image_bytes, sample.image_path, root, sample.sample_id)
         out = make_example(sample, data, self.options, self.params_for(index, key, augment))
         out["index"] = index
         return out
 
     def sample(self, index: int) -> HandSample:
-        """The stored record of row ``index``."""
-        return self.records[index]
+        """The stored record of item ``index``."""
+        return self.records[int(self.rows[index])]
 
     def __getitem__(self, item: int | tuple[int, ...]) -> dict[str, torch.Tensor]:
         if isinstance(item, (tuple, list)):

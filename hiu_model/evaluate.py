@@ -102,7 +102,7 @@ def collect(model: torch.nn.Module, cfg: Any, folder: str | Path, split: str | N
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dataset = HandCropDataset(folder, split=split, options=cfg.data, train=False)
     if len(dataset) == 0:
-        raise no_rows_error(folder, split, how="choose one with --split")
+        raise no_rows_error(folder, split, how="choose one with --split", rejected=dataset.rejected)
     indices = subset_indices(len(dataset), max_samples)
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices.tolist()), batch_size=batch_size,
                                          num_workers=num_workers, shuffle=False)

@@ -160,11 +160,16 @@ def as_source(entry: Any, split: str | None) -> DataSource:
 
 
 def no_rows_error(path: str | Path, split: str | None,
-                  how: str = "a source picks its split with {path: ..., split: ...} in the config") -> HiuError:
-    """The error for a source without rows (in ``split``): it names the splits the folder does
-    hold, and ``how`` to pick one."""
+                  how: str = "a source picks its split with {path: ..., split: ...} in the config",
+                  rejected: int = 0) -> HiuError:
+    """The error for a source without usable rows (in ``split``): it names the splits the folder
+    does hold, and ``how`` to pick one; or says that a reviewer rejected all ``rejected`` rows."""
     from hiu_data.io.manifest import manifest_counts
 
+    if rejected:
+        where = f" of split {split!r}" if split is not None else ""
+        return HiuError(f"{path}: all {rejected} hand(s){where} were rejected in review (review_status), "
+                        "so none is usable")
     if split is None:
         return HiuError(f"{path}: no rows")
     try:
@@ -218,7 +223,7 @@ def build_loader(sources: Sequence[Any], options: "DataOptions | None" = None, *
     for i, src in enumerate(parsed):
         ds = HandCropDataset(src.path, split=src.split, options=options, train=train, seed=seed + 7919 * i)
         if len(ds) == 0:
-            raise no_rows_error(src.path, src.split)
+            raise no_rows_error(src.path, src.split, rejected=ds.rejected)
         datasets.append(ds)
     mixed = MixedDataset(datasets)
     if train:
