@@ -21,8 +21,9 @@ source order within each split, as ``OUT/<dataset>/``:
   keypoints label a person added (no ``hiu_sample_id``) becomes a new ``corrected`` row of
   that image, ``<dataset>/<split>/<image_id>/added-<label id>`` (``rejected`` in its image's
   split when it or its image is tagged ``rejected``);
-- a reviewed row records ``extras["review"] = {"dataset", "status", "tags", "edited"}``; rows
-  the review says nothing about are written unchanged.
+- a reviewed row records ``extras["review"] = {"dataset", "status", "tags", "edited"}`` (a
+  record of an earlier round moves to the list ``extras["review_history"]``, oldest first);
+  rows the review says nothing about are written unchanged.
 
 The result depends only on the source rows and the FiftyOne dataset's state, so pulling
 twice gives identical shards.
@@ -177,6 +178,9 @@ def review_row(row: HandSample, hand: _HandState | None, image_tags: list[str] |
             out.mano_pose = out.mano_betas = None
         if "mask" in edited:
             out.mask = rle.encode(new_mask) if new_mask.any() else None
+    if "review" in out.extras:
+        # A second review round: the earlier round's record moves to the history, oldest first.
+        out.extras["review_history"] = [*out.extras.get("review_history", []), out.extras["review"]]
     out.extras["review"] = {"dataset": name, "status": out.review_status, "tags": tags,
                             "edited": edited if decision.status == "corrected" else []}
     return out

@@ -142,3 +142,27 @@ def test_a_moved_source_says_to_pass_source(pseudo_dir: Path, review_name: str, 
     assert str(pseudo_dir) in line and "no longer there" in line and "--source" in line
     assert main(["review", "pull", review_name, str(tmp_path / "out"), "--source", str(moved / "wild")]) == 0
 
+
+
+def test_a_second_round_keeps_the_first_rounds_record(pseudo_dir: Path, review_name: str, tmp_path: Path) -> None:
+    import fiftyone as fo
+
+    from hiu_data.review.push import push
+
+    push(pseudo_dir, review_name)
+    _edit(review_name, "img002", lambda fo, s: s.tags.append("accepted"))
+    assert main(["review", "pull", review_name, str(tmp_path / "round1")]) == 0
+    second = review_name + "-2"
+    try:
+        push(tmp_path / "round1" / "wild", second)
+        _edit(second, "img002", lambda fo, s: s.tags.append("rejected"))
+        assert main(["review", "pull", second, str(tmp_path / "round2")]) == 0
+    finally:
+        if fo.dataset_exists(second):
+            fo.delete_dataset(second)
+    first = _rows(tmp_path / "round1" / "wild")["wild/unlabeled/img002"]
+    again = _rows(tmp_path / "round2" / "wild")["wild/unlabeled/img002"]
+    assert again.review_status == "rejected" and again.split == "train"
+    assert again.extras["review"]["dataset"] == second and again.extras["review"]["status"] == "rejected"
+    assert again.extras["review_history"] == [first.extras["review"]]
+    assert first.extras["review"]["status"] == "accepted" and "review_history" not in first.extras
