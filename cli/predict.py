@@ -14,7 +14,7 @@ def predict(
     checkpoint: Annotated[Path, typer.Argument(help="Run folder or checkpoint folder.", show_default=False)],
     images: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the overlays and predictions.json.")] = Path("predictions"),
-    boxes: Annotated[Path | None, typer.Option("--boxes", help='JSON {"file name": [[x, y, w, h], ...]} or COCO-format detections; default: the whole image is one hand.')] = None,
+    boxes: Annotated[Path | None, typer.Option("--boxes", help='JSON {"file name": [\\[x, y, w, h], ...]} (pixels) or COCO-format detections; default: the whole image is one hand.')] = None,
     side: Annotated[str, typer.Option("--side", help="auto (try both, keep the more consistent), left or right.")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, ...")] = "cpu",
