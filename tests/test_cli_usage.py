@@ -42,3 +42,37 @@ def test_predict_help_shows_the_box_format(capsys: pytest.CaptureFixture[str], m
     monkeypatch.setenv("COLUMNS", "300")
     assert main(["predict", "--help"]) == 0
     assert '{"file name": [[x, y, w, h], ...]}' in capsys.readouterr().out
+
+
+def _write_dataset(folder: Path) -> Path:
+    from hiu_data.io.parquet import write_dataset
+    from tests.data_io.records import random_records
+
+    return write_dataset(random_records(3, seed=0, dataset="toy"), folder, dataset="toy")
+
+
+def _one_error(capsys: pytest.CaptureFixture[str]) -> str:
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+def test_a_shard_passed_as_the_dataset_names_the_folder_to_pass(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    data = _write_dataset(tmp_path)
+    shard = next(data.glob("*.parquet"))
+    assert main(["validate", str(shard)]) == 1
+    line = _one_error(capsys)
+    assert f"{shard}: is a file" in line and f"pass the dataset folder {data}" in line
+
+
+def test_a_raw_folder_passed_as_a_dataset_says_to_convert_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "raw" / "training").mkdir(parents=True)
+    assert main(["info", str(tmp_path / "raw")]) == 1
+    assert "hiu-data convert NAME RAW_ROOT OUT" in _one_error(capsys)
+
+
+def test_a_folder_two_levels_above_the_datasets_names_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _write_dataset(tmp_path / "demo" / "converted")
+    assert main(["info", str(tmp_path / "demo")]) == 1
+    assert _one_error(capsys).endswith(f"; converted datasets are in {tmp_path / 'demo' / 'converted'}: pass that folder")

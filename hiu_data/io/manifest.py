@@ -37,16 +37,36 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def find_dataset_dirs(path: str | Path) -> list[Path]:
-    """Dataset folders at ``path``: itself if it holds a manifest, else its children that do."""
+    """Dataset folders at ``path``: itself if it holds a manifest, else its children that do.
+
+    Raises:
+        HiuError: ``path`` is missing or is a file (a shard or the manifest itself).
+        SchemaError: no dataset folder there; the message says where one is, or how to make one.
+    """
     path = Path(path)
     if not path.exists():
         raise HiuError(f"{path}: no such folder")
+    if not path.is_dir():
+        # A shard or the manifest is a natural thing to pass; the folder holding it is meant.
+        inside = f"; pass the dataset folder {path.parent}" if (path.parent / MANIFEST).is_file() else ""
+        raise HiuError(f"{path}: is a file, expected a converted dataset folder (with {MANIFEST}){inside}")
     if (path / MANIFEST).is_file():
         return [path]
     found = sorted(p for p in path.iterdir() if (p / MANIFEST).is_file())
     if not found:
-        raise SchemaError(f"{path}: not a converted dataset (no {MANIFEST} in it or in its sub-folders)")
+        raise SchemaError(f"{path}: not a converted dataset (no {MANIFEST} in it or in its sub-folders); "
+                          + _where_datasets_are(path))
     return found
+
+
+def _where_datasets_are(path: Path) -> str:
+    """The hint of a folder without datasets: the sub-folders one level further down that hold
+    some (e.g. the demo's output folder, whose ``converted/`` holds them), else how to make one."""
+    holders = sorted({p.parent.parent for p in path.glob(f"*/*/{MANIFEST}")})
+    if holders:
+        shown = " or ".join(str(p) for p in holders[:3]) + (" or ..." if len(holders) > 3 else "")
+        return f"converted datasets are in {shown}: pass that folder"
+    return "convert the raw files first (hiu-data convert NAME RAW_ROOT OUT, then pass OUT or OUT/NAME)"
 
 
 def load_manifest(folder: str | Path) -> dict[str, Any]:
