@@ -202,7 +202,7 @@ def resolve_checkpoint(path: str | Path, which: str = "auto") -> Path:
     checkpoints = list_checkpoints(path)
     if not checkpoints:
         raise CheckpointError(path, f"neither a checkpoint folder ({MODEL_FILE} + {CONFIG_FILE}) nor a run "
-                                    f"folder with {CHECKPOINTS_DIR}/step-*/")
+                                    f"folder with {CHECKPOINTS_DIR}/step-*/; {_what_to_pass(path)}")
     if which in ("auto", "best"):
         best = read_best(path)
         if best is not None and checkpoint_dir(path, int(best["step"])).exists():
@@ -210,6 +210,22 @@ def resolve_checkpoint(path: str | Path, which: str = "auto") -> Path:
         if which == "best":
             raise CheckpointError(path, f"no {BEST_FILE}: validation never ran in this run")
     return checkpoints[-1]
+
+
+def _what_to_pass(path: Path) -> str:
+    """The hint of a folder that is no checkpoint: the usual slips are the ``runs/`` folder
+    above the runs, a run's ``checkpoints/`` folder, and arguments in the wrong order."""
+    if path.is_file() and (path.parent / CONFIG_FILE).is_file():
+        return f"pass the checkpoint folder {path.parent}"
+    if path.name == CHECKPOINTS_DIR and list_checkpoints(path.parent):
+        return f"pass the run folder {path.parent}"
+    runs = [p for p in sorted(path.iterdir()) if p.is_dir() and list_checkpoints(p)] if path.is_dir() else []
+    if runs:
+        shown = ", ".join(str(p) for p in runs[:3]) + (", ..." if len(runs) > 3 else "")
+        return f"it holds runs: pass one of them ({shown})"
+    if (path / "manifest.json").is_file():
+        return "it is a converted dataset: the checkpoint or run folder comes first"
+    return "the first argument is a run folder (hiu-data train --out) or one of its checkpoints/step-*/"
 
 
 def read_meta(folder: str | Path) -> dict[str, Any]:

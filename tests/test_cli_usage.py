@@ -76,3 +76,28 @@ def test_a_folder_two_levels_above_the_datasets_names_them(tmp_path: Path, capsy
     _write_dataset(tmp_path / "demo" / "converted")
     assert main(["info", str(tmp_path / "demo")]) == 1
     assert _one_error(capsys).endswith(f"; converted datasets are in {tmp_path / 'demo' / 'converted'}: pass that folder")
+
+
+def _fake_run(run: Path, step: int = 5) -> Path:
+    """A run folder as far as finding its checkpoints goes (the weights are not read)."""
+    folder = run / "checkpoints" / f"step-{step:06d}"
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"")
+    (folder / "config.json").write_text("{}")
+    return folder
+
+
+@pytest.mark.parametrize("slip", ["parent", "checkpoints", "weights", "dataset"])
+def test_a_wrong_checkpoint_argument_says_what_to_pass(slip: str, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    step = _fake_run(tmp_path / "runs" / "a")
+    data = _write_dataset(tmp_path / "data")
+    given, hint = {
+        "parent": (tmp_path / "runs", f"it holds runs: pass one of them ({tmp_path / 'runs' / 'a'})"),
+        "checkpoints": (step.parent, f"pass the run folder {tmp_path / 'runs' / 'a'}"),
+        "weights": (step / "model.safetensors", f"pass the checkpoint folder {step}"),
+        "dataset": (data, "it is a converted dataset: the checkpoint or run folder comes first"),
+    }[slip]
+    assert main(["eval", str(given), str(data)]) == 1
+    line = _one_error(capsys)
+    assert line.startswith(f"error: {given}: ") and line.endswith(hint)
