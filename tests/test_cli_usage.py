@@ -101,3 +101,17 @@ def test_a_wrong_checkpoint_argument_says_what_to_pass(slip: str, tmp_path: Path
     assert main(["eval", str(given), str(data)]) == 1
     line = _one_error(capsys)
     assert line.startswith(f"error: {given}: ") and line.endswith(hint)
+
+
+def test_export_coco_with_the_paths_swapped_names_the_input_and_writes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _write_dataset(tmp_path / "data")
+    before = sorted(tmp_path.rglob("*"))
+    # An earlier export's JSON given first, the dataset second: the dataset must not be called
+    # an existing output that --overwrite would replace.
+    (tmp_path / "old.json").write_text("{}")
+    assert main(["export", "coco", str(tmp_path / "old.json"), str(data)]) == 1
+    assert _one_error(capsys).startswith(f"error: {tmp_path / 'old.json'}: is a file, expected a converted dataset")
+    assert main(["export", "coco", str(data), str(tmp_path / "new" / "out.json"), "--split", "val"]) == 1
+    assert "no rows to export in split(s) val" in _one_error(capsys)
+    assert sorted(tmp_path.rglob("*")) == [*before, tmp_path / "old.json"]

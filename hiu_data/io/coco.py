@@ -209,12 +209,17 @@ def export_coco(dataset_dir: str | Path, out_json: str | Path, *, splits: Sequen
     """
     from hiu_data.io.parquet import HandDataset, find_dataset_dirs
 
+    # The input is checked before anything is written: with the two paths swapped the user
+    # hears that the dataset is not one, and an export with no rows leaves no folder behind.
+    datasets = [(folder, HandDataset(folder, split=list(splits) if splits else None))
+                for folder in find_dataset_dirs(dataset_dir)]
+    if not sum(len(dataset) for _, dataset in datasets):
+        raise HiuError(f"{dataset_dir}: no rows to export" + (f" in split(s) {', '.join(splits)}" if splits else ""))
     out_json, image_dir_path = _prepare(Path(out_json), None if image_dir is None else Path(image_dir), overwrite)
     writer = _CocoWriter(out_json, image_dir_path, PIXEL_OFFSET)
     names = []
     try:
-        for folder in find_dataset_dirs(dataset_dir):
-            dataset = HandDataset(folder, split=list(splits) if splits else None)
+        for folder, dataset in datasets:
             root = dataset.manifests[folder].get("source_root")
             names.append(dataset.manifests[folder].get("dataset", folder.name))
             for batch in dataset.iter_batches(256):
@@ -222,8 +227,6 @@ def export_coco(dataset_dir: str | Path, out_json: str | Path, *, splits: Sequen
                     writer.add(sample, root)
                 if progress is not None:
                     progress(len(batch))
-        if not writer.annotations:
-            raise HiuError(f"{dataset_dir}: no rows to export" + (f" in split(s) {', '.join(splits)}" if splits else ""))
     except BaseException:
         writer.abort()
         raise
