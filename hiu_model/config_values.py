@@ -25,12 +25,23 @@ class ConfigError(HiuError):
     """A configuration file or override is malformed, names an unknown key, or is inconsistent."""
 
 
+def _folder_hint(path: Path) -> str:
+    """What a folder given as the config most likely meant (a dataset or a run folder)."""
+    if (path / "manifest.json").is_file() or any(path.glob("*/manifest.json")):
+        return "training data goes in --data DIR"
+    if (path / "config.yaml").is_file():
+        return f"to continue that run: --out {path} --resume; to start from its settings: {path / 'config.yaml'}"
+    return "pass a .yaml file, or only flags (--preset, --data ...)"
+
+
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
     """The top-level mapping of a YAML file ({} when empty); errors name the file."""
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, expected a YAML config file; {_folder_hint(path)}") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ConfigError(f"{path}: cannot read the config ({str(error).splitlines()[0]})") from None
     if values is None:

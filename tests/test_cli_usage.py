@@ -115,3 +115,18 @@ def test_export_coco_with_the_paths_swapped_names_the_input_and_writes_nothing(
     assert main(["export", "coco", str(data), str(tmp_path / "new" / "out.json"), "--split", "val"]) == 1
     assert "no rows to export in split(s) val" in _one_error(capsys)
     assert sorted(tmp_path.rglob("*")) == [*before, tmp_path / "old.json"]
+
+
+@pytest.mark.parametrize("given", ["dataset", "run"])
+def test_a_folder_given_as_the_train_config_says_which_flag_was_meant(given: str, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    data = _write_dataset(tmp_path / "data")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("train:\n  steps: 3\n")
+    folder, hint = {"dataset": (data, "training data goes in --data DIR"),
+                    "run": (run, f"to continue that run: --out {run} --resume")}[given]
+    assert main(["train", str(folder), "--steps", "1", "--out", str(tmp_path / "new")]) == 1
+    line = _one_error(capsys)
+    assert line.startswith(f"error: {folder}: is a folder, expected a YAML config file; {hint}")
+    assert not (tmp_path / "new").exists()
