@@ -28,6 +28,10 @@ def convert(
 
     Example: hiu-data convert freihand ~/data/FreiHAND_pub_v2 ~/hiu --split train
     """
+    if name not in formats.REGISTRY and Path(name).exists():
+        # The raw folder typed first: say so instead of only listing the format names.
+        raise HiuError(f"{name}: is a path, not a dataset format; the format comes first: hiu-data convert NAME "
+                       f"RAW_ROOT OUT, with NAME one of {', '.join(formats.available())}")
     module = formats.get(name)
     inputs = getattr(module, "INPUTS", ("raw_root",))
     if len(paths) != len(inputs) + 1:

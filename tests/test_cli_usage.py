@@ -130,3 +130,13 @@ def test_a_folder_given_as_the_train_config_says_which_flag_was_meant(given: str
     line = _one_error(capsys)
     assert line.startswith(f"error: {folder}: is a folder, expected a YAML config file; {hint}")
     assert not (tmp_path / "new").exists()
+
+
+def test_convert_with_the_raw_folder_first_says_the_format_comes_first(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    raw = tmp_path / "RHD_published_v2"
+    raw.mkdir()
+    assert main(["convert", str(raw), "rhd", str(tmp_path / "out")]) == 1
+    assert _one_error(capsys).startswith(f"error: {raw}: is a path, not a dataset format; the format comes first: "
+                                         "hiu-data convert NAME RAW_ROOT OUT, with NAME one of freihand, rhd,")
+    assert not (tmp_path / "out").exists()
