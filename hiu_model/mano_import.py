@@ -261,6 +261,9 @@ def import_mano(paths: list[Path] | list[str], out_dir: Path | str | None = None
 
     models: dict[str, tuple[Path, dict[str, np.ndarray]]] = {}
     for p in map(Path, paths):
+        if not p.is_file():
+            # Checked before the side, which comes from the name: a mistyped path is "not found".
+            raise DatasetFormatError(p, "not found" if not p.exists() else "is a folder, expected a MANO .pkl or .npz file")
         side = side_of(p)
         if side in models:
             raise DatasetFormatError(p, f"two {side}-hand files given ({models[side][0]} and {p})")

@@ -148,3 +148,12 @@ def test_cli_import_and_one_line_errors(official_pickle, tmp_path, capsys):
     assert main(["mano", "import", str(tmp_path / "evil_RIGHT.pkl"), "--mano-dir", str(out)]) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and err[0].startswith("error:") and "os.system" in err[0] and "evil_RIGHT.pkl" in err[0]
+
+
+def test_a_mistyped_model_path_is_not_found_before_its_name_is_read(tmp_path, capsys):
+    # "mano_right.pkl" would name a side; "MANO.pkl" would not: both are simply missing.
+    for name in ("MANO.pkl", "mano_right.pkl"):
+        assert main(["mano", "import", str(tmp_path / name), "--mano-dir", str(tmp_path / "assets")]) == 1
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert err == [f"error: {tmp_path / name}: not found"]
+    assert not (tmp_path / "assets").exists()
