@@ -54,14 +54,20 @@ def pick_device(requested: str, local_rank: int = 0) -> torch.device:
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda"):
+        # The message names the value, not an option: it comes from --device of several
+        # commands as well as from train.device of a config file.
         if not torch.cuda.is_available():
-            raise HiuError(f"train.device={requested!r} but no CUDA device is available; use 'cpu' or 'auto'")
+            raise HiuError(f"device {requested!r}: no CUDA device is available here; use 'cpu' or 'auto'")
         if requested == "cuda":
             return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
     try:
-        return torch.device(requested)
+        device = torch.device(requested)
     except RuntimeError:
         raise HiuError(f"device {requested!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise HiuError(f"device {requested!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                       f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return device
 
 
 def setup(device: str = "auto", timeout_s: float = 3600.0) -> DistInfo:

@@ -140,3 +140,19 @@ def test_convert_with_the_raw_folder_first_says_the_format_comes_first(tmp_path:
     assert _one_error(capsys).startswith(f"error: {raw}: is a path, not a dataset format; the format comes first: "
                                          "hiu-data convert NAME RAW_ROOT OUT, with NAME one of freihand, rhd,")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_cuda_device_without_cuda_is_named_as_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from hiu_data.errors import HiuError
+    from hiu_model.distributed import pick_device
+
+    # eval, predict and pseudo-label take --device too: the message must not speak of train.device.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(HiuError, match=r"^device 'cuda': no CUDA device is available here; use 'cpu' or 'auto'$"):
+        pick_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(HiuError, match=r"^device 'cuda:3': this machine has 1 CUDA device\(s\), cuda:0 to cuda:0$"):
+        pick_device("cuda:3")
