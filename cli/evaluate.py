@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hiu_cli._common import JsonOut, TtaRotation, progress_bar
+from hiu_cli._common import BatchSize, Device, JsonOut, TtaRotation, progress_bar
 
 # Results go to stdout (progress and messages to stderr), so they can be redirected.
 console = Console(highlight=False)
@@ -60,9 +60,9 @@ def evaluate(
     json_out: JsonOut = False,
     split: Annotated[str | None, typer.Option("--split", "-s", help="Split to evaluate (default: test, else val, else all rows).")] = None,
     max_samples: Annotated[int, typer.Option("--max-samples", min=0, help="Rows per dataset, evenly spaced (0 = all).")] = 0,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
+    batch_size: BatchSize = 16,
     which: Annotated[str, typer.Option("--which", help="In a run folder: auto (best if recorded, else latest), best, latest.")] = "auto",
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda, ...")] = "cpu",
+    device: Device = "cpu",
     tta_rotation: TtaRotation = 0.0,
 ) -> None:
     """Evaluate a checkpoint: 2D PCK/AUC/EPE, 3D PCK/AUC/MPJPE/PA-MPJPE, PA-MPVPE, F-scores, mask IoU.

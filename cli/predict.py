@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from hiu_cli._common import TtaRotation, console, progress_bar
+from hiu_cli._common import BatchSize, Device, TtaRotation, console, progress_bar
 
 
 def predict(
@@ -16,8 +16,8 @@ def predict(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the overlays and predictions.json.")] = Path("predictions"),
     boxes: Annotated[Path | None, typer.Option("--boxes", help='JSON {"file name": [\\[x, y, w, h], ...]} (pixels) or COCO-format detections; default: the whole image is one hand.')] = None,
     side: Annotated[str, typer.Option("--side", help="auto (try both, keep the more consistent), left or right.")] = "auto",
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda, ...")] = "cpu",
+    batch_size: BatchSize = 16,
+    device: Device = "cpu",
     tta_rotation: TtaRotation = 0.0,
 ) -> None:
     """Predict hands and draw them: skeleton (heat-map branch), mask, mesh silhouette and mesh joints.

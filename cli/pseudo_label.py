@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from hiu_cli._common import OnError, Overwrite, TtaRotation, console, progress_bar
+from hiu_cli._common import BatchSize, Device, OnError, Overwrite, TtaRotation, console, progress_bar
 from hiu_data.errors import Interrupted
 
 
@@ -17,10 +17,10 @@ def pseudo_label(
     out: Annotated[Path, typer.Argument(help="Output folder; the dataset goes to OUT/NAME/.", show_default=False)],
     boxes: Annotated[Path | None, typer.Option("--boxes", help="COCO-format hand detections JSON: one hand per box.")] = None,
     shard: Annotated[str, typer.Option("--shard", help="i/n: label images i, i+n, ... (run n processes, any launcher).")] = "0/1",
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Crops per forward pass.")] = 16,
+    batch_size: BatchSize = 16,
     name: Annotated[str, typer.Option("--name", help="Dataset name (the folder under OUT).")] = "pseudo",
     chunk_images: Annotated[int, typer.Option("--chunk-images", min=1, help="Images per resumable chunk (same for all shards).")] = 256,
-    device: Annotated[str | None, typer.Option("--device", help="Torch device, e.g. cuda:0 (default cpu).")] = None,
+    device: Device = "cpu",
     on_error: OnError = "fail",
     overwrite: Overwrite = False,
     tta_rotation: TtaRotation = 0.0,

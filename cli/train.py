@@ -53,7 +53,7 @@ def train(
         "--minutes", min=0.01, help="Train for about this long: stop at M minutes and, without --steps, size the "
         "schedule to what M minutes hold on this machine (a few steps are timed first). With --resume: the time "
         "limit of the whole run only.")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Batch per process.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", min=1, help="Training samples per step and process.")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = None,
     workers: Annotated[int | None, typer.Option("--workers", "-j", min=0, help="Data-loader workers per process.")] = None,

@@ -156,3 +156,13 @@ def test_a_cuda_device_without_cuda_is_named_as_given(monkeypatch: pytest.Monkey
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(HiuError, match=r"^device 'cuda:3': this machine has 1 CUDA device\(s\), cuda:0 to cuda:0$"):
         pick_device("cuda:3")
+
+
+def test_batch_size_and_device_are_one_option_across_commands() -> None:
+    commands = dict(_all_commands())
+    for name in ("eval", "predict", "pseudo-label", "train"):
+        (batch,) = [p for p in commands[name].params if p.name == "batch_size"]
+        assert set(batch.opts) == {"--batch-size", "-b"}, name
+    helps = {name: [p.help for p in commands[name].params if p.name == "device"][0]
+             for name in ("eval", "predict", "pseudo-label")}
+    assert len(set(helps.values())) == 1, helps
