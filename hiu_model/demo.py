@@ -34,6 +34,18 @@ SOURCE_FORMATS: tuple[str, ...] = ("freihand", "rhd", "stb", "cmu", "dexter", "h
 REVIEW_NAME = "hiu-demo"
 
 
+def review_name_for(out: Path) -> str:
+    """The FiftyOne dataset a demo writing to ``out`` pushes to: ``hiu-demo`` for the default
+    folder, ``hiu-demo-<folder name>`` for any other.
+
+    A demo replaces its dataset when it runs again; one name for every folder would let a demo
+    in a second folder replace the review of the first without a word."""
+    import re
+
+    name = Path(out).resolve().name
+    return REVIEW_NAME if name == REVIEW_NAME else f"{REVIEW_NAME}-{re.sub(r'[^A-Za-z0-9_-]+', '_', name)}"
+
+
 class Reporter(Protocol):
     """Progress of the demo's stages (the CLI draws rich bars; tests record calls)."""
 
@@ -240,7 +252,7 @@ def _train_and_label(options: DemoOptions, result: DemoResult, reporter: Reporte
             from hiu_data.review.push import push
 
             assert result.pseudo_dir is not None
-            r = push(result.pseudo_dir, REVIEW_NAME, overwrite=True, progress=advance)
+            r = push(result.pseudo_dir, review_name_for(out), overwrite=True, progress=advance)
             result.review_name = r.name
             return f"{r.hands} hands in FiftyOne dataset '{r.name}' ({r.low_confidence} images flagged low_confidence)"
 

@@ -50,7 +50,7 @@ def test_demo_runs_every_stage(tmp_path: Path, fiftyone_db: Path) -> None:
     assert len(pseudo) > 0 and all(s.review_status == "pending" for s in pseudo)
     assert validate(result.pseudo_dir).ok
     assert result.overlays_dir is not None and len(list(result.overlays_dir.glob("*.png"))) == 4
-    assert result.review_name == "hiu-demo"
+    assert result.review_name == "hiu-demo-demo"
     assert result.hand_model.startswith("procedural")
 
 
@@ -61,3 +61,11 @@ def test_demo_refuses_a_non_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "something").write_text("x")
     with pytest.raises(HiuError, match="not empty"):
         run_demo(DemoOptions(out=tmp_path))
+
+
+def test_each_demo_folder_has_its_own_review_dataset(tmp_path: Path) -> None:
+    from hiu_model.demo import review_name_for
+
+    assert review_name_for(tmp_path / "hiu-demo") == "hiu-demo"
+    assert review_name_for(tmp_path / "run 2") == "hiu-demo-run_2"
+    assert review_name_for(Path(".")) == review_name_for(Path.cwd())
