@@ -43,20 +43,20 @@ def _progress_printer(progress: Progress | None, task: Any, log_every: int):
 
 def train(
     config: Annotated[Path | None, typer.Argument(help="YAML config (sections model, data, loss, train).", show_default=False)] = None,
-    preset: Annotated[str | None, typer.Option("--preset", help="Start from a preset: tiny (CPU) or paper.")] = None,
+    preset: Annotated[str | None, typer.Option("--preset", help="Start from a preset: tiny (CPU) or paper (default: the config file's preset, else paper).")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a value: section.key=value (repeatable).")] = None,
     data: Annotated[list[Path] | None, typer.Option("--data", help="Labeled converted dataset folder (repeatable).")] = None,
     unlabeled: Annotated[list[Path] | None, typer.Option("--unlabeled", help="Unlabeled images or converted folder (repeatable).")] = None,
-    val: Annotated[list[Path] | None, typer.Option("--val", help="Validation dataset folder (repeatable).")] = None,
-    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Optimizer steps.")] = None,
+    val: Annotated[list[Path] | None, typer.Option("--val", help="Validation dataset folder (repeatable); the best step is recorded in best.json.")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Optimizer steps (default: the preset's or config's train.steps).")] = None,
     minutes: Annotated[float | None, typer.Option(
         "--minutes", min=0.01, help="Train for about this long: stop at M minutes and, without --steps, size the "
         "schedule to what M minutes hold on this machine (a few steps are timed first). With --resume: the time "
         "limit of the whole run only.")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", min=1, help="Training samples per step and process.")] = None,
-    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
-    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", "-j", min=0, help="Data-loader workers per process.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", min=1, help="Training samples per step and process (default: train.batch_size).")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (default: train.lr).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="Torch device: auto (CUDA when available), cpu, cuda, cuda:N (default: train.device).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-j", min=0, help="Data-loader worker processes per training process (default: train.num_workers).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (default runs/<date-time>).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint.")] = False,
     overwrite: Overwrite = False,
