@@ -23,6 +23,22 @@ IMAGE_MODES = ("embed", "reference")
 ON_ERROR = ("fail", "skip")
 
 
+def _check_format_options(name: str, module: Any, format_options: dict[str, Any]) -> None:
+    """Refuse an option the format's reader does not take (``--boxes`` belongs to ``folder``)
+    in one line, instead of the reader's TypeError."""
+    import inspect
+
+    reader = getattr(module, "read_tables", None) or module.read
+    accepted = inspect.signature(reader).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        return
+    for key in format_options:
+        if key not in accepted:
+            takers = [n for n in formats.available() if key in inspect.signature(formats.get(n).read).parameters]
+            raise HiuError(f"--{key.replace('_', '-')} does not apply to convert {name}"
+                           + (f"; it is an option of convert {', '.join(takers)}" if takers else ""))
+
+
 @dataclass
 class ConvertResult:
     """What a conversion wrote: the folder, rows per split, and the skipped samples."""
@@ -62,6 +78,7 @@ def convert(
     if on_error not in ON_ERROR:
         raise HiuError(f"--on-error must be one of {ON_ERROR}, not {on_error!r}")
     module = formats.get(name)
+    _check_format_options(name, module, format_options)
     raw_root = Path(raw_root)
     if not raw_root.exists():
         raise DatasetFormatError(raw_root, f"raw {name} folder not found")

@@ -166,3 +166,13 @@ def test_batch_size_and_device_are_one_option_across_commands() -> None:
     helps = {name: [p.help for p in commands[name].params if p.name == "device"][0]
              for name in ("eval", "predict", "pseudo-label")}
     assert len(set(helps.values())) == 1, helps
+
+
+def test_convert_boxes_for_a_format_without_boxes_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    boxes = tmp_path / "detections.json"
+    boxes.write_text('{"images": [], "annotations": []}')
+    assert main(["convert", "rhd", str(raw), str(tmp_path / "out"), "--boxes", str(boxes)]) == 1
+    assert _one_error(capsys) == "error: --boxes does not apply to convert rhd; it is an option of convert folder"
+    assert not (tmp_path / "out").exists()
