@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 from typing import Annotated, Callable, Iterator
 
@@ -25,12 +26,37 @@ Device = Annotated[str, typer.Option("--device", help="Torch device: cpu, auto (
 OnError = Annotated[str, typer.Option("--on-error", help="fail: stop at the first bad sample; skip: skip and count it.")]
 
 
+LOG_EVERY_S = 30.0
+"""Seconds between progress lines when stderr is a log file rather than a terminal."""
+
+
 @contextlib.contextmanager
 def progress_bar(description: str, total: int | None = None, unit: str = "samples") -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr; yields ``advance(n)``. Quiet when stderr is not a terminal
-    and the total is unknown, so logs stay readable."""
+    """A rich progress bar on stderr; yields ``advance(n)``.
+
+    When stderr is not a terminal (a job writing to a log file) a bar would be drawn once at the
+    end: one plain line every :data:`LOG_EVERY_S` seconds says how far the work is instead."""
+    if not console.is_terminal:
+        yield _progress_lines(description, total, unit)
+        return
     columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn(unit), TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
+    with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n=1: progress.advance(task, n)
+
+
+def _progress_lines(description: str, total: int | None, unit: str) -> Callable[[int], None]:
+    start = last = time.monotonic()
+    done = 0
+
+    def advance(n: int = 1) -> None:
+        nonlocal done, last
+        done += n
+        now = time.monotonic()
+        if now - last >= LOG_EVERY_S:
+            last = now
+            count = f"{done}/{total}" if total else str(done)
+            console.print(f"{description}: {count} {unit} in {now - start:.0f} s", markup=False, soft_wrap=True)
+
+    return advance

@@ -45,10 +45,10 @@ def test_predict_help_shows_the_box_format(capsys: pytest.CaptureFixture[str], m
 
 
 def _write_dataset(folder: Path) -> Path:
-    from hiu_data.io.parquet import write_dataset
-    from tests.data_io.records import random_records
+    """Three hands with embedded images as ``folder/toy/``."""
+    from tests.targets.handmade import write_hands
 
-    return write_dataset(random_records(3, seed=0, dataset="toy"), folder, dataset="toy")
+    return write_hands(folder, 3, dataset="toy")
 
 
 def _one_error(capsys: pytest.CaptureFixture[str]) -> str:
@@ -176,3 +176,15 @@ def test_convert_boxes_for_a_format_without_boxes_is_one_line(tmp_path: Path, ca
     assert main(["convert", "rhd", str(raw), str(tmp_path / "out"), "--boxes", str(boxes)]) == 1
     assert _one_error(capsys) == "error: --boxes does not apply to convert rhd; it is an option of convert folder"
     assert not (tmp_path / "out").exists()
+
+
+def test_long_work_logs_progress_lines_when_stderr_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import hiu_cli._common as common
+
+    # Under pytest stderr is no terminal, as in a job writing to a log file.
+    monkeypatch.setattr(common, "LOG_EVERY_S", 0.0, raising=False)
+    data = _write_dataset(tmp_path / "data")
+    assert main(["export", "coco", str(data), str(tmp_path / "coco" / "toy.json")]) == 0
+    err = capsys.readouterr().err
+    assert "export coco: 3 hands in " in err
