@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Callable
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -26,7 +27,10 @@ class _RichReporter:
     def finish(self, stage: str, summary: str) -> None:
         task = self.tasks[stage]
         self.progress.update(task, total=self.progress.tasks[task].completed or 1, completed=self.progress.tasks[task].completed or 1)
-        self.progress.console.print(f"[green]done[/green] {stage}: {summary}", highlight=False)
+        # The summary holds paths: escaped so "[...]" in a folder name stays, and not wrapped
+        # so a path in a log file can be copied whole.
+        self.progress.console.print(f"[green]done[/green] {escape(stage)}: {escape(summary)}", highlight=False,
+                                    soft_wrap=True)
 
 
 def demo(

@@ -188,3 +188,17 @@ def test_long_work_logs_progress_lines_when_stderr_is_a_file(tmp_path: Path, cap
     assert main(["export", "coco", str(data), str(tmp_path / "coco" / "toy.json")]) == 0
     err = capsys.readouterr().err
     assert "export coco: 3 hands in " in err
+
+
+def test_demo_stage_lines_keep_paths_whole(capsys: pytest.CaptureFixture[str]) -> None:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from hiu_cli.demo import _RichReporter
+
+    path = "/data/hands [run 2]/" + "deep/" * 20 + "raw"
+    with Progress(console=Console(stderr=True, width=80)) as progress:
+        reporter = _RichReporter(progress)
+        reporter.start("convert", None)
+        reporter.finish("convert", f"12 hands in {path}")
+    assert f"done convert: 12 hands in {path}\n" in capsys.readouterr().err
