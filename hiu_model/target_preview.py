@@ -16,7 +16,6 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from hiu_data.errors import HiuError
 from hiu_data.skeleton import BONES, NUM_BONES, bone_colors, joint_colors
 from hiu_model.crop import denormalise
 from hiu_model.data import DataOptions, HandCropDataset
@@ -158,7 +157,9 @@ def preview_targets(dataset_dir: str | Path, out_dir: str | Path, n: int = 16, a
     options = options if options is not None else DataOptions()
     dataset = HandCropDataset(dataset_dir, split=split, options=options, train=augment, seed=seed)
     if len(dataset) == 0:
-        raise HiuError(f"{dataset_dir}: no rows" + (f" in split {split!r}" if split else ""))
+        from hiu_model.sampling import no_rows_error
+
+        raise no_rows_error(dataset_dir, split, how="choose one with --split")
     count = max(1, min(int(n), len(dataset)))
     indices = np.unique(np.linspace(0, len(dataset) - 1, count).round().astype(int))
     out = Path(out_dir)

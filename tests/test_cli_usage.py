@@ -202,3 +202,10 @@ def test_demo_stage_lines_keep_paths_whole(capsys: pytest.CaptureFixture[str]) -
         reporter.start("convert", None)
         reporter.finish("convert", f"12 hands in {path}")
     assert f"done convert: 12 hands in {path}\n" in capsys.readouterr().err
+
+
+def test_targets_preview_of_an_empty_split_names_the_splits_there(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    data = _write_dataset(tmp_path / "data")
+    assert main(["targets", "preview", str(data), str(tmp_path / "sheets"), "--split", "val"]) == 1
+    assert _one_error(capsys) == f"error: {data}: no rows in split 'val' (it has: train 3; choose one with --split)"
