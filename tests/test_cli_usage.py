@@ -209,3 +209,16 @@ def test_targets_preview_of_an_empty_split_names_the_splits_there(tmp_path: Path
     data = _write_dataset(tmp_path / "data")
     assert main(["targets", "preview", str(data), str(tmp_path / "sheets"), "--split", "val"]) == 1
     assert _one_error(capsys) == f"error: {data}: no rows in split 'val' (it has: train 3; choose one with --split)"
+
+
+def test_convert_coco_with_images_and_json_swapped_says_the_json_comes_first(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _write_dataset(tmp_path / "data")
+    coco = tmp_path / "coco" / "toy.json"
+    assert main(["export", "coco", str(data), str(coco)]) == 0
+    capsys.readouterr()
+    images = coco.parent / "images"
+    assert main(["convert", "coco", str(images), str(coco), str(tmp_path / "out")]) == 1
+    assert _one_error(capsys) == (f"error: {images}: is a folder and {coco} a file: the annotations JSON comes first "
+                                  "(hiu-data convert coco ANNOTATIONS.json IMAGE_ROOT OUT)")
+    assert main(["convert", "coco", str(coco), str(images), str(tmp_path / "out")]) == 0

@@ -221,6 +221,10 @@ def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embe
     wanted = select_splits(NAME, SPLITS, splits, images, on_error)
     path = Path(root)
     if path.is_dir():
+        if not (path / ANNOTATION_FILE).exists() and image_root is not None and Path(image_root).is_file():
+            # The image folder and the JSON typed the other way round.
+            raise DatasetFormatError(path, f"is a folder and {image_root} a file: the annotations JSON comes first "
+                                           "(hiu-data convert coco ANNOTATIONS.json IMAGE_ROOT OUT)")
         path = path / ANNOTATION_FILE
     data = load_json(path, "a COCO-format hand keypoint JSON")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("annotations"), list):
