@@ -150,9 +150,10 @@ def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str 
     from hiu_model.checkpoint import load_checkpoint
     from hiu_model.tta import with_rotation_tta
 
+    files = find_images(paths)
+    _check_unique_stems(files)  # before the model is loaded: a slip in the inputs fails at once
     model, cfg, info = load_checkpoint(checkpoint, device=device)
     model = with_rotation_tta(model, tta_rotation)
-    files = find_images(paths)
     by_name = _load_boxes(boxes, [path.name for path in files])
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -175,6 +176,18 @@ def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str 
             os.replace(path, out / path.name)
         staging.rmdir()
     return out / result.name
+
+
+def _check_unique_stems(files: Sequence[Path]) -> None:
+    """Refuse two inputs whose overlays would share a name: overlays are ``<stem>.png`` and
+    ``predictions.json`` and ``--boxes`` go by file name, so the second would silently replace
+    the first (``a/0001.jpg`` and ``b/0001.jpg``, or ``x.jpg`` beside ``x.png``)."""
+    seen: dict[str, Path] = {}
+    for path in files:
+        first = seen.setdefault(path.stem, path)
+        if first is not path:
+            raise HiuError(f"{first} and {path}: both would be drawn as {path.stem}.png; predict them into "
+                           "separate --out folders")
 
 
 def _write_predictions(model: Any, cfg: Any, info: dict[str, Any], files: list[Path], by_name: dict[str, Any],

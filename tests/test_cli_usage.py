@@ -222,3 +222,19 @@ def test_convert_coco_with_images_and_json_swapped_says_the_json_comes_first(
     assert _one_error(capsys) == (f"error: {images}: is a folder and {coco} a file: the annotations JSON comes first "
                                   "(hiu-data convert coco ANNOTATIONS.json IMAGE_ROOT OUT)")
     assert main(["convert", "coco", str(coco), str(images), str(tmp_path / "out")]) == 0
+
+
+def test_predict_refuses_two_images_that_would_share_an_overlay(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import cv2
+    import numpy as np
+
+    _fake_run(tmp_path / "run")  # never loaded: the inputs are refused first
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "0001.png"), np.zeros((8, 8, 3), np.uint8))
+    out = tmp_path / "overlays"
+    assert main(["predict", str(tmp_path / "run"), str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 1
+    assert _one_error(capsys) == (f"error: {tmp_path / 'a' / '0001.png'} and {tmp_path / 'b' / '0001.png'}: both would "
+                                  "be drawn as 0001.png; predict them into separate --out folders")
+    assert not out.exists()
