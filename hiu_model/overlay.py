@@ -80,7 +80,11 @@ def find_images(paths: Sequence[str | Path]) -> list[Path]:
         else:
             raise FileNotFoundError(2, "not found", str(path))
     if not found:
-        raise HiuError(f"{', '.join(map(str, paths))}: no images ({', '.join(IMAGE_SUFFIXES)})")
+        # Folders are read one level deep (the overlays are named by file): say so when the
+        # images are further down, as in a dataset's per-sequence folders.
+        deeper = any(p.suffix.lower() in IMAGE_SUFFIXES for d in map(Path, paths) if d.is_dir() for p in d.rglob("*"))
+        hint = "; predict reads no sub-folders: pass them (e.g. DIR/*/)" if deeper else ""
+        raise HiuError(f"{', '.join(map(str, paths))}: no images ({', '.join(IMAGE_SUFFIXES)}){hint}")
     return found
 
 

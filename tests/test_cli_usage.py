@@ -238,3 +238,15 @@ def test_predict_refuses_two_images_that_would_share_an_overlay(tmp_path: Path,
     assert _one_error(capsys) == (f"error: {tmp_path / 'a' / '0001.png'} and {tmp_path / 'b' / '0001.png'}: both would "
                                   "be drawn as 0001.png; predict them into separate --out folders")
     assert not out.exists()
+
+
+def test_predict_on_a_folder_of_sub_folders_says_it_reads_no_sub_folders(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import cv2
+    import numpy as np
+
+    _fake_run(tmp_path / "run")
+    (tmp_path / "images" / "seq1").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "images" / "seq1" / "0001.png"), np.zeros((8, 8, 3), np.uint8))
+    assert main(["predict", str(tmp_path / "run"), str(tmp_path / "images"), "--out", str(tmp_path / "o")]) == 1
+    assert _one_error(capsys).endswith("; predict reads no sub-folders: pass them (e.g. DIR/*/)")
