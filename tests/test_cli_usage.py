@@ -250,3 +250,31 @@ def test_predict_on_a_folder_of_sub_folders_says_it_reads_no_sub_folders(tmp_pat
     cv2.imwrite(str(tmp_path / "images" / "seq1" / "0001.png"), np.zeros((8, 8, 3), np.uint8))
     assert main(["predict", str(tmp_path / "run"), str(tmp_path / "images"), "--out", str(tmp_path / "o")]) == 1
     assert _one_error(capsys).endswith("; predict reads no sub-folders: pass them (e.g. DIR/*/)")
+
+
+def test_a_failed_conversion_leaves_no_empty_output_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import cv2
+    import numpy as np
+
+    # A folder of images whose second file is not an image: the conversion stops at it.
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    (images / "b.png").write_bytes(b"not a png")
+    assert main(["convert", "folder", str(images), str(tmp_path / "new" / "out")]) == 1
+    assert "b.png" in _one_error(capsys)
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()  # a folder that was there stays
+    assert main(["convert", "folder", str(images), str(tmp_path / "kept")]) == 1
+    assert (tmp_path / "kept").is_dir()
+
+
+def test_a_failed_coco_export_leaves_no_empty_output_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hiu_data.io.parquet import write_dataset
+    from tests.data_io.records import random_records
+
+    # Among these rows is a reference-mode one whose image file is missing: the export fails there.
+    data = write_dataset(random_records(3, seed=0, dataset="toy"), tmp_path / "data", dataset="toy")
+    assert main(["export", "coco", str(data), str(tmp_path / "new" / "coco" / "toy.json")]) == 1
+    assert "referenced image file is missing" in _one_error(capsys)
+    assert not (tmp_path / "new").exists()

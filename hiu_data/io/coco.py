@@ -43,6 +43,7 @@ import numpy as np
 from hiu_data.errors import HiuError, OutputExistsError
 from hiu_data.io import rle
 from hiu_data.io.images import image_suffix, sample_image_bytes
+from hiu_data.io.manifest import first_missing_folder, remove_empty_folders
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import BONES, JOINT_NAMES, NUM_JOINTS
 
@@ -116,8 +117,8 @@ class CocoExportResult:
 class _CocoWriter:
     """Collects annotations and stages image files; :meth:`commit` moves everything into place."""
 
-    def __init__(self, out_json: Path, image_dir: Path, pixel_offset: float) -> None:
-        self.out_json, self.image_dir, self.pixel_offset = out_json, image_dir, pixel_offset
+    def __init__(self, out_json: Path, image_dir: Path, pixel_offset: float, made: Path | None = None) -> None:
+        self.out_json, self.image_dir, self.pixel_offset, self.made = out_json, image_dir, pixel_offset, made
         self.staging = image_dir.parent / f".{image_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
         self.staging.mkdir(parents=True)
         self.images: list[dict[str, Any]] = []
@@ -161,9 +162,12 @@ class _CocoWriter:
 
     def abort(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
+        remove_empty_folders(self.out_json.parent, self.made)
 
 
-def _prepare(out_json: Path, image_dir: Path | None, overwrite: bool) -> tuple[Path, Path]:
+def _prepare(out_json: Path, image_dir: Path | None, overwrite: bool) -> tuple[Path, Path, Path | None]:
+    """Check the output paths and make the JSON's folder; returns the paths and the first
+    folder made here (None when all were there), which an aborted export removes again."""
     out_json = Path(out_json)
     if out_json.exists() and not overwrite:
         raise OutputExistsError(f"{out_json}: output exists; pass --overwrite to replace it")
@@ -173,8 +177,9 @@ def _prepare(out_json: Path, image_dir: Path | None, overwrite: bool) -> tuple[P
     for folder in (out_json.parent, image_dir):
         if folder.exists() and not folder.is_dir():
             raise HiuError(f"{folder}: exists and is not a folder")
+    made = first_missing_folder(out_json.parent)
     out_json.parent.mkdir(parents=True, exist_ok=True)
-    return out_json, image_dir
+    return out_json, image_dir, made
 
 
 def write_coco(samples: Iterable[HandSample], out_json: str | Path, image_dir: str | Path | None = None, *,
@@ -189,8 +194,8 @@ def write_coco(samples: Iterable[HandSample], out_json: str | Path, image_dir: s
     Raises:
         OutputExistsError: ``out_json`` exists and ``overwrite`` is False.
     """
-    out_json, image_dir = _prepare(Path(out_json), None if image_dir is None else Path(image_dir), overwrite)
-    writer = _CocoWriter(out_json, image_dir, pixel_offset)
+    out_json, image_dir, made = _prepare(Path(out_json), None if image_dir is None else Path(image_dir), overwrite)
+    writer = _CocoWriter(out_json, image_dir, pixel_offset, made)
     try:
         for sample in samples:
             writer.add(sample, source_root)
@@ -215,8 +220,8 @@ def export_coco(dataset_dir: str | Path, out_json: str | Path, *, splits: Sequen
                 for folder in find_dataset_dirs(dataset_dir)]
     if not sum(len(dataset) for _, dataset in datasets):
         raise HiuError(f"{dataset_dir}: no rows to export" + (f" in split(s) {', '.join(splits)}" if splits else ""))
-    out_json, image_dir_path = _prepare(Path(out_json), None if image_dir is None else Path(image_dir), overwrite)
-    writer = _CocoWriter(out_json, image_dir_path, PIXEL_OFFSET)
+    out_json, image_dir_path, made = _prepare(Path(out_json), None if image_dir is None else Path(image_dir), overwrite)
+    writer = _CocoWriter(out_json, image_dir_path, PIXEL_OFFSET, made)
     names = []
     try:
         for folder, dataset in datasets:

@@ -6,6 +6,7 @@ manifests, row counts without opening a shard, and the sha256 and tool version t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -67,6 +68,22 @@ def _where_datasets_are(path: Path) -> str:
         shown = " or ".join(str(p) for p in holders[:3]) + (" or ..." if len(holders) > 3 else "")
         return f"converted datasets are in {shown}: pass that folder"
     return "convert the raw files first (hiu-data convert NAME RAW_ROOT OUT, then pass OUT or OUT/NAME)"
+
+
+def first_missing_folder(path: Path) -> Path | None:
+    """The topmost folder of ``path`` (itself included) that does not exist yet, or None."""
+    return next((p for p in reversed([path, *path.parents]) if not p.exists()), None)
+
+
+def remove_empty_folders(folder: Path, top: Path | None) -> None:
+    """Remove ``folder`` and its parents up to ``top`` while they are empty: what a failed
+    write made (:func:`first_missing_folder` before it) goes again; a folder that holds
+    anything, another writer's output included, stays. ``top`` None removes nothing."""
+    for current in [folder, *folder.parents] if top is not None else []:
+        with contextlib.suppress(OSError):
+            current.rmdir()
+        if current == top or current.exists():
+            break
 
 
 def load_manifest(folder: str | Path) -> dict[str, Any]:

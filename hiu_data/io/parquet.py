@@ -30,8 +30,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hiu_data.errors import OutputExistsError, SchemaError
-from hiu_data.io.manifest import (MANIFEST, find_dataset_dirs, load_manifest, manifest_counts,  # noqa: F401
-                                  sha256_file, tool_version)
+from hiu_data.io.manifest import (MANIFEST, find_dataset_dirs, first_missing_folder, load_manifest,  # noqa: F401
+                                  manifest_counts, remove_empty_folders, sha256_file, tool_version)
 from hiu_data.schema import (SCHEMA_VERSION, SPLITS, HandSample, arrow_schema, check_schema, sample_at, samples_to_table,
                              table_columns, table_to_samples)
 from hiu_data.skeleton import SKELETON_NAME
@@ -136,6 +136,8 @@ class DatasetWriter:
         self.source_root = None if source_root is None else str(source_root)
         self.max_shard_bytes, self.row_group_rows = max_shard_bytes, row_group_rows
         self.tmp = Path(out) / f".{dataset}.tmp-{uuid.uuid4().hex[:8]}"
+        # The first folder of OUT made here: an aborted write removes it again (when empty).
+        self._made = first_missing_folder(Path(out))
         self.tmp.mkdir(parents=True)
         self._splits: dict[str, _SplitWriter] = {}
         self.skipped: list[dict[str, str]] = []
@@ -217,6 +219,7 @@ class DatasetWriter:
             if writer._writer is not None:
                 writer._writer.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        remove_empty_folders(self.tmp.parent, self._made)
 
     def __enter__(self) -> "DatasetWriter":
         return self
