@@ -17,8 +17,11 @@ def fiftyone_db(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
     return folder
 
 
-def test_demo_runs_every_stage(tmp_path: Path, fiftyone_db: Path) -> None:
+def test_demo_runs_every_stage(tmp_path: Path, fiftyone_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from hiu_model.demo import SOURCE_FORMATS, DemoOptions, run_demo
+
+    # The review images are cached under $HIU_CACHE_DIR: the test's stay in its own folder.
+    monkeypatch.setenv("HIU_CACHE_DIR", str(tmp_path / "cache"))
 
     calls: list[tuple[str, str]] = []
 
