@@ -25,6 +25,7 @@ import hashlib
 import logging
 import mimetypes
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -189,19 +190,27 @@ def push(pseudo_dir: str | Path, name: str | None = None, *, threshold: float = 
         score = item[1]["score"]  # images without any score go last
         return (score is None, 0.0 if score is None else score)
 
-    dataset = fo.Dataset(name, overwrite=overwrite, persistent=True)
-    dataset.skeletons = {KEYPOINTS_FIELD: fo.KeypointSkeleton(labels=list(JOINT_NAMES), edges=[list(b) for b in BONES])}
-    dataset.default_skeleton = dataset.skeletons[KEYPOINTS_FIELD]
+    # Built under a temporary name and renamed when complete: until then an existing dataset of
+    # that name (with a person's review tags) is untouched, and an interrupted push leaves no
+    # half-filled dataset that the App or pull would take for a finished one.
+    building = f"{name}.pushing-{uuid.uuid4().hex[:8]}"
+    dataset = fo.Dataset(building, persistent=True)
     try:
+        dataset.skeletons = {KEYPOINTS_FIELD: fo.KeypointSkeleton(labels=list(JOINT_NAMES),
+                                                                 edges=[list(b) for b in BONES])}
+        dataset.default_skeleton = dataset.skeletons[KEYPOINTS_FIELD]
         low = _add_samples(fo, dataset, sorted(images.items(), key=rank), threshold)  # stable sort: ties keep source order
+        dataset.info = {HIU_INFO_KEY: {
+            "source": str(source), "dataset": manifest["dataset"], "shards": source_checksums(manifest),
+            "threshold": threshold, "cache_dir": str(cache.resolve()), "hands": len(rows), "images": len(images),
+            "pushed": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "tool_version": tool_version(),
+        }}
+        dataset.save()
+        if dataset_exists(name):
+            fo.delete_dataset(name)
+        dataset.name = name
     except BaseException:
-        dataset.delete()  # a half-filled review dataset would look complete in the App
+        dataset.delete()
         raise
-    dataset.info = {HIU_INFO_KEY: {
-        "source": str(source), "dataset": manifest["dataset"], "shards": source_checksums(manifest),
-        "threshold": threshold, "cache_dir": str(cache.resolve()), "hands": len(rows), "images": len(images),
-        "pushed": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "tool_version": tool_version(),
-    }}
-    dataset.save()
     log.info("pushed %d hands on %d images to FiftyOne dataset %s", len(rows), len(images), name)
     return PushResult(name, len(images), len(rows), low, cache, source)
