@@ -227,9 +227,15 @@ def _check_manifest(folder: Path, check: _Check) -> tuple[dict[str, Any] | None,
         if rows_per_split.get(split, 0) != count:
             problems.append((MANIFEST, f"counts[{split!r}] = {count} but its shards hold {rows_per_split.get(split, 0)} rows"))
     listed = {e["file"] for e in entries}
-    for stray in sorted(p.name for p in folder.glob("*.parquet") if p.name not in listed):
+    strays = sorted(p.name for p in folder.glob("*.parquet") if p.name not in listed)
+    for stray in strays:
         problems.append((stray, "parquet file not listed in the manifest"))
-    check.add(max(len(entries), 1), [p[0] for p in problems], [p[1] for p in problems])
+    # Counted per file (the manifest, its shards, stray shards), so that flagged <= checked
+    # however many problems one file has.
+    by_file: dict[str, list[str]] = {}
+    for file, problem in problems:
+        by_file.setdefault(file, []).append(problem)
+    check.add(1 + len(entries) + len(strays), list(by_file), ["; ".join(found) for found in by_file.values()])
     return manifest, readable
 
 

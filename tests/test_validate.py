@@ -105,11 +105,15 @@ def test_damaged_shard_and_manifest(tmp_path: Path, rhd_records) -> None:
     shard.write_bytes(bytes(data))
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["counts"]["test"] = 99
+    entry = next(e for e in manifest["shards"] if e["file"] == shard.name)
+    entry["rows"] += 1  # a second problem of the same shard
     (folder / "manifest.json").write_text(json.dumps(manifest))
     report = validate(folder, check_images=False)
     checks = {c.name: c for c in report.datasets[0].checks}
+    # Two files are wrong (the shard twice over, and manifest.json); every file was checked.
     assert checks["manifest"].status == "fail" and checks["manifest"].flagged == 2
-    assert any("sha256" in e for e in checks["manifest"].examples)
+    assert checks["manifest"].checked == 1 + len(manifest["shards"])
+    assert any("sha256" in e and "rows, the manifest says" in e for e in checks["manifest"].examples)
 
 
 def test_cli_exit_codes_and_json(tmp_path: Path, rhd_records, capsys: pytest.CaptureFixture[str]) -> None:
