@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from hiu_cli._common import BatchSize, Device, TtaRotation, console, progress_bar
+from hiu_cli._common import BatchSize, Device, Overwrite, TtaRotation, console, progress_bar
 
 
 def predict(
@@ -19,6 +19,7 @@ def predict(
     batch_size: BatchSize = 16,
     device: Device = "cpu",
     tta_rotation: TtaRotation = 0.0,
+    overwrite: Overwrite = False,
 ) -> None:
     """Predict hands and draw them: skeleton (heat-map branch), mask, mesh silhouette and mesh joints.
 
@@ -32,7 +33,7 @@ def predict(
     total = len(find_images(images))
     with progress_bar("predict", total=total, unit="images") as advance:
         result = predict_files(checkpoint, images, out, boxes=boxes, side=side, batch_size=batch_size, device=device,
-                               tta_rotation=tta_rotation, progress=advance)
+                               tta_rotation=tta_rotation, overwrite=overwrite, progress=advance)
     console.print(f"wrote {total} overlays and {result}", markup=False)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import uuid
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any, Callable, Sequence
 import cv2
 import numpy as np
 
-from hiu_data.errors import HiuError
+from hiu_data.errors import HiuError, OutputExistsError
 from hiu_data.skeleton import BONES, bone_colors, joint_colors
 from hiu_model.predict import Prediction
 
@@ -136,8 +135,12 @@ def prediction_record(pred: Prediction) -> dict[str, Any]:
 
 def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str | Path, boxes: Path | None = None,
                   side: str = "auto", batch_size: int = 16, device: str = "cpu", tta_rotation: float = 0.0,
-                  progress: Callable[[int], None] | None = None) -> Path:
+                  overwrite: bool = False, progress: Callable[[int], None] | None = None) -> Path:
     """Predict hands on image files and write ``OUT/<image stem>.png`` overlays + ``predictions.json``.
+
+    ``out`` is written whole: everything goes to a folder beside it first, which replaces it at
+    the end (so a failure leaves ``out`` as it was, and overlays of an earlier call never sit
+    beside a ``predictions.json`` that does not list them).
 
     Args:
         checkpoint: checkpoint folder or run folder.
@@ -148,22 +151,22 @@ def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str 
         side: ``auto``, ``left`` or ``right``.
         tta_rotation: average the heat-maps and masks over crops turned by 0 and +-this many
             degrees (:mod:`hiu_model.tta`; 0 = one plain pass).
+        overwrite: replace an ``out`` that exists and is not empty (else an error).
     Returns:
         The ``predictions.json`` path.
+    Raises:
+        OutputExistsError: ``out`` holds files and ``overwrite`` is False.
     """
     from hiu_model.checkpoint import load_checkpoint
     from hiu_model.tta import with_rotation_tta
 
     files = find_images(paths)
     _check_unique_stems(files)  # before the model is loaded: a slip in the inputs fails at once
+    out = Path(out)
+    _check_out(out, files, overwrite)
     model, cfg, info = load_checkpoint(checkpoint, device=device)
     model = with_rotation_tta(model, tta_rotation)
     by_name = _load_boxes(boxes, [path.name for path in files])
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise HiuError(f"{out}: exists and is not a folder")
-    # Everything is written beside OUT first and moved in at the end: a failure (a corrupt image
-    # half-way) leaves OUT as it was, not with some overlays and no predictions.json.
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
     staging.mkdir()
@@ -173,13 +176,28 @@ def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str 
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if not out.exists():
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+        out.rename(old)
         staging.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
     else:
-        for path in sorted(staging.iterdir()):
-            os.replace(path, out / path.name)
-        staging.rmdir()
+        staging.rename(out)
     return out / result.name
+
+
+def _check_out(out: Path, files: Sequence[Path], overwrite: bool) -> None:
+    """Refuse an ``out`` that is a file, or holds files without ``overwrite``, or holds an input
+    image (replacing ``out`` would delete it)."""
+    if out.exists() and not out.is_dir():
+        raise HiuError(f"{out}: exists and is not a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise OutputExistsError(f"{out}: output exists; pass --overwrite to replace it")
+    inside = next((f for f in files if f.resolve().is_relative_to(out.resolve())), None)
+    if inside is not None:
+        raise HiuError(f"{out}: holds the input image {inside}, which --overwrite would delete; choose another --out")
 
 
 def _check_unique_stems(files: Sequence[Path]) -> None:

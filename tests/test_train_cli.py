@@ -83,15 +83,36 @@ def test_train_eval_predict_commands(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["predict", str(run), str(images), "--out", str(tmp_path / "bad"), "--boxes", str(boxes)]) == 1
     assert "'hand.png': expected a list of [x, y, w, h] boxes" in capsys.readouterr().err
 
-    # A corrupt image after a good one: the output folder stays as it was (here: absent), and
-    # into an existing folder nothing is added.
+    # An existing output is refused without --overwrite, and replaced whole with it: the overlays
+    # of the earlier call do not stay beside a predictions.json that no longer lists them.
+    other_images = tmp_path / "other_images"
+    other_images.mkdir()
+    (other_images / "second.png").write_bytes((images / "hand.png").read_bytes())
+    capsys.readouterr()
+    assert main(["predict", str(run), str(other_images), "--out", str(tmp_path / "pred")]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'pred'}: output exists; pass --overwrite to replace it"
+    assert json.loads((tmp_path / "pred" / "predictions.json").read_text()) == written
+    assert main(["predict", str(run), str(other_images), "--out", str(tmp_path / "pred"), "--overwrite"]) == 0
+    assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == ["predictions.json", "second.png"]
+    assert list(json.loads((tmp_path / "pred" / "predictions.json").read_text())["images"]) == ["second.png"]
+    assert not list(tmp_path.glob(".pred.*"))
+    # --overwrite never replaces the folder the images are read from.
+    capsys.readouterr()
+    assert main(["predict", str(run), str(other_images), "--out", str(other_images), "--overwrite"]) == 1
+    assert "holds the input image" in capsys.readouterr().err
+    assert (other_images / "second.png").is_file()
+
+    # A corrupt image after a good one: the output folder stays as it was (here: absent), and an
+    # existing one replaced with --overwrite is left as it was.
     (images / "zz_broken.png").write_bytes(b"not an image")
     assert main(["predict", str(run), str(images), "--out", str(tmp_path / "partial"), "--batch-size", "1"]) == 1
     assert "zz_broken.png" in capsys.readouterr().err
     assert not (tmp_path / "partial").exists() and not list(tmp_path.glob(".partial.tmp-*"))
-    assert main(["predict", str(run), str(images), "--out", str(tmp_path / "pred"), "--batch-size", "1"]) == 1
-    assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == ["hand.png", "predictions.json"]
-    assert json.loads((tmp_path / "pred" / "predictions.json").read_text()) == written
+    before = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+    assert main(["predict", str(run), str(images), "--out", str(tmp_path / "pred"), "--batch-size", "1",
+                 "--overwrite"]) == 1
+    assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == ["predictions.json", "second.png"]
+    assert json.loads((tmp_path / "pred" / "predictions.json").read_text()) == before
 
 
 def test_corrupt_checkpoint_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
