@@ -19,12 +19,12 @@ import cv2
 import numpy as np
 
 from hiu_data.errors import HiuError, OutputExistsError
+from hiu_data.io.images import IMAGE_SUFFIXES
 from hiu_data.skeleton import BONES, bone_colors, joint_colors
 from hiu_model.predict import Prediction
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 _MASK_COLOUR = np.array([40, 220, 90], np.float32)
 _SILHOUETTE_COLOUR = (255, 215, 0)
 
@@ -69,12 +69,20 @@ def draw_prediction(image: np.ndarray, predictions: Sequence[Prediction]) -> np.
 
 
 def find_images(paths: Sequence[str | Path]) -> list[Path]:
-    """Image files among ``paths``; folders contribute their images (sorted, not recursive)."""
+    """Image files among ``paths``; folders contribute their images (sorted, not recursive).
+
+    Images are the files with one of :data:`hiu_data.io.images.IMAGE_SUFFIXES`, as for every
+    command; a file named outright with another suffix is refused rather than skipped.
+    """
     found: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            # Hidden files (e.g. macOS "._x.jpg" resource forks) are skipped, as the folder reader does.
+            found += sorted(p for p in path.iterdir()
+                            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file())
         elif path.is_file():
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                raise HiuError(f"{path}: not an image file hiu reads ({', '.join(IMAGE_SUFFIXES)})")
             found.append(path)
         else:
             raise FileNotFoundError(2, "not found", str(path))

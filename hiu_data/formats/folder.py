@@ -1,7 +1,8 @@
 """Unlabeled image folders: the input of pseudo-labelling.
 
-Layout read: every ``.jpg``, ``.jpeg``, ``.png`` and ``.webp`` file under ``root``, searched
-recursively (hidden files and folders are ignored), in sorted path order. Rows have
+Layout read: every image file (:data:`hiu_data.io.images.IMAGE_SUFFIXES`: ``.jpg``, ``.jpeg``,
+``.png``, ``.webp``, ``.bmp``, any case) under ``root``, searched recursively (hidden files and
+folders are ignored), in sorted path order. Rows have
 ``split="unlabeled"``, ``label_source="dataset"`` and no labels (keypoints, 3D, K, MANO and mask
 are None, visibility 0).
 
@@ -20,7 +21,7 @@ are None, visibility 0).
 ``sample_id`` is ``folder/unlabeled/<relative path>`` (+ ``/box<k>``), ``image_id``
 ``folder/<relative path>``. A corrupt or truncated image is reported (or skipped and counted
 with ``on_error="skip"``); image sizes come from the file headers, images are not decoded
-(webp excepted).
+(webp and bmp excepted).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from hiu_data.errors import DatasetFormatError
 from hiu_data.formats import Skipped
 from hiu_data.formats._common import (UnsupportedSampleError, emit, guarded, id_key, image_file, load_json,
                                       parallel_map, select_splits)
-from hiu_data.io.images import decode, encode, sample_image_bytes
+from hiu_data.io.images import IMAGE_SUFFIXES, decode, encode, image_suffix, sample_image_bytes
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import NUM_JOINTS
 
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 NAME = "folder"
 SPLITS: tuple[str, ...] = ("unlabeled",)
 CAMERA = None
-IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp")
 BOXES_FILE = "detections.json"
 """Name of the COCO detections file :func:`write` puts beside the images when records have boxes."""
 
@@ -189,7 +189,7 @@ def _file_name(sample: HandSample, data: bytes) -> str:
     prefix = f"{NAME}/"
     if sample.image_id.startswith(prefix) and Path(sample.image_id).suffix.lower() in IMAGE_SUFFIXES:
         return sample.image_id[len(prefix):]
-    suffix = ".jpg" if data[:2] == b"\xff\xd8" else ".png" if data[:4] == b"\x89PNG" else ".webp"
+    suffix = image_suffix(data)
     parts = [re.sub(r"[^A-Za-z0-9._-]+", "_", p) for p in sample.image_id.split("/") if p not in ("", ".", "..")]
     return "/".join(parts or ["image"]) + suffix
 
@@ -197,7 +197,7 @@ def _file_name(sample: HandSample, data: bytes) -> str:
 def write(samples: Iterable[HandSample], root: Path, *, source_root: Path | None = None, **options: Any) -> None:
     """Write the images of records as a folder under ``root`` (labels are not written).
 
-    Each image is written once, as stored (webp/JPEG/PNG; anything else as PNG). When some
+    Each image is written once, as stored (JPEG/PNG/webp/BMP; anything else as PNG). When some
     record's box is not the whole image, or an image has several records, the boxes go to
     ``root/detections.json`` (COCO dict) so that ``read(root, boxes=root / BOXES_FILE)``
     gives the same rows back.
@@ -211,7 +211,7 @@ def write(samples: Iterable[HandSample], root: Path, *, source_root: Path | None
         rel = written.get(sample.image_id)
         if rel is None:
             data = sample_image_bytes(sample.image_bytes, sample.image_path, source_root, sample.sample_id)
-            if not (data[:2] == b"\xff\xd8" or data[:4] == b"\x89PNG" or data[8:12] == b"WEBP"):
+            if image_suffix(data) not in IMAGE_SUFFIXES:
                 data = encode(decode(data, sample.image_path or "<bytes>", sample.sample_id), ".png")
             rel = written[sample.image_id] = _file_name(sample, data)
             if rel in numbers:

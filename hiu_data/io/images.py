@@ -16,6 +16,12 @@ import numpy as np
 
 from hiu_data.errors import CorruptImageError
 
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+"""File types every command takes as images (compared lower-case): what OpenCV decodes here,
+what :func:`image_suffix` names again when the stored bytes are written back out (COCO export,
+review push), and what the FiftyOne App shows in a browser. TIFF decodes but is left out:
+browsers do not show it, so a pseudo-labelled TIFF could not be reviewed."""
+
 cv2.setNumThreads(1)
 # A corrupt image is reported once, as a CorruptImageError naming the file and the sample;
 # OpenCV's own warning lines on stderr would only come before that message.

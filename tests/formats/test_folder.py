@@ -1,4 +1,4 @@
-"""Unlabeled folders: nested folders, jpg/png/webp, a corrupt image (reported; skipped with
+"""Unlabeled folders: nested folders, the image file types, a corrupt image (reported; skipped with
 --on-error skip), detection boxes, and the writer round trip."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hiu_cli.main import main
-from hiu_data.errors import CorruptImageError, DatasetFormatError
+from hiu_data.errors import CorruptImageError, DatasetFormatError, HiuError
 from hiu_data.formats import Skipped, folder
 from hiu_data.io import images
 from hiu_data.io.parquet import HandDataset
@@ -137,3 +137,27 @@ def test_a_phone_photo_is_read_upright(tmp_path: Path, capsys: pytest.CaptureFix
     assert (row.width, row.height) == (30, 50) and row.bbox.tolist() == [0, 0, 30, 50]
     assert images.decode(row.image_bytes).shape == (50, 30, 3)
     assert main(["validate", str(tmp_path / "out" / "folder")]) == 0, capsys.readouterr().out
+
+
+def test_every_command_takes_the_same_image_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """convert folder / pseudo-label (the folder reader) and predict take the same file types;
+    a BMP is kept as it is stored, and a TIFF (which a browser cannot show in review) is not taken."""
+    from hiu_model.overlay import find_images
+
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)
+    for name in ("a.jpg", "b.PNG", "c.webp", "d.bmp", "e.tif", "f.tiff", ".g.png"):
+        ext = Path(name).suffix.lower()
+        (tmp_path / name).write_bytes(images.encode(pixels, ".jpg" if ext == ".jpg" else ext))
+    taken = ["a.jpg", "b.PNG", "c.webp", "d.bmp"]
+    assert folder.image_paths(tmp_path) == taken
+    assert [p.name for p in find_images([tmp_path])] == taken
+
+    bmp = next(r for r in folder.read(tmp_path) if r.image_id == "folder/d.bmp")
+    assert (bmp.width, bmp.height) == (16, 12)
+    np.testing.assert_array_equal(images.decode(bmp.image_bytes), pixels)
+    folder.write([bmp], tmp_path / "written")
+    assert (tmp_path / "written" / "d.bmp").read_bytes() == (tmp_path / "d.bmp").read_bytes()
+
+    with pytest.raises(HiuError, match=r"e\.tif: not an image file hiu reads \(.jpg, .jpeg, .png, .webp, .bmp\)"):
+        find_images([tmp_path / "e.tif"])
