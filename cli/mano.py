@@ -18,7 +18,7 @@ def import_files(
     files: Annotated[list[Path], typer.Argument(help="MANO_RIGHT.pkl and/or MANO_LEFT.pkl (official v1.2 files, "
                                                      "or chumpy-free .npz).", show_default=False)],
     mano_dir: Annotated[Path | None, typer.Option("--mano-dir", help="Destination folder (default: $HIU_MANO_DIR, "
-                                                                     "else $HIU_HOME/mano, else ~/.cache/hiu/mano).")] = None,
+                                                                     "else $HIU_HOME/mano, HIU_HOME defaulting to ~/.cache/hiu).")] = None,
 ) -> None:
     """Convert the official MANO pickles into chumpy-free .npz files in the asset folder.
 

@@ -19,7 +19,7 @@ def push(
     pseudo_dir: Annotated[Path, typer.Argument(help="A converted dataset folder (e.g. pseudo-label output).", show_default=False)],
     name: Annotated[str | None, typer.Option("--name", help="FiftyOne dataset name (default: hiu-FOLDER_NAME).")] = None,
     threshold: Annotated[float, typer.Option("--threshold", min=0.0, max=1.0, help="Tag images with a hand below this confidence 'low_confidence'.")] = 0.5,
-    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Where images are materialised (default: ~/.cache/hiu/review/NAME).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Where images are materialised (default: $HIU_HOME/review/NAME, HIU_HOME defaulting to ~/.cache/hiu).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing FiftyOne dataset of that name.")] = False,
 ) -> None:
     """Create a persistent FiftyOne dataset of the hands in PSEUDO_DIR, least confident first.

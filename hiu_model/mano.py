@@ -16,7 +16,7 @@ from the posed mesh; the 5 fingertips are single mesh vertices. The 21 are retur
 order through ``hiu_data.skeleton.MANO21_TO_HAND21``.
 
 Models are looked up in ``model_dir`` if given, else ``$HIU_MANO_DIR``, else ``$HIU_HOME/mano``
-(``HIU_HOME`` defaults to ``~/.cache/hiu``); ``hiu-data mano import`` puts them there.
+(:func:`hiu_data.home.hiu_home`, default ``~/.cache/hiu``); ``hiu-data mano import`` puts them there.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from smplx.utils import Struct
 from torch import Tensor, nn
 
 from hiu_data.errors import HiuError
+from hiu_data.home import hiu_home
 from hiu_data.skeleton import MANO21_TO_HAND21
 from hiu_model.hand_pose import joint_axes, pose_from_angles
 from hiu_model.procedural_hand import ASSET_DIR, ASSET_FILES, mirror_model
@@ -61,11 +62,6 @@ class MissingModelError(HiuError):
             f"(mano_v1_2.zip) from {MANO_WEBSITE}, then run 'hiu-data mano import "
             f"mano_v1_2/models/MANO_RIGHT.pkl mano_v1_2/models/MANO_LEFT.pkl' (or set HIU_MANO_DIR)"
         )
-
-
-def hiu_home() -> Path:
-    """Root of hiu's asset cache: ``$HIU_HOME`` or ``~/.cache/hiu``."""
-    return Path(os.environ.get("HIU_HOME") or Path.home() / ".cache" / "hiu").expanduser()
 
 
 def mano_dir(model_dir: str | Path | None = None) -> Path:

@@ -20,8 +20,8 @@ def fiftyone_db(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
 def test_demo_runs_every_stage(tmp_path: Path, fiftyone_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from hiu_model.demo import SOURCE_FORMATS, DemoOptions, run_demo
 
-    # The review images are cached under $HIU_CACHE_DIR: the test's stay in its own folder.
-    monkeypatch.setenv("HIU_CACHE_DIR", str(tmp_path / "cache"))
+    # The review images are cached under $HIU_HOME: the test's stay in its own folder.
+    monkeypatch.setenv("HIU_HOME", str(tmp_path / "home"))
 
     calls: list[tuple[str, str]] = []
 

@@ -119,6 +119,18 @@ def test_model_dir_from_environment(mano_dir, monkeypatch, tmp_path):
     assert HandModel("right").kind == "mano"
 
 
+def test_one_home_folder_holds_the_mano_files_and_the_review_images(monkeypatch, tmp_path):
+    from hiu_data.review.push import default_cache_dir
+    from hiu_model.mano import mano_dir
+
+    monkeypatch.setenv("HIU_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HIU_CACHE_DIR", str(tmp_path / "elsewhere"))  # the old name moves nothing
+    assert mano_dir() == tmp_path / "home" / "mano"
+    assert default_cache_dir("round1") == tmp_path / "home" / "review" / "round1"
+    monkeypatch.delenv("HIU_HOME")
+    assert mano_dir().parent == default_cache_dir("round1").parent.parent
+
+
 def test_mirror_pose_maps_left_model_onto_mirrored_right():
     right = HandModel("right", kind="procedural", dtype=torch.float64)
     left = HandModel("left", kind="procedural", dtype=torch.float64)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hiu_data.errors import CorruptImageError, HiuError, OutputExistsError
+from hiu_data.home import hiu_home
 from hiu_data.io.images import image_suffix
 from hiu_data.io.parquet import HandDataset, find_dataset_dirs, tool_version
 from hiu_data.review import labels as L
@@ -46,10 +47,9 @@ ADD_BATCH = 256
 
 
 def default_cache_dir(name: str) -> Path:
-    """Where pushed images are materialised: ``$HIU_CACHE_DIR/review/<name>`` (default
-    ``~/.cache/hiu``)."""
-    root = os.environ.get("HIU_CACHE_DIR") or Path.home() / ".cache" / "hiu"
-    return Path(root) / "review" / name
+    """Where pushed images are materialised: ``$HIU_HOME/review/<name>`` (:func:`hiu_data.home.hiu_home`,
+    default ``~/.cache/hiu``)."""
+    return hiu_home() / "review" / name
 
 
 def source_checksums(manifest: dict[str, Any]) -> dict[str, str]:

@@ -24,7 +24,7 @@ def fiftyone_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         "FIFTYONE_DO_NOT_TRACK": "true",
         "FIFTYONE_DATABASE_VALIDATION": "false",
         "FIFTYONE_DATABASE_DIR": str(root / "db"),
-        "HIU_CACHE_DIR": str(root / "cache"),
+        "HIU_HOME": str(root / "home"),
     }
     if "fiftyone" in sys.modules:  # imported earlier in this session: its database is fixed now
         import fiftyone as fo

@@ -66,7 +66,7 @@ def test_push_builds_a_sorted_dataset_with_skeleton_masks_and_cached_images(pseu
     assert ds.skeletons["hands"].edges[0] == [0, 1] and len(ds.skeletons["hands"].labels) == 21
     source = _rows(pseudo_dir)
     for sample in ds:
-        assert Path(sample.filepath).parent == Path(fiftyone_env["HIU_CACHE_DIR"]) / "review" / review_name
+        assert Path(sample.filepath).parent == Path(fiftyone_env["HIU_HOME"]) / "review" / review_name
         for kp in sample["hands"].keypoints:
             row = source[kp["hiu_sample_id"]]
             assert Path(sample.filepath).read_bytes() == row.image_bytes  # never re-encoded
