@@ -22,7 +22,7 @@ TtaRotation = Annotated[float, typer.Option(
     "--tta-rotation", min=0.0, max=90.0,
     help="Test-time augmentation: also run the crops turned by -DEG and +DEG and average the heat-maps and masks (0 = off; 30 = the training rotation range).")]
 BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Hand crops per forward pass.")]
-Device = Annotated[str, typer.Option("--device", help="Torch device: cpu, auto (CUDA when available), cuda, cuda:N.")]
+Device = Annotated[str, typer.Option("--device", help="Torch device: auto (CUDA when available, else the CPU), cpu, cuda, cuda:N.")]
 OnError = Annotated[str, typer.Option("--on-error", help="fail: stop at the first bad sample; skip: skip and count it.")]
 
 

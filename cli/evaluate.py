@@ -62,7 +62,7 @@ def evaluate(
     max_samples: Annotated[int, typer.Option("--max-samples", min=0, help="Rows per dataset, evenly spaced (0 = all).")] = 0,
     batch_size: BatchSize = 16,
     which: Annotated[str, typer.Option("--which", help="In a run folder: auto (best if recorded, else latest), best, latest.")] = "auto",
-    device: Device = "cpu",
+    device: Device = "auto",
     tta_rotation: TtaRotation = 0.0,
 ) -> None:
     """Evaluate a checkpoint: 2D PCK/AUC/EPE, 3D PCK/AUC/MPJPE/PA-MPJPE, PA-MPVPE, F-scores, mask IoU.
@@ -77,8 +77,9 @@ def evaluate(
     model, cfg, info = load_checkpoint(checkpoint, which=which, device=device)
     model = with_rotation_tta(model, tta_rotation)
     with progress_bar("evaluate", unit="hands") as advance:
+        # device=None: where load_checkpoint put the model (it resolves "auto").
         report = evaluate_model(model, cfg, datasets, split=split, max_samples=max_samples, batch_size=batch_size,
-                                device=device, progress=advance)
+                                device=None, progress=advance)
     report["checkpoint"] = {"path": info["path"], "step": info["step"], "sha256": info["sha256"],
                             "hand_model": info["hand_model"]}
     report["tta_rotation_deg"] = tta_rotation

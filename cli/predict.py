@@ -17,7 +17,7 @@ def predict(
     boxes: Annotated[Path | None, typer.Option("--boxes", help='JSON {"file name": [\\[x, y, w, h], ...]} (pixels) or COCO-format detections; default: the whole image is one hand.')] = None,
     side: Annotated[str, typer.Option("--side", help="auto (try both, keep the more consistent), left or right.")] = "auto",
     batch_size: BatchSize = 16,
-    device: Device = "cpu",
+    device: Device = "auto",
     tta_rotation: TtaRotation = 0.0,
     overwrite: Overwrite = False,
 ) -> None:

@@ -20,7 +20,7 @@ def pseudo_label(
     batch_size: BatchSize = 16,
     name: Annotated[str, typer.Option("--name", help="Dataset name (the folder under OUT).")] = "pseudo",
     chunk_images: Annotated[int, typer.Option("--chunk-images", min=1, help="Images per resumable chunk (same for all shards).")] = 256,
-    device: Device = "cpu",
+    device: Device = "auto",
     on_error: OnError = "fail",
     overwrite: Overwrite = False,
     tta_rotation: TtaRotation = 0.0,

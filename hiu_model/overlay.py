@@ -157,6 +157,7 @@ def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str 
             (``synth-wild``'s ``detections.json``); images not in it are treated as one hand
             filling the image.
         side: ``auto``, ``left`` or ``right``.
+        device: torch device (``auto``: CUDA when available).
         tta_rotation: average the heat-maps and masks over crops turned by 0 and +-this many
             degrees (:mod:`hiu_model.tta`; 0 = one plain pass).
         overwrite: replace an ``out`` that exists and is not empty (else an error).
@@ -179,7 +180,7 @@ def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str 
     staging = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
     staging.mkdir()
     try:
-        result = _write_predictions(model, cfg, info, files, by_name, staging, side, batch_size, device, tta_rotation,
+        result = _write_predictions(model, cfg, info, files, by_name, staging, side, batch_size, tta_rotation,
                                     progress)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -221,7 +222,7 @@ def _check_unique_stems(files: Sequence[Path]) -> None:
 
 
 def _write_predictions(model: Any, cfg: Any, info: dict[str, Any], files: list[Path], by_name: dict[str, Any],
-                       out: Path, side: str, batch_size: int, device: str, tta_rotation: float,
+                       out: Path, side: str, batch_size: int, tta_rotation: float,
                        progress: Callable[[int], None] | None) -> Path:
     """The overlays and ``predictions.json`` of :func:`predict_files`, written into ``out``."""
     from hiu_data.io.images import read_file
@@ -235,8 +236,8 @@ def _write_predictions(model: Any, cfg: Any, info: dict[str, Any], files: list[P
         chunk_boxes = [[box for box, _ in hands] if hands else None for hands in listed]
         # A side given on the command line wins; with "auto" a side the detections name is kept.
         sides = side if side != "auto" else [[s for _, s in hands] if hands else "auto" for hands in listed]
-        predictions = predict_images(model, cfg, images, chunk_boxes, sides=sides, batch_size=batch_size,
-                                     device=device)
+        # On the model's device: load_checkpoint resolved "auto" there.
+        predictions = predict_images(model, cfg, images, chunk_boxes, sides=sides, batch_size=batch_size)
         for index, (path, image) in enumerate(zip(chunk, images)):
             hands = [p for p in predictions if p.image_index == index]
             overlay = draw_prediction(image, hands)

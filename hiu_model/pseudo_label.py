@@ -217,15 +217,15 @@ def _chunks_of(num_images: int, shard: tuple[int, int], chunk_images: int) -> in
 
 
 def _label_chunk(model: Any, cfg: Any, images_dir: Path, groups: Sequence[list[HandSample]], out: Path, name: str,
-                 label_source: str, batch_size: int, device: Any) -> int:
-    """Predict the hands of some images and write them as the dataset ``out/<name>/``."""
+                 label_source: str, batch_size: int) -> int:
+    """Predict the hands of some images (on the model's device) and write them as the dataset ``out/<name>/``."""
     from hiu_model.predict import predict_images
 
     encoded = [(images_dir / rows[0].image_path).read_bytes() for rows in groups]
     pictures = [decode(data, str(images_dir / rows[0].image_path), rows[0].sample_id) for data, rows in zip(encoded, groups)]
     boxes = [[r.bbox for r in rows] for rows in groups]
     sides = [["auto" if (r.extras or {}).get("hand_side_known") is False else r.hand_side for r in rows] for rows in groups]
-    predictions = iter(predict_images(model, cfg, pictures, boxes=boxes, sides=sides, batch_size=batch_size, device=device))
+    predictions = iter(predict_images(model, cfg, pictures, boxes=boxes, sides=sides, batch_size=batch_size))
     hands = 0
     with DatasetWriter(out, name, overwrite=True) as writer:
         for data, rows in zip(encoded, groups):
@@ -276,7 +276,7 @@ def pseudo_label(checkpoint: str | Path, images_dir: str | Path, out: str | Path
         shard: ``(i, n)``: this process labels images ``i, i + n, ...``.
         batch_size: crops per forward pass.
         chunk_images: images per resumable chunk (must be the same for every shard).
-        device: torch device; default CPU.
+        device: torch device (``auto``: CUDA when available); default CPU.
         on_error: ``fail`` at a corrupt image, or ``skip`` it (counted in the manifest).
         overwrite: replace an existing ``out/<name>/`` at the merge.
         tta_rotation: average the heat-maps and masks over crops turned by 0 and +-this many
@@ -312,7 +312,7 @@ def pseudo_label(checkpoint: str | Path, images_dir: str | Path, out: str | Path
             result.chunks_resumed += 1
             result.hands += sum(len(rows) for rows in members)
         else:
-            result.hands += _label_chunk(model, cfg, images_dir, members, target, name, label_source, batch_size, device)
+            result.hands += _label_chunk(model, cfg, images_dir, members, target, name, label_source, batch_size)
         result.chunks_done += 1
         if progress is not None:
             progress(len(members))

@@ -278,3 +278,14 @@ def test_a_failed_coco_export_leaves_no_empty_output_folder(tmp_path: Path, caps
     assert main(["export", "coco", str(data), str(tmp_path / "new" / "coco" / "toy.json")]) == 1
     assert "referenced image file is missing" in _one_error(capsys)
     assert not (tmp_path / "new").exists()
+
+
+def test_every_device_option_defaults_to_auto() -> None:
+    """A GPU user gets the GPU from every command that runs the model without asking for it; train
+    takes its default from train.device, which is auto too."""
+    from hiu_model.config import load_config
+
+    defaults = {name: p.default for name, cmd in _all_commands() for p in cmd.params if p.name == "device"}
+    assert set(defaults) == {"train", "eval", "predict", "pseudo-label"}
+    assert defaults.pop("train") is None and load_config(None, "tiny", []).train.device == "auto"
+    assert defaults == {"eval": "auto", "predict": "auto", "pseudo-label": "auto"}

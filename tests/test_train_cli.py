@@ -83,6 +83,14 @@ def test_train_eval_predict_commands(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["predict", str(run), str(images), "--out", str(tmp_path / "bad"), "--boxes", str(boxes)]) == 1
     assert "'hand.png': expected a list of [x, y, w, h] boxes" in capsys.readouterr().err
 
+    # --device auto (the default of every command that runs the model) picks CUDA when there is
+    # one and the CPU otherwise, for each of them.
+    capsys.readouterr()
+    assert main(["eval", str(run), str(data), "--json", "--max-samples", "2", "--device", "auto"]) == 0
+    assert main(["predict", str(run), str(images), "--out", str(tmp_path / "auto"), "--device", "auto"]) == 0
+    assert main(["pseudo-label", str(run), str(images), str(tmp_path / "auto_pseudo"), "--device", "auto"]) == 0
+    assert (tmp_path / "auto_pseudo" / "pseudo" / "manifest.json").is_file()
+
     # An existing output is refused without --overwrite, and replaced whole with it: the overlays
     # of the earlier call do not stay beside a predictions.json that no longer lists them.
     other_images = tmp_path / "other_images"
