@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -50,9 +51,9 @@ def train(
     val: Annotated[list[Path] | None, typer.Option("--val", help="Validation dataset folder (repeatable); the best step is recorded in best.json.")] = None,
     steps: Annotated[int | None, typer.Option("--steps", min=1, help="Optimizer steps (default: the preset's or config's train.steps).")] = None,
     minutes: Annotated[float | None, typer.Option(
-        "--minutes", min=0.01, help="Train for about this long: stop at M minutes and, without --steps, size the "
-        "schedule to what M minutes hold on this machine (a few steps are timed first). With --resume: the time "
-        "limit of the whole run only.")] = None,
+        "--minutes", "-m", min=0.01, help="Train for about this long: stop at M minutes and, without --steps, size "
+        "the schedule to what M minutes hold on this machine (a few steps are timed first; the timing counts "
+        "within M). With --resume: the time limit of the whole run only.")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", min=1, help="Training samples per step and process (default: train.batch_size).")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (default: train.lr).")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Torch device: auto (CUDA when available), cpu, cuda, cuda:N (default: train.device).")] = None,
@@ -73,6 +74,7 @@ def train(
     from hiu_model.config import load_config
     from hiu_model.train import train as train_model
 
+    started = time.perf_counter()  # --minutes counts from here: the timing is part of the budget
     if out is None:
         if resume:
             raise typer.BadParameter("--resume needs --out RUN_DIR", param_hint="--resume")
@@ -87,7 +89,7 @@ def train(
                                                                         device, workers, minutes)])
     main = int(os.environ.get("RANK", "0")) == 0
     if minutes is not None and steps is None and not resume:
-        cfg.train.steps = _steps_for(cfg, out, overwrite, minutes)
+        cfg.train.steps, cfg.train.max_minutes = _steps_for(cfg, out, overwrite, minutes, started)
     columns = [TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}")]
     live = main and console.is_terminal
@@ -96,17 +98,30 @@ def train(
     with Progress(*columns, console=console, disable=not live) as progress:
         task = progress.add_task("train", total=cfg.train.steps, losses="")
         printer = _progress_printer(progress if live else None, task, cfg.train.log_every) if main else None
-        run = train_model(cfg, out, resume=resume, progress=printer, overwrite=overwrite)
+        reached: list[int] = []
+
+        def update(step: int, total: int, values: dict[str, float]) -> None:
+            reached[:] = [step]
+            if printer is not None:
+                printer(step, total, values)
+
+        run = train_model(cfg, out, resume=resume, progress=update if main else None, overwrite=overwrite)
     if main:
+        if reached and reached[0] < cfg.train.steps:
+            # Asked for (--minutes or train.max_minutes): the expected end, said plainly, not warned.
+            console.print(f"stopped at the time limit after step {reached[0]} of {cfg.train.steps} "
+                          f"(train.max_minutes={cfg.train.max_minutes:g}), with a checkpoint", markup=False)
         best = read_best(run)
         if best:
             console.print(f"best {best['metric']} = {best['value']:.4f} at step {best['step']}", markup=False)
         console.print(f"done: {run}", markup=False)
 
 
-def _steps_for(cfg: Any, out: Path, overwrite: bool, minutes: float) -> int:
-    """The schedule's length for a time budget: steps of ``cfg`` that ``minutes`` hold here."""
-    from hiu_model.budget import estimate_steps
+def _steps_for(cfg: Any, out: Path, overwrite: bool, minutes: float, started: float) -> tuple[int, float]:
+    """The schedule's length and training time for a time budget: the steps of ``cfg`` that
+    ``minutes`` hold here once the time since ``started`` (``time.perf_counter``; the timing and
+    the checks) is taken off, and the minutes left for them."""
+    from hiu_model import budget
     from hiu_model.train import check_run_dir
     from hiu_model.train_data import check_training_data
 
@@ -117,10 +132,11 @@ def _steps_for(cfg: Any, out: Path, overwrite: bool, minutes: float) -> int:
     check_run_dir(out, resume=False, overwrite=overwrite)
     check_training_data(cfg)
     console.print(f"timing a few steps to fit the schedule into {minutes:g} minutes", markup=False)
-    steps = estimate_steps(cfg, minutes, cfg.train.batch_size)
-    console.print(f"{steps} steps of batch {cfg.train.batch_size} (train.steps); the run stops at "
-                  f"{minutes:g} minutes either way (train.max_minutes)", markup=False)
-    return steps
+    fit = budget.fit_budget(cfg, minutes, cfg.train.batch_size, spent_seconds=time.perf_counter() - started)
+    console.print(f"{fit.steps} steps of batch {cfg.train.batch_size} (train.steps) in the {fit.train_minutes:g} "
+                  f"minutes left after {fit.timing_seconds:.0f} s of timing; the run stops then either way "
+                  f"(train.max_minutes={fit.train_minutes:g})", markup=False)
+    return fit.steps, fit.train_minutes
 
 
 def register(app: typer.Typer) -> None:

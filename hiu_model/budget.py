@@ -10,12 +10,17 @@ precision and memory layout) and, on a GPU, from the real data loader too:
   (2 threads, 2 loader workers), and 1.45 is what 15-minute runs need to end on time;
 - on a GPU the workers prepare the next batches while the device computes, so a step costs
   whichever is slower, plus a small margin for logging and the host-device copies.
+
+The timing is part of the budget (:func:`fit_budget`): it is cut short when it would take more
+than :data:`TIMING_SHARE` of it, and what it took is taken off the time left for training, so
+that ``--minutes 0.3`` is about 0.3 minutes of timing plus training, not 0.3 minutes after it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,6 +34,11 @@ log = logging.getLogger(__name__)
 CPU_OVERHEAD = 1.45
 GPU_OVERHEAD = 1.1
 MIN_STEPS = 10
+TIMING_SHARE = 0.1
+"""The most of a budget the timing may take (it times fewer steps beyond it, at least one)."""
+MIN_TRAIN_MINUTES = 0.001
+"""The training time set when the timing used up the whole budget: the run stops after its
+first step, with a checkpoint (``train.max_minutes`` = 0 would mean no limit at all)."""
 
 
 def step_seconds(compute_s: float, load_s: float | None, device_type: str) -> float:
@@ -45,11 +55,16 @@ def step_seconds(compute_s: float, load_s: float | None, device_type: str) -> fl
     return compute_s * CPU_OVERHEAD
 
 
-def compute_seconds(cfg: Any, batch_size: int, device: torch.device, repeats: int = 10) -> float:
+def compute_seconds(cfg: Any, batch_size: int, device: torch.device, repeats: int = 10,
+                    max_seconds: float | None = None) -> float:
     """Median seconds of one optimizer step of ``cfg``'s network on random crops on ``device``,
-    after a warm-up step (one or two timed steps vary by up to 8 % on a shared 2-core machine)."""
+    after a warm-up step (one or two timed steps vary by up to 8 % on a shared 2-core machine).
+
+    ``max_seconds``: stop timing once this much has passed since the call (model building and
+    the warm-up included), after at least one timed step; None = all ``repeats``."""
     from hiu_model.model import HIUDMTL
 
+    started = time.perf_counter()
     torch.manual_seed(0)
     dtype = amp_dtype(cfg.train, device)
     memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
@@ -72,6 +87,8 @@ def compute_seconds(cfg: Any, batch_size: int, device: torch.device, repeats: in
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # kernels run asynchronously: wait before reading the clock
         timings.append(time.perf_counter() - start)
+        if max_seconds is not None and len(timings) >= 2 and time.perf_counter() - started > max_seconds:
+            break
     return float(torch.tensor(timings[1:]).median())
 
 
@@ -96,13 +113,51 @@ def load_seconds(cfg: Any, batch_size: int, batches: int = 8) -> float | None:
     return (time.perf_counter() - start) / batches
 
 
-def estimate_steps(cfg: Any, minutes: float, batch_size: int) -> int:
-    """Optimizer steps of ``cfg`` (``batch_size`` per step) that fit in ``minutes`` on this
-    machine's training device (``cfg.train.device``); at least ten."""
+def time_step(cfg: Any, batch_size: int, max_seconds: float | None = None) -> float:
+    """Expected wall seconds of one training step of ``cfg`` (``batch_size`` per step) on this
+    machine's training device (``cfg.train.device``), from a few timed steps (see
+    :func:`compute_seconds` for ``max_seconds``)."""
     device = distributed.pick_device(cfg.train.device)
-    compute = compute_seconds(cfg, batch_size, device)
+    compute = compute_seconds(cfg, batch_size, device, max_seconds=max_seconds)
     load = load_seconds(cfg, batch_size) if device.type == "cuda" else None
     per_step = step_seconds(compute, load, device.type)
     log.info("a step: %.3f s of compute%s on %s -> %.3f s with the overhead", compute,
              f", {load:.3f} s of loading" if load is not None else "", device.type, per_step)
-    return max(MIN_STEPS, int(minutes * 60 / per_step))
+    return per_step
+
+
+def estimate_steps(cfg: Any, minutes: float, batch_size: int) -> int:
+    """Optimizer steps of ``cfg`` (``batch_size`` per step) that fit in ``minutes`` on this
+    machine's training device (``cfg.train.device``), the timing not counted; at least ten."""
+    return max(MIN_STEPS, int(minutes * 60 / time_step(cfg, batch_size)))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A time budget split between the timing and the training.
+
+    Attributes:
+        steps: optimizer steps that fit in ``train_minutes`` (at least :data:`MIN_STEPS`).
+        train_minutes: minutes left for training (``train.max_minutes``) after the timing.
+        timing_seconds: seconds the timing (and anything before it that was passed in) took.
+    """
+
+    steps: int
+    train_minutes: float
+    timing_seconds: float
+
+
+def fit_budget(cfg: Any, minutes: float, batch_size: int, spent_seconds: float = 0.0) -> Budget:
+    """Time a few steps and size the schedule to what is left of ``minutes`` afterwards.
+
+    Args:
+        minutes: the whole budget, timing included.
+        spent_seconds: seconds of the budget already used before this call (checks, loading).
+    """
+    start = time.perf_counter()
+    total = 60.0 * minutes
+    per_step = time_step(cfg, batch_size, max_seconds=max(TIMING_SHARE * total - spent_seconds, 0.0))
+    spent = spent_seconds + time.perf_counter() - start
+    left = total - spent
+    steps = max(MIN_STEPS, int(max(left, 0.0) / per_step))
+    return Budget(steps, max(round(left / 60.0, 4), MIN_TRAIN_MINUTES), spent)

@@ -351,7 +351,8 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
                     logger.close()
                     raise TrainingInterrupted(stop.signum or signal.SIGTERM, step, str(run_dir), info.is_main)
                 if out_of_time:
-                    log.warning("train.max_minutes=%g reached at step %d; stopping", tc.max_minutes, step)
+                    # Only ever asked for (--minutes, train.max_minutes): the planned end, not a fault.
+                    log.info("train.max_minutes=%g reached at step %d; stopping", tc.max_minutes, step)
                     break
         logger.close()
         return run_dir

@@ -41,3 +41,17 @@ def test_load_seconds_reads_real_batches(tmp_path: Path) -> None:
     assert 0.0 < load_seconds(cfg, 2, batches=3) < 5.0
     cfg.train.datasets = []
     assert load_seconds(cfg, 2) is None
+
+
+def test_the_timing_is_cut_short_and_counted_in_a_small_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fake clock of the test above: a timed step lasts 0.25 s, the whole timing of ten steps
+    # several seconds, more than the 6-second budget asked for here.
+    readings = iter(range(1000))
+    monkeypatch.setattr(budget, "time", SimpleNamespace(perf_counter=lambda: 0.25 * next(readings)))
+    cfg = load_config(None, "tiny", ["model.input_size=64", "model.num_stacks=1"])
+    fit = budget.fit_budget(cfg, 0.1, 2, spent_seconds=0.5)
+    assert 0.5 < fit.timing_seconds < 3.0  # ten timed steps would take about 6 s here
+    assert fit.train_minutes * 60 + fit.timing_seconds == pytest.approx(6.0, abs=0.01)
+    assert fit.steps == max(10, int((6.0 - fit.timing_seconds) / (0.25 * 1.45)))
+    # A budget the timing uses up still trains one step (and saves it), never without a limit.
+    assert budget.fit_budget(cfg, 0.01, 2, spent_seconds=5.0).train_minutes > 0

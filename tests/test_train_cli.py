@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -192,23 +193,26 @@ def test_minutes_size_the_schedule_and_stop_the_run(tmp_path: Path, capsys: pyte
 
     data = write_hands(tmp_path / "data", 4, seed=7)
     timed: list = []
-    estimate = budget.estimate_steps
 
-    def timing(cfg, minutes: float, batch_size: int) -> int:  # noqa: ANN001
-        timed.append((minutes, batch_size, estimate(cfg, minutes, batch_size)))
-        return timed[-1][2]
+    def timing(cfg, batch_size: int, max_seconds: float | None = None) -> float:  # noqa: ANN001
+        # Timing that takes 0.3 s and finds 0.05 s per step.
+        timed.append((batch_size, max_seconds))
+        time.sleep(0.3)
+        return 0.05
 
-    monkeypatch.setattr(budget, "estimate_steps", timing)
+    monkeypatch.setattr(budget, "time_step", timing)
     common = ["train", "--preset", "tiny", *SMALL, "--batch-size", "2", "--workers", "0"]
 
     def run_config(run: Path) -> dict:
         return yaml.safe_load((run / "config.yaml").read_text())["train"]
 
+    # 0.02 minutes = 1.2 s, of which the timing takes 0.3 s (at most a tenth of the budget is
+    # asked for): the schedule and the stop fit the 0.9 s or less that are left.
     assert main([*common, "--data", str(data), "--minutes", "0.02", "--out", str(tmp_path / "a")]) == 0
-    assert len(timed) == 1 and timed[0][:2] == (0.02, 2) and timed[0][2] >= 10
-    assert run_config(tmp_path / "a")["steps"] == timed[0][2]
-    assert run_config(tmp_path / "a")["max_minutes"] == 0.02
-    assert f"{timed[0][2]} steps of batch 2" in " ".join(capsys.readouterr().err.split())
+    assert len(timed) == 1 and timed[0][0] == 2 and timed[0][1] <= 0.12
+    assert 10 <= run_config(tmp_path / "a")["steps"] <= int(0.9 / 0.05)
+    assert 0 < run_config(tmp_path / "a")["max_minutes"] <= 0.9 / 60
+    assert f"{run_config(tmp_path / 'a')['steps']} steps of batch 2" in " ".join(capsys.readouterr().err.split())
 
     # --steps sets the schedule: --minutes only stops the run.
     assert main([*common, "--data", str(data), "--minutes", "5", "--steps", "2", "--out", str(tmp_path / "b")]) == 0
@@ -227,3 +231,15 @@ def test_minutes_size_the_schedule_and_stop_the_run(tmp_path: Path, capsys: pyte
     err = capsys.readouterr().err
     assert "several processes (torchrun)" in err and "need --steps" in err
     assert len(timed) == 1 and not (tmp_path / "d").exists()
+
+
+def test_a_run_stopped_by_its_time_limit_says_so_plainly(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    data = write_hands(tmp_path / "data", 4, seed=7)
+    # A limit far below one step: the run stops after its first step, as asked.
+    assert main(["train", "--preset", "tiny", *SMALL, "--batch-size", "2", "--workers", "0", "--data", str(data),
+                 "--steps", "50", "--set", "train.max_minutes=0.00001", "--out", str(tmp_path / "run")]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "stopped at the time limit after step 1 of 50 (train.max_minutes=1e-05), with a checkpoint" in err
+    assert "WARNING" not in err and not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert (tmp_path / "run" / "checkpoints" / "step-000001").is_dir()
