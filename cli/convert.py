@@ -15,7 +15,7 @@ from hiu_data.errors import HiuError
 
 
 def convert(
-    name: Annotated[str, typer.Argument(help="Dataset format: " + ", ".join(formats.REGISTRY), show_default=False)],
+    name: Annotated[str, typer.Argument(help="Dataset format (any case): " + ", ".join(formats.REGISTRY), show_default=False)],
     paths: Annotated[list[Path], typer.Argument(help="RAW_ROOT OUT (coco: ANNOTATIONS.json IMAGE_ROOT OUT).", show_default=False)],
     split: Split = None,
     images: Annotated[str, typer.Option("--images", help="embed: store the image bytes; reference: store paths relative to RAW_ROOT.")] = "embed",
@@ -28,6 +28,7 @@ def convert(
 
     Example: hiu-data convert freihand ~/data/FreiHAND_pub_v2 ~/hiu --split train
     """
+    name = formats.canonical(name)
     if name not in formats.REGISTRY and Path(name).exists():
         # The raw folder typed first: say so instead of only listing the format names.
         raise HiuError(f"{name}: is a path, not a dataset format; the format comes first: hiu-data convert NAME "

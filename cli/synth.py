@@ -36,6 +36,7 @@ def synth(
     from hiu_data.errors import HiuError
     from hiu_data.synth.generate import write_synth
 
+    format = format.lower()  # format names in any case, as for convert
     if format not in FORMATS:
         raise HiuError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
     with progress_bar(f"synth {format}", total=n, unit="images") as advance:

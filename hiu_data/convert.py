@@ -15,12 +15,10 @@ import pyarrow as pa
 from hiu_data import formats
 from hiu_data.errors import DatasetFormatError, HiuError
 from hiu_data.formats import Skipped
+from hiu_data.formats._common import IMAGE_MODES, ON_ERROR
 from hiu_data.io.parquet import DatasetWriter
 
 log = logging.getLogger(__name__)
-
-IMAGE_MODES = ("embed", "reference")
-ON_ERROR = ("fail", "skip")
 
 
 def _check_format_options(name: str, module: Any, format_options: dict[str, Any]) -> None:
@@ -74,9 +72,10 @@ def convert(
         HiuError: bad input (named file and sample), unknown format, existing output.
     """
     if images not in IMAGE_MODES:
-        raise HiuError(f"--images must be one of {IMAGE_MODES}, not {images!r}")
+        raise HiuError(f"--images must be one of {', '.join(IMAGE_MODES)}, not {images!r}")
     if on_error not in ON_ERROR:
-        raise HiuError(f"--on-error must be one of {ON_ERROR}, not {on_error!r}")
+        raise HiuError(f"--on-error must be one of {', '.join(ON_ERROR)}, not {on_error!r}")
+    name = formats.canonical(name)  # the dataset folder and the manifest carry the registered spelling
     module = formats.get(name)
     _check_format_options(name, module, format_options)
     raw_root = Path(raw_root)

@@ -158,7 +158,7 @@ class HandModel(nn.Module):
         if side not in MANO_FILES:
             raise ValueError(f"side must be 'right' or 'left', not {side!r}")
         if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
         path = find_mano_file(side, model_dir) if kind != "procedural" else None
         right = find_mano_file("right", model_dir) if side == "left" and kind != "procedural" else None
         if kind == "mano" and path is None and right is None:

@@ -171,12 +171,12 @@ def _sides_per_box(boxes: list[np.ndarray], sides: Any) -> list[list[str]]:
     if sides is None or isinstance(sides, str):
         side = sides or "auto"
         if side not in SIDES:
-            raise ValueError(f"hand side {side!r} is not one of {SIDES}")
+            raise ValueError(f"hand side {side!r} is not one of {', '.join(SIDES)}")
         return [[side] * len(b) for b in boxes]
     out = [[sides_i] * len(b) if isinstance(sides_i, str) else list(sides_i) for b, sides_i in zip(boxes, sides)]
     for names, b in zip(out, boxes):
         if len(names) != len(b) or any(n not in SIDES for n in names):
-            raise ValueError(f"hand sides {names} do not match {len(b)} boxes or are not in {SIDES}")
+            raise ValueError(f"hand sides {names} do not match {len(b)} boxes or are not in {', '.join(SIDES)}")
     return out
 
 

@@ -91,6 +91,26 @@ def test_unknown_format_lists_the_available_ones(capsys: pytest.CaptureFixture[s
     assert "'nosuchset' is not registered; available:" in err
 
 
+def test_format_names_in_any_case_and_choices_as_a_plain_list(capsys: pytest.CaptureFixture[str],
+                                                               tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    assert main(["convert", "Folder", str(images), str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "folder" / "manifest.json").is_file()  # the registered spelling
+    capsys.readouterr()
+    assert main(["convert", "folder", str(images), str(tmp_path / "out2"), "--images", "copy"]) == 1
+    assert capsys.readouterr().err.strip() == "error: --images must be one of embed, reference, not 'copy'"
+    assert main(["convert", "folder", str(images), str(tmp_path / "out2"), "--on-error", "ignore"]) == 1
+    assert capsys.readouterr().err.strip() == "error: --on-error must be one of fail, skip, not 'ignore'"
+    assert main(["synth", str(tmp_path / "raw"), "--format", "RHD", "--n", "2", "--workers", "1"]) == 0
+    assert main(["convert", "RHD", str(tmp_path / "raw"), str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "rhd" / "manifest.json").is_file()
+
+
 def test_schema_json_matches_the_arrow_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)

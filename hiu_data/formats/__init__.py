@@ -54,8 +54,16 @@ def available() -> list[str]:
     return [name for name, module in REGISTRY.items() if importlib.util.find_spec(module) is not None]
 
 
+def canonical(name: str) -> str:
+    """The registered spelling of a format name given in any case (``FreiHAND`` -> ``freihand``);
+    an unknown name comes back unchanged, for :func:`get` to report."""
+    lowered = name.lower()
+    return lowered if lowered in REGISTRY else name
+
+
 def get(name: str) -> ModuleType:
-    """The format module registered as ``name``."""
-    if name not in REGISTRY or importlib.util.find_spec(REGISTRY[name]) is None:
+    """The format module registered as ``name`` (any case)."""
+    key = canonical(name)
+    if key not in REGISTRY or importlib.util.find_spec(REGISTRY[key]) is None:
         raise NotRegisteredError("dataset format", name, available())
-    return importlib.import_module(REGISTRY[name])
+    return importlib.import_module(REGISTRY[key])

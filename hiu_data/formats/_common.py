@@ -65,9 +65,9 @@ def select_splits(name: str, available: Sequence[str], splits: Sequence[str] | N
                   on_error: str) -> tuple[str, ...]:
     """Check the common ``read`` options; return the unified splits to read, in ``available`` order."""
     if images not in IMAGE_MODES:
-        raise HiuError(f"images must be one of {IMAGE_MODES}, not {images!r}")
+        raise HiuError(f"images must be one of {', '.join(IMAGE_MODES)}, not {images!r}")
     if on_error not in ON_ERROR:
-        raise HiuError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
+        raise HiuError(f"on_error must be one of {', '.join(ON_ERROR)}, not {on_error!r}")
     if not splits:
         return tuple(available)
     unknown = [s for s in splits if s not in available]

@@ -235,7 +235,7 @@ def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embe
     if not image_root.is_dir():
         raise DatasetFormatError(image_root, "missing folder; expected the images of the COCO file here")
     if split is not None and split not in SPLITS:
-        raise DatasetFormatError(path, f"split {split!r} is not one of {SPLITS}")
+        raise DatasetFormatError(path, f"split {split!r} is not one of {', '.join(SPLITS)}")
     hand_categories, order = _hand_categories(data, path)
     wholebody = any(isinstance(a, dict) and ("lefthand_kpts" in a or "righthand_kpts" in a) for a in data["annotations"])
     if not hand_categories and not wholebody:

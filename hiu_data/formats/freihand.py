@@ -340,7 +340,7 @@ def _write_training(samples: list[HandSample], root: Path, source_root: Any, qua
         key = s.extras["annotation_index"] if s.extras and "annotation_index" in s.extras else ("record", s.sample_id)
         version = s.subset or "gs"
         if version not in VERSIONS:
-            raise UnsupportedSampleError(f"sample {s.sample_id}: FreiHAND version (subset) {version!r} is not one of {VERSIONS}")
+            raise UnsupportedSampleError(f"sample {s.sample_id}: FreiHAND version (subset) {version!r} is not one of {', '.join(VERSIONS)}")
         group = groups.setdefault(key, {})
         if VERSIONS.index(version) in group:
             raise UnsupportedSampleError(f"sample {s.sample_id}: annotation {key} has two {version!r} records")

@@ -147,7 +147,7 @@ class DatasetWriter:
     def add(self, sample: HandSample) -> None:
         """Append one record (rows keep their order within a split)."""
         if sample.split not in SPLITS:
-            raise SchemaError(f"sample {sample.sample_id}: split {sample.split!r} is not one of {SPLITS}")
+            raise SchemaError(f"sample {sample.sample_id}: split {sample.split!r} is not one of {', '.join(SPLITS)}")
         writer = self._splits.get(sample.split)
         if writer is None:
             writer = self._splits[sample.split] = _SplitWriter(self.tmp, sample.split, self.max_shard_bytes, self.row_group_rows)
@@ -163,7 +163,7 @@ class DatasetWriter:
             raise SchemaError(f"add_table: table does not match the hand_sample v{SCHEMA_VERSION} schema")
         splits = table.column("split").unique().to_pylist()
         if len(splits) != 1 or splits[0] not in SPLITS:
-            raise SchemaError(f"add_table: a table must hold rows of one split of {SPLITS}, got {splits}")
+            raise SchemaError(f"add_table: a table must hold rows of one split of {', '.join(SPLITS)}, got {splits}")
         split = splits[0]
         writer = self._splits.get(split)
         if writer is None:
