@@ -251,12 +251,23 @@ def _train_and_label(options: DemoOptions, result: DemoResult, reporter: Reporte
         def review_stage(advance: Callable[[int], None]) -> str:
             from hiu_data.review.push import push
 
-            assert result.pseudo_dir is not None
-            r = push(result.pseudo_dir, review_name_for(out), overwrite=True, progress=advance)
+            r = push(_review_source(result), review_name_for(out), overwrite=True, progress=advance)
             result.review_name = r.name
             return f"{r.hands} hands in FiftyOne dataset '{r.name}' ({r.low_confidence} images flagged low_confidence)"
 
         _timed(result, reporter, "push to FiftyOne", None, review_stage)
+
+
+def _review_source(result: DemoResult) -> Path:
+    """The pseudo-label dataset the review stage pushes.
+
+    Raises:
+        HiuError: the pseudo-label stage left none (it merges only when every shard is done, and
+            not while another process holds the merge lock).
+    """
+    if result.pseudo_dir is None:
+        raise HiuError(f"{result.out / 'pseudo'}: the pseudo-label stage wrote no dataset to push for review")
+    return result.pseudo_dir
 
 
 def _boxes_by_file(coco_path: Path, out: Path) -> Path | None:

@@ -72,3 +72,13 @@ def test_each_demo_folder_has_its_own_review_dataset(tmp_path: Path) -> None:
     assert review_name_for(tmp_path / "hiu-demo") == "hiu-demo"
     assert review_name_for(tmp_path / "run 2") == "hiu-demo-run_2"
     assert review_name_for(Path(".")) == review_name_for(Path.cwd())
+
+
+def test_no_pseudo_labels_to_review_is_a_typed_error_even_under_python_o(tmp_path: Path) -> None:
+    # An assert here vanished under python -O and push() then failed on None.
+    from hiu_data.errors import HiuError
+    from hiu_model.demo import DemoResult, _review_source
+
+    with pytest.raises(HiuError, match="pseudo: the pseudo-label stage wrote no dataset"):
+        _review_source(DemoResult(out=tmp_path))
+    assert _review_source(DemoResult(out=tmp_path, pseudo_dir=tmp_path / "pseudo" / "pseudo")) == tmp_path / "pseudo" / "pseudo"
