@@ -13,6 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 console = Console(stderr=True, highlight=False)
 
+Checkpoint = Annotated[Path, typer.Argument(
+    help="A run folder (its best checkpoint if one is recorded, else the latest) or a checkpoint folder.",
+    show_default=False)]
+Seed = Annotated[int, typer.Option("--seed", min=0, help="Random seed (>= 0); the same seed gives the same files.")]
 DatasetDir = Annotated[Path, typer.Argument(help="A converted dataset folder (or a folder of them).", show_default=False)]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")]
 Workers = Annotated[int, typer.Option("--workers", "-j", min=1, help="Worker processes.")]

@@ -22,7 +22,7 @@ def convert(
     workers: Workers = 1,
     on_error: OnError = "fail",
     overwrite: Overwrite = False,
-    boxes: Annotated[Path | None, typer.Option("--boxes", help="folder only: COCO-format detections JSON, one row per box.")] = None,
+    boxes: Annotated[Path | None, typer.Option("--boxes", help="folder only: COCO-format detections JSON, one hand per box (default: the whole image is one hand).")] = None,
 ) -> None:
     """Convert a dataset from the files as its authors distribute them into OUT/NAME/.
 

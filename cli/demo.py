@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hiu_cli._common import Overwrite, Workers, console
+from hiu_cli._common import Overwrite, Seed, Workers, console
 
 
 class _RichReporter:
@@ -41,7 +41,7 @@ def demo(
     steps: Annotated[int | None, typer.Option("--steps", min=1, help="Training steps (default: what the budget allows).")] = None,
     review: Annotated[bool, typer.Option("--review/--no-review", help="Push the pseudo-labels to FiftyOne.")] = True,
     workers: Workers = 2,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Seed = 0,
     overwrite: Overwrite = False,
 ) -> None:
     """Run everything on generated hands: six raw layouts, convert, validate, train the tiny

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hiu_cli._common import BatchSize, Device, JsonOut, TtaRotation, progress_bar
+from hiu_cli._common import BatchSize, Checkpoint, Device, JsonOut, TtaRotation, progress_bar
 
 # Results go to stdout (progress and messages to stderr), so they can be redirected.
 console = Console(highlight=False)
@@ -55,7 +55,7 @@ def print_tables(report: dict[str, Any]) -> None:
 
 
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(help="Run folder (best or latest checkpoint) or checkpoint folder.", show_default=False)],
+    checkpoint: Checkpoint,
     datasets: Annotated[list[Path], typer.Argument(help="Converted dataset folders (or folders of them).", show_default=False)],
     json_out: JsonOut = False,
     split: Annotated[str | None, typer.Option("--split", "-s", help="Split to evaluate (default: test, else val, else all rows).")] = None,

@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from hiu_cli._common import BatchSize, Device, Overwrite, TtaRotation, console, progress_bar
+from hiu_cli._common import BatchSize, Checkpoint, Device, Overwrite, TtaRotation, console, progress_bar
 
 
 def predict(
-    checkpoint: Annotated[Path, typer.Argument(help="Run folder or checkpoint folder.", show_default=False)],
+    checkpoint: Checkpoint,
     images: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images (only the images directly in a folder; not its sub-folders).", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the overlays and predictions.json.")] = Path("predictions"),
     boxes: Annotated[Path | None, typer.Option("--boxes", help='JSON {"file name": [\\[x, y, w, h], ...]} (pixels) or COCO-format detections; default: the whole image is one hand.')] = None,

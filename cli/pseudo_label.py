@@ -7,15 +7,15 @@ from typing import Annotated
 
 import typer
 
-from hiu_cli._common import BatchSize, Device, OnError, Overwrite, TtaRotation, console, progress_bar
+from hiu_cli._common import BatchSize, Checkpoint, Device, OnError, Overwrite, TtaRotation, console, progress_bar
 from hiu_data.errors import Interrupted
 
 
 def pseudo_label(
-    checkpoint: Annotated[Path, typer.Argument(help="A run folder or a checkpoint folder.", show_default=False)],
+    checkpoint: Checkpoint,
     images_dir: Annotated[Path, typer.Argument(help="A folder of images (searched recursively).", show_default=False)],
     out: Annotated[Path, typer.Argument(help="Output folder; the dataset goes to OUT/NAME/.", show_default=False)],
-    boxes: Annotated[Path | None, typer.Option("--boxes", help="COCO-format hand detections JSON: one hand per box.")] = None,
+    boxes: Annotated[Path | None, typer.Option("--boxes", help="COCO-format detections JSON, one hand per box (default: the whole image is one hand).")] = None,
     shard: Annotated[str, typer.Option("--shard", help="i/n: label images i, i+n, ... (run n processes, any launcher).")] = "0/1",
     batch_size: BatchSize = 16,
     name: Annotated[str, typer.Option("--name", help="Dataset name (the folder under OUT).")] = "pseudo",

@@ -8,17 +8,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from hiu_cli._common import Overwrite, Workers, console, progress_bar
+from hiu_cli._common import Overwrite, Seed, Workers, console, progress_bar
 from hiu_data.synth.profiles import FORMATS
 
-Seed = Annotated[int, typer.Option("--seed", min=0, help="Random seed (>= 0); the same seed gives the same files.")]
 Size = Annotated[int, typer.Option("--size", min=32, max=2048, help="Image side in pixels where the format fixes none.")]
 
 
 def synth(
     out: Annotated[Path, typer.Argument(help="Output folder (parquet: OUT/synth/; a format: its raw layout in OUT).",
                                         show_default=False)],
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of images (a few have two hands).")] = 2000,
+    n: Annotated[int, typer.Option("--n", "-n", min=1, help="Number of images (a few have two hands).")] = 2000,
     seed: Seed = 0,
     format: Annotated[str, typer.Option("--format", "-f", help="parquet or a raw layout: " + ", ".join(FORMATS[1:]))] = "parquet",
     size: Size = 224,
@@ -53,7 +52,7 @@ def synth(
 
 def synth_wild(
     out_dir: Annotated[Path, typer.Argument(help="Output folder of unlabeled images.", show_default=False)],
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of images.")] = 200,
+    n: Annotated[int, typer.Option("--n", "-n", min=1, help="Number of images.")] = 200,
     seed: Seed = 0,
     size: Annotated[int, typer.Option("--size", min=32, max=2048, help="Image height in pixels (width is 4:3).")] = 224,
     boxes: Annotated[bool, typer.Option("--boxes/--no-boxes", help="Write detections.json with the hand boxes.")] = True,

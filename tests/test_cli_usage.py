@@ -289,3 +289,16 @@ def test_every_device_option_defaults_to_auto() -> None:
     assert set(defaults) == {"train", "eval", "predict", "pseudo-label"}
     assert defaults.pop("train") is None and load_config(None, "tiny", []).train.device == "auto"
     assert defaults == {"eval": "auto", "predict": "auto", "pseudo-label": "auto"}
+
+
+def test_the_same_argument_reads_the_same_in_every_command(tmp_path: Path) -> None:
+    """One concept, one name and one help text: the checkpoint of eval / predict / pseudo-label,
+    the seed of synth / synth-wild / demo, the image count of synth / synth-wild / targets preview."""
+    params = {(name, p.name): p for name, cmd in _all_commands() for p in cmd.params}
+    checkpoint = {params[(c, "checkpoint")].help for c in ("eval", "predict", "pseudo-label")}
+    assert len(checkpoint) == 1 and "best checkpoint" in checkpoint.pop()
+    seeds = [params[(c, "seed")] for c in ("synth", "synth-wild", "demo")]
+    assert len({p.help for p in seeds}) == 1 and all(p.help for p in seeds)
+    assert main(["demo", "--seed", "-1", "--out", str(tmp_path / "demo")]) == 2  # refused before any work
+    for command in ("synth", "synth-wild", "targets preview"):
+        assert "-n" in params[(command, "n")].opts
