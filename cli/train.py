@@ -56,7 +56,7 @@ def train(
         "within M). With --resume: the time limit of the whole run only.")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", min=1, help="Training samples per step and process (default: train.batch_size).")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (default: train.lr).")] = None,
-    device: Annotated[str | None, typer.Option("--device", help="Torch device: auto (CUDA when available), cpu, cuda, cuda:N (default: train.device).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="Torch device: auto (CUDA when available, else the CPU), cpu, cuda, cuda:N (default: train.device, which is auto).")] = None,
     workers: Annotated[int | None, typer.Option("--workers", "-j", min=0, help="Data-loader worker processes per training process (default: train.num_workers).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (default runs/<date-time>).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint.")] = False,
