@@ -250,13 +250,19 @@ def _merge(out: Path, name: str, parts: Path, groups: list[list[HandSample]], nu
             data = HandDataset(_chunk_dir(parts, (j, num_shards), c) / name)
             for index, image_id in enumerate(data.to_table(["image_id"]).column("image_id").to_pylist()):
                 chunk_rows.setdefault(image_id, (data, []))[1].append(index)
-    with DatasetWriter(out, name, options=options, overwrite=overwrite) as writer:
-        for rows in groups:
-            data, indices = chunk_rows[name + rows[0].image_id[len(rows[0].dataset):]]
-            for index in indices:
-                writer.add(data[index])
-        for item in skipped:
-            writer.skip(item.sample_id, item.reason)
+    try:
+        with DatasetWriter(out, name, options=options, overwrite=overwrite) as writer:
+            for rows in groups:
+                data, indices = chunk_rows[name + rows[0].image_id[len(rows[0].dataset):]]
+                for index in indices:
+                    writer.add(data[index])
+            for item in skipped:
+                writer.skip(item.sample_id, item.reason)
+    except BaseException:
+        # A merge stopped by Ctrl-C or an error must not leave its lock: the lock would make
+        # every later run of the same command wait for a merge that nobody is doing.
+        (parts / MERGE_LOCK).rmdir()
+        raise
     shutil.rmtree(parts, ignore_errors=True)
     return writer.target
 

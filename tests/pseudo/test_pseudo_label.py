@@ -196,3 +196,24 @@ def test_the_dataset_name_is_a_plain_folder_name(checkpoint: Path, images_dir: P
     with pytest.raises(pl.PseudoLabelError, match="must be a plain folder name"):
         pl.pseudo_label(checkpoint, images_dir, tmp_path / "out", name=name)
     assert not (tmp_path / "escape").exists() and not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_during_the_merge_lets_the_same_command_finish(checkpoint: Path, images_dir: Path, tmp_path: Path,
+                                                               whole: pl.PseudoLabelResult,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    boxes = images_dir / "detections.json"
+    writer = pl.DatasetWriter
+
+    def ctrl_c_in_the_merge(out, name, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        if kwargs.get("options") is not None:  # only the merge records the run's options
+            raise KeyboardInterrupt
+        return writer(out, name, **kwargs)
+
+    monkeypatch.setattr(pl, "DatasetWriter", ctrl_c_in_the_merge)
+    with pytest.raises(KeyboardInterrupt):
+        pl.pseudo_label(checkpoint, images_dir, tmp_path, boxes=boxes, chunk_images=1)
+    assert not (tmp_path / "pseudo").exists()
+    monkeypatch.setattr(pl, "DatasetWriter", writer)
+    again = pl.pseudo_label(checkpoint, images_dir, tmp_path, boxes=boxes, chunk_images=1)
+    assert again.chunks_resumed == len(IMAGES) and again.path == tmp_path / "pseudo"
+    assert [r.sample_id for r in _rows(again.path)] == [r.sample_id for r in _rows(whole.path)]
