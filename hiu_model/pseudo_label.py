@@ -30,7 +30,8 @@ Shards and resume. ``--shard i/n`` takes images ``i, i + n, i + 2n, ...`` of the
 sorted list, so any launcher can start the ``n`` processes (on one machine or many sharing
 ``OUT``). Each shard writes its images in chunks of ``chunk_images``, each chunk an atomic
 small dataset under ``OUT/.<name>.parts/``; a restarted shard skips the chunks that exist.
-The plan (folder, boxes, checkpoint, shard count, chunk size) is recorded in
+The plan (folder, its image files' names, sizes and modification times, boxes, checkpoint,
+shard count, chunk size) is recorded in
 ``plan.json`` there, and a process whose options differ is refused rather than mixing two
 runs. The process that completes the last chunk merges all chunks, in the folder's image
 order, into ``OUT/<name>/`` and removes the parts.
@@ -38,6 +39,7 @@ order, into ``OUT/<name>/`` and removes the parts.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -180,6 +182,20 @@ def _folder_rows(images_dir: Path, boxes: Path | None, on_error: str) -> tuple[l
     return list(by_image.values()), skipped
 
 
+def _image_files_sha256(images_dir: Path, groups: Sequence[list[HandSample]]) -> str:
+    """sha256 over the labelled images' relative paths, sizes and modification times.
+
+    Chunks hold images by their position in the folder's sorted list, so a resumed run must see
+    the same files: an image added, removed or rewritten since the first run would shift the
+    positions (images labelled twice or never) or leave a stale prediction behind.
+    """
+    digest = hashlib.sha256()
+    for rows in groups:
+        stat = (images_dir / rows[0].image_path).stat()
+        digest.update(f"{rows[0].image_path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def _ensure_plan(parts: Path, plan: dict[str, Any]) -> None:
     """Record the run's plan, or check that the recorded one is the same run's."""
     parts.mkdir(parents=True, exist_ok=True)
@@ -305,6 +321,7 @@ def pseudo_label(checkpoint: str | Path, images_dir: str | Path, out: str | Path
     label_source = f"pseudo:{info['sha256']}"
     groups, skipped = _folder_rows(images_dir, boxes, on_error)
     plan = {"images_dir": str(images_dir.resolve()), "boxes_sha256": None if boxes is None else sha256_file(boxes), "images": len(groups),
+            "image_files_sha256": _image_files_sha256(images_dir, groups),
             "checkpoint_sha256": info["sha256"], "shards": shard[1], "chunk_images": chunk_images, "name": name,
             "tta_rotation_deg": tta_rotation}
     parts = parts_dir(out, name)

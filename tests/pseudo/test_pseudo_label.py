@@ -217,3 +217,25 @@ def test_ctrl_c_during_the_merge_lets_the_same_command_finish(checkpoint: Path, 
     again = pl.pseudo_label(checkpoint, images_dir, tmp_path, boxes=boxes, chunk_images=1)
     assert again.chunks_resumed == len(IMAGES) and again.path == tmp_path / "pseudo"
     assert [r.sample_id for r in _rows(again.path)] == [r.sample_id for r in _rows(whole.path)]
+
+
+@pytest.mark.parametrize("change", ["replace", "rewrite"])
+def test_a_folder_changed_under_an_interrupted_run_is_refused(checkpoint: Path, images_dir: Path, tmp_path: Path,
+                                                              change: str) -> None:
+    import shutil
+
+    folder = tmp_path / "images"
+    shutil.copytree(images_dir, folder, ignore=shutil.ignore_patterns("*.json"))
+
+    def interrupt(_: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # a.png labelled and kept
+        pl.pseudo_label(checkpoint, folder, tmp_path / "out", chunk_images=1, progress=interrupt)
+    if change == "replace":  # same number of images, another one first: every position shifts
+        (folder / "a.png").rename(folder / "0.png")
+    else:  # the labelled image itself is now another picture
+        cv2.imwrite(str(folder / "a.png"), np.zeros((40, 90, 3), np.uint8))
+    with pytest.raises(pl.PseudoLabelError, match="different image_files"):
+        pl.pseudo_label(checkpoint, folder, tmp_path / "out", chunk_images=1)
+    assert not (tmp_path / "out" / "pseudo").exists()
