@@ -19,7 +19,8 @@ Every hand of every image (one per image, or one per box of ``--boxes``, read by
   the predicted mask with the rendered silhouette, the paper's consistency constraints used
   as a quality score; the three terms are kept in ``extras["pseudo"]``;
 - ``bbox``: the tight box of the predicted keypoints and mask (the detection box when
-  nothing was predicted), the detection box itself in ``extras["pseudo"]["box"]``;
+  nothing was predicted), the detection box itself (clipped to the image by the ``folder``
+  reader) in ``extras["pseudo"]["box"]``;
 - ``hand_side``: the box's side when the detections give it, else the side whose crop
   (plain or mirrored) predicts more self-consistently;
 - ``label_source = "pseudo:<sha256 of model.safetensors>"``, ``review_status = "pending"``,

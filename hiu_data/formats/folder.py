@@ -12,8 +12,10 @@ are None, visibility 0).
   [x, y, w, h] pixels / optional ``score`` / ``category_id``), or a COCO results list whose
   ``image_id`` (or ``file_name``) is the image's path relative to ``root`` (or its unique file
   stem). Images without a box get no row; a box naming an image that is not under ``root``
-  is an error. ``min_score`` drops weaker boxes; the score is kept in
-  ``extras["detection_score"]``.
+  is an error. A box reaching past the image's border is clipped to the image (a row's
+  ``bbox`` lies inside its image, as in every converted dataset and in training); a box
+  entirely outside its image is an error. ``min_score`` drops weaker boxes; the score is kept
+  in ``extras["detection_score"]``.
 - ``hand_side``: from a box's ``hand_side`` ("left"/"right") or ``is_left`` key, or a category
   name containing "left"/"right"; otherwise unknown, stored as the placeholder ``"right"``
   with ``extras["hand_side_known"] = False`` (the schema needs a side).
@@ -131,14 +133,28 @@ def load_boxes(path: Path, known: Sequence[str], min_score: float = 0.0) -> dict
     return boxes
 
 
-def _load_image(job: tuple[str, str, str, list[Box] | None]) -> list[HandSample]:
-    root_s, rel, images, boxes = job
+def clip_box(bbox: Sequence[float], width: int, height: int) -> list[float] | None:
+    """An x, y, w, h pixel box cut to the ``width`` x ``height`` image; None when nothing of it
+    lies inside."""
+    x0, y0 = max(float(bbox[0]), 0.0), max(float(bbox[1]), 0.0)
+    x1, y1 = min(float(bbox[0]) + float(bbox[2]), float(width)), min(float(bbox[1]) + float(bbox[3]), float(height))
+    return [x0, y0, x1 - x0, y1 - y0] if x1 > x0 and y1 > y0 else None
+
+
+def _load_image(job: tuple[str, str, str, list[Box] | None, str | None]) -> list[HandSample]:
+    root_s, rel, images, boxes, boxes_path = job
     base_id = f"{NAME}/unlabeled/{rel}"
     image = image_file(Path(root_s), rel, images, base_id)
     if boxes is None:
         boxes_ids = [([0.0, 0.0, float(image.width), float(image.height)], None, None, base_id)]
     else:
-        boxes_ids = [(b, s, sc, f"{base_id}/box{k}") for k, (b, s, sc) in enumerate(boxes)]
+        boxes_ids = []
+        for k, (b, s, sc) in enumerate(boxes):
+            inside = clip_box(b, image.width, image.height)
+            if inside is None:
+                raise DatasetFormatError(Path(boxes_path or "--boxes"), f"box {k} of {rel}: bbox {b} lies outside "
+                                                                        f"the {image.width}x{image.height} image")
+            boxes_ids.append((inside, s, sc, f"{base_id}/box{k}"))
     rows = []
     for bbox, side, score, sid in boxes_ids:
         extras: dict[str, Any] = {}
@@ -178,7 +194,8 @@ def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embe
     if per_image is not None:
         log.info("folder: %d of %d images have hand boxes", len(per_image), len(rels))
         rels = [rel for rel in rels if rel in per_image]
-    jobs = [(str(root), rel, images, None if per_image is None else per_image[rel]) for rel in rels]
+    jobs = [(str(root), rel, images, None if per_image is None else per_image[rel], None if boxes is None else str(boxes))
+            for rel in rels]
     yield from emit(parallel_map(guarded(_load_image), jobs, workers), on_error)
 
 

@@ -93,6 +93,7 @@ def test_boxes_give_one_row_per_box(tmp_path: Path) -> None:
     ([{"image_id": ["a.jpg"], "bbox": [0, 0, 1, 1]}], "image_id must be a number or a string"),
     ([{"image_id": "a.jpg", "bbox": [0, 0, 1, 1], "score": float("nan")}], "score must be a finite number, not nan"),
     ({"images": [{"id": [1], "file_name": "a.jpg"}], "annotations": []}, r"images\[\].id must be a number"),
+    ([{"image_id": "a.jpg", "bbox": [40, 10, 5, 5]}], "box 0 of a.jpg: .* lies outside the 40x30 image"),
 ])
 def test_bad_boxes_file(tmp_path: Path, dets: object, expected: str) -> None:
     _tree(tmp_path / "img")
@@ -100,6 +101,17 @@ def test_bad_boxes_file(tmp_path: Path, dets: object, expected: str) -> None:
     with pytest.raises(DatasetFormatError, match=expected) as err:
         list(folder.read(tmp_path / "img", boxes=tmp_path / "dets.json"))
     assert "dets.json" in str(err.value)
+
+
+def test_boxes_past_the_border_are_clipped_to_the_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _tree(tmp_path / "img")  # a.jpg is 40 x 30
+    dets = [{"image_id": "a.jpg", "bbox": [-10, -5, 30, 20]}, {"image_id": "a.jpg", "bbox": [25, 20, 30, 30]}]
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    rows = list(folder.read(tmp_path / "img", boxes=tmp_path / "dets.json"))
+    assert [r.bbox.tolist() for r in rows] == [[0, 0, 20, 15], [25, 20, 15, 10]]
+    out = tmp_path / "out"
+    assert main(["convert", "folder", str(tmp_path / "img"), str(out), "--boxes", str(tmp_path / "dets.json")]) == 0
+    assert main(["validate", str(out / "folder"), "--skip-images"]) == 0, capsys.readouterr().out
 
 
 def test_empty_or_missing_folder(tmp_path: Path) -> None:
