@@ -47,7 +47,7 @@ def train(
     preset: Annotated[str | None, typer.Option("--preset", help="Start from a preset: tiny (CPU) or paper (default: the config file's preset, else paper).")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a value: section.key=value (repeatable).")] = None,
     data: Annotated[list[Path] | None, typer.Option("--data", help="Labeled converted dataset folder (repeatable).")] = None,
-    unlabeled: Annotated[list[Path] | None, typer.Option("--unlabeled", help="A folder of unlabeled images (searched recursively) or a converted dataset (repeatable).")] = None,
+    unlabeled: Annotated[list[Path] | None, typer.Option("--unlabeled", help="A folder of unlabeled images (searched recursively; its detections.json boxes when present) or converted folder, seen only by the self-supervised losses (repeatable).")] = None,
     val: Annotated[list[Path] | None, typer.Option("--val", help="Validation dataset folder (repeatable); the best step is recorded in best.json.")] = None,
     steps: Annotated[int | None, typer.Option("--steps", min=1, help="Optimizer steps (default: the preset's or config's train.steps).")] = None,
     minutes: Annotated[float | None, typer.Option(
