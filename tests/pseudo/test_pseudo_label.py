@@ -239,3 +239,22 @@ def test_a_folder_changed_under_an_interrupted_run_is_refused(checkpoint: Path, 
     with pytest.raises(pl.PseudoLabelError, match="different image_files"):
         pl.pseudo_label(checkpoint, folder, tmp_path / "out", chunk_images=1)
     assert not (tmp_path / "out" / "pseudo").exists()
+
+
+def test_a_chunk_is_decoded_a_batch_of_images_at_a_time(checkpoint: Path, images_dir: Path, tmp_path: Path,
+                                                         whole: pl.PseudoLabelResult,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from hiu_model import predict
+
+    # Large photos: a chunk (256 images by default) decoded at once, with a full-image mask per
+    # hand and side tried, would need tens of GB; memory must follow --batch-size instead.
+    predict_images, images_per_call = predict.predict_images, []
+
+    def counted(model, cfg, images, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        images_per_call.append(len(images))
+        return predict_images(model, cfg, images, **kwargs)
+
+    monkeypatch.setattr(predict, "predict_images", counted)
+    result = pl.pseudo_label(checkpoint, images_dir, tmp_path, boxes=images_dir / "detections.json", batch_size=2)
+    assert result.chunks_done == 1 and images_per_call == [2, 1]
+    assert [r.sample_id for r in _rows(result.path)] == [r.sample_id for r in _rows(whole.path)]
