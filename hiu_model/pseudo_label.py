@@ -270,6 +270,8 @@ def _merge(out: Path, name: str, parts: Path, groups: list[list[HandSample]], nu
     except FileExistsError:
         log.warning("%s exists: another process is merging (delete it if none is)", parts / MERGE_LOCK)
         return None
+    except FileNotFoundError:  # another shard merged in the meantime and removed the parts
+        return None
     chunk_rows: dict[str, tuple[HandDataset, list[int]]] = {}
     for j in range(num_shards):
         for c in range(_chunks_of(len(groups), (j, num_shards), chunk_images)):
@@ -355,4 +357,8 @@ def pseudo_label(checkpoint: str | Path, images_dir: str | Path, out: str | Path
         options = {"checkpoint": info["path"], "checkpoint_step": info["step"], "label_source": label_source,
                    "boxes": None if boxes is None else str(boxes), "shards": shard[1]}
         result.path = _merge(out, name, parts, groups, shard[1], chunk_images, options, skipped, overwrite)
+    if result.path is None and not parts.exists() and (Path(out) / name / MANIFEST).is_file():
+        # Two shards finishing together: the other one merged and removed the parts folder.
+        log.info("another shard wrote %s", Path(out) / name)
+        result.path = Path(out) / name
     return result

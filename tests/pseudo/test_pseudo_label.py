@@ -258,3 +258,21 @@ def test_a_chunk_is_decoded_a_batch_of_images_at_a_time(checkpoint: Path, images
     result = pl.pseudo_label(checkpoint, images_dir, tmp_path, boxes=images_dir / "detections.json", batch_size=2)
     assert result.chunks_done == 1 and images_per_call == [2, 1]
     assert [r.sample_id for r in _rows(result.path)] == [r.sample_id for r in _rows(whole.path)]
+
+
+def test_two_shards_finishing_together_both_report_the_dataset(checkpoint: Path, images_dir: Path, tmp_path: Path,
+                                                                whole: pl.PseudoLabelResult,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    boxes = images_dir / "detections.json"
+    first = pl.pseudo_label(checkpoint, images_dir, tmp_path, boxes=boxes, shard=(0, 2), chunk_images=1)
+    assert first.path is None
+    merge = pl._merge
+
+    def the_other_shard_merges_first(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        merge(*args, **kwargs)  # the other shard: writes the dataset and removes the parts folder
+        return merge(*args, **kwargs)  # this shard, a moment later
+
+    monkeypatch.setattr(pl, "_merge", the_other_shard_merges_first)
+    last = pl.pseudo_label(checkpoint, images_dir, tmp_path, boxes=boxes, shard=(1, 2), chunk_images=1)
+    assert last.path == tmp_path / "pseudo" and not (tmp_path / ".pseudo.parts").exists()
+    assert [r.sample_id for r in _rows(last.path)] == [r.sample_id for r in _rows(whole.path)]
