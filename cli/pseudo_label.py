@@ -55,6 +55,9 @@ def pseudo_label(
                   markup=False)
     for item in result.skipped:
         console.print(f"  skipped {item.sample_id}: {item.reason}", markup=False)
+    if result.without_boxes:
+        console.print(f"  {result.without_boxes} images of the folder have no box in {boxes} and got no row",
+                      markup=False)
     if result.path is not None:
         console.print(f"wrote {result.path}; next: hiu-data review push {result.path}", markup=False)
     else:

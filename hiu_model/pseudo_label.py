@@ -98,6 +98,8 @@ class PseudoLabelResult:
     label_source: str
     path: Path | None = None
     skipped: list[Skipped] = field(default_factory=list)
+    without_boxes: int = 0
+    """With detections: images of the folder that have no box in them, hence no row."""
 
 
 def assumed_camera(width: int, height: int) -> np.ndarray:
@@ -340,6 +342,8 @@ def pseudo_label(checkpoint: str | Path, images_dir: str | Path, out: str | Path
     _ensure_plan(parts, plan)
     mine = _shard_images(len(groups), shard)
     result = PseudoLabelResult(shard, len(mine), 0, 0, 0, label_source, skipped=skipped)
+    if boxes is not None:
+        result.without_boxes = len(folder.image_paths(images_dir)) - len(groups) - len(skipped)
     for c in range(_chunks_of(len(groups), shard, chunk_images)):
         members = [groups[k] for k in mine[c * chunk_images:(c + 1) * chunk_images]]
         target = _chunk_dir(parts, shard, c)

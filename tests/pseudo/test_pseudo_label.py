@@ -276,3 +276,20 @@ def test_two_shards_finishing_together_both_report_the_dataset(checkpoint: Path,
     last = pl.pseudo_label(checkpoint, images_dir, tmp_path, boxes=boxes, shard=(1, 2), chunk_images=1)
     assert last.path == tmp_path / "pseudo" and not (tmp_path / ".pseudo.parts").exists()
     assert [r.sample_id for r in _rows(last.path)] == [r.sample_id for r in _rows(whole.path)]
+
+
+def test_images_without_a_box_are_counted_and_said(checkpoint: Path, images_dir: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    folder = tmp_path / "wild"
+    shutil.copytree(images_dir, folder)
+    for extra in ("e.png", "b/f.png"):  # not in detections.json
+        cv2.imwrite(str(folder / extra), np.zeros((20, 20, 3), np.uint8))
+    result = pl.pseudo_label(checkpoint, folder, tmp_path / "api", boxes=folder / "detections.json")
+    assert result.without_boxes == 2 and result.images == len(IMAGES)
+    assert main(["pseudo-label", str(checkpoint), str(folder), str(tmp_path / "cli"),
+                 "--boxes", str(folder / "detections.json")]) == 0
+    assert "2 images of the folder have no box in" in " ".join(capsys.readouterr().err.split())
+    unboxed = pl.pseudo_label(checkpoint, folder, tmp_path / "all")
+    assert unboxed.without_boxes == 0 and unboxed.images == len(IMAGES) + 2
