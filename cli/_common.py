@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Callable, Iterator
@@ -28,6 +29,11 @@ TtaRotation = Annotated[float, typer.Option(
 BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Hand crops per forward pass.")]
 Device = Annotated[str, typer.Option("--device", help="Torch device: auto (CUDA when available, else the CPU), cpu, cuda, cuda:N.")]
 OnError = Annotated[str, typer.Option("--on-error", help="fail: stop at the first bad sample; skip: skip and count it.")]
+
+
+def other_process() -> bool:
+    """True in a process of a ``torchrun`` group other than rank 0 (``RANK`` is set by torchrun)."""
+    return os.environ.get("RANK", "0") not in ("", "0")
 
 
 LOG_EVERY_S = 30.0

@@ -5,7 +5,8 @@ command is a thin wrapper over a library function. One error handler: errors a u
 cause (:class:`hiu_data.errors.HiuError`, missing files) print one line and exit 1;
 ``HIU_DEBUG=1`` shows the traceback instead. A command stopped by Ctrl-C says so in one line
 (what it kept and how to go on, where it kept something: :class:`hiu_data.errors.Interrupted`)
-and exits 130.
+and exits 130. In a ``torchrun`` group rank 0 prints what all processes meet alike; the others
+log errors only and exit 1 quietly on :class:`hiu_data.errors.ReportedElsewhere`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import typer
 from rich.console import Console
 
 import hiu_cli
-from hiu_data.errors import HiuError, Interrupted
+from hiu_cli._common import other_process
+from hiu_data.errors import HiuError, Interrupted, ReportedElsewhere
 
 err_console = Console(stderr=True, highlight=False)
 
@@ -48,7 +50,10 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
 ) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    level = logging.INFO if verbose else logging.WARNING
+    if other_process():
+        level = logging.ERROR  # rank 0 logs what all processes of a torchrun group do alike
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
 def _register_all() -> None:
@@ -93,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         err_console.print(f"error: {_one_line(e)}", markup=False, soft_wrap=True)
+        return 1
+    except ReportedElsewhere:
         return 1
     except Interrupted as e:
         if e.is_main:

@@ -12,7 +12,8 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from hiu_cli._common import Overwrite, console
+from hiu_cli._common import Overwrite, console, other_process
+from hiu_data.errors import HiuError, ReportedElsewhere
 
 _SHOWN = ("loss", "heatmap", "mask", "pof", "reprojection")
 
@@ -75,19 +76,24 @@ def train(
     from hiu_model.train import train as train_model
 
     started = time.perf_counter()  # --minutes counts from here: the timing is part of the budget
+    main = not other_process()
     if out is None:
         if resume:
-            raise typer.BadParameter("--resume needs --out RUN_DIR", param_hint="--resume")
+            raise _usage_error("--resume needs --out RUN_DIR", "--resume")
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             # Each process would pick its own time stamp: the run folder must be named.
-            raise typer.BadParameter("several processes (torchrun) need --out RUN_DIR", param_hint="--out")
+            raise _usage_error("several processes (torchrun) need --out RUN_DIR", "--out")
         out = Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = config
     if resume and base is None and (out / RUN_CONFIG_FILE).exists():
         base = out / RUN_CONFIG_FILE  # the run's own configuration, then the flags on top
-    cfg = load_config(base, preset, [*(overrides or []), *flag_overrides(data, unlabeled, val, steps, batch_size, lr,
-                                                                        device, workers, minutes)])
-    main = int(os.environ.get("RANK", "0")) == 0
+    try:
+        cfg = load_config(base, preset, [*(overrides or []), *flag_overrides(data, unlabeled, val, steps, batch_size,
+                                                                            lr, device, workers, minutes)])
+    except HiuError as e:
+        if not main:  # the same arguments and files give rank 0 the same error, which it prints
+            raise ReportedElsewhere(str(e)) from None
+        raise
     if minutes is not None and steps is None and not resume:
         cfg.train.steps, cfg.train.max_minutes = _steps_for(cfg, out, overwrite, minutes, started)
     columns = [TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
@@ -127,7 +133,7 @@ def _steps_for(cfg: Any, out: Path, overwrite: bool, minutes: float, started: fl
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # Each process would time its own steps and could settle on another schedule.
-        raise typer.BadParameter("several processes (torchrun) need --steps beside --minutes", param_hint="--minutes")
+        raise _usage_error("several processes (torchrun) need --steps beside --minutes", "--minutes")
     # What training would refuse is refused before the timing, not after it.
     check_run_dir(out, resume=False, overwrite=overwrite)
     check_training_data(cfg)
@@ -137,6 +143,12 @@ def _steps_for(cfg: Any, out: Path, overwrite: bool, minutes: float, started: fl
                   f"minutes left after {fit.timing_seconds:.0f} s of timing; the run stops then either way "
                   f"(train.max_minutes={fit.train_minutes:g})", markup=False)
     return fit.steps, fit.train_minutes
+
+
+def _usage_error(message: str, param_hint: str) -> Exception:
+    """A usage error every process of a ``torchrun`` group meets alike: rank 0 prints it, the
+    others only exit with its status (2)."""
+    return typer.Exit(2) if other_process() else typer.BadParameter(message, param_hint=param_hint)
 
 
 def register(app: typer.Typer) -> None:

@@ -68,3 +68,9 @@ class Interrupted(Exception):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+
+class ReportedElsewhere(Exception):
+    """This process of a ``torchrun`` group stops over an error that rank 0 prints: every
+    process met it alike (a bad option, a missing folder) or rank 0 did the failed work for all.
+    The command line exits 1 without a line of its own, so the error is printed once."""

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import torch
 import torch.distributed as dist
 
-from hiu_data.errors import HiuError
+from hiu_data.errors import HiuError, ReportedElsewhere
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +123,43 @@ def broadcast_object(value: Any, info: DistInfo) -> Any:
 
 
 @contextlib.contextmanager
-def main_first(info: DistInfo) -> Iterator[None]:
-    """Run a block on rank 0 before the others (e.g. preparing a shared folder)."""
+def fail_together(info: DistInfo) -> Iterator[None]:
+    """Run a block that every process runs without collectives; if it raises a user error
+    (:class:`HiuError` or ``OSError``) on any process, every process raises: rank 0 its own
+    error, or the first failing rank's message, and the others :class:`ReportedElsewhere`.
+
+    Errors such as a missing data folder are met by all processes at once: printed by each, they
+    would appear once per process; met by one (a folder missing on one node), the others would
+    wait for it in their next collective. Other exceptions (bugs) pass through unchanged.
+    """
+    error: BaseException | None = None
+    try:
+        yield
+    except (HiuError, OSError) as e:
+        if not info.distributed:
+            raise
+        error = e
+    if not info.distributed:
+        return
+    messages: list[str | None] = [None] * info.world_size
+    dist.all_gather_object(messages, None if error is None else str(error))
+    failed = [(rank, message) for rank, message in enumerate(messages) if message is not None]
+    if not failed:
+        return
     if not info.is_main:
-        barrier(info)
-    yield
-    if info.is_main:
-        barrier(info)
+        raise ReportedElsewhere(failed[0][1]) from None
+    if error is not None:
+        raise error
+    rank, message = failed[0]
+    raise HiuError(f"rank {rank}: {message}")
+
+
+def share_failure(info: DistInfo, failure: BaseException | None) -> None:
+    """After work that rank 0 did alone for all (``failure``: its error, None on success; ignored
+    on the other ranks): rank 0 raises its error, the other ranks :class:`ReportedElsewhere`."""
+    message = broadcast_object(None if failure is None else str(failure), info)
+    if failure is not None and info.is_main:
+        raise failure
+    if message is not None:
+        raise ReportedElsewhere(message)
+

@@ -50,7 +50,7 @@ from hiu_model import distributed
 from hiu_model.interrupt import TrainingInterrupted, stop_on_signals
 from hiu_model.optim import make_optimizer
 from hiu_model.run_log import RunLog
-from hiu_model.train_data import build_training_data, parse_sources
+from hiu_model.train_data import build_training_data, check_training_data, parse_sources
 
 log = logging.getLogger(__name__)
 
@@ -136,12 +136,10 @@ def check_run_dir(run_dir: str | Path, resume: bool, overwrite: bool) -> Path | 
     return None
 
 
-def _prepare_run_dir(run_dir: Path, cfg: Any, resume: bool, overwrite: bool, info: distributed.DistInfo) -> Path | None:
-    """Create or check the run folder; return the checkpoint to resume from (or None)."""
-    resume_from = check_run_dir(run_dir, resume, overwrite)
-    if resume_from is not None:
-        return resume_from
-    distributed.barrier(info)
+def _start_run_dir(run_dir: Path, cfg: Any, info: distributed.DistInfo) -> None:
+    """Empty the run folder of an earlier run (``--overwrite``) and write the run's config.
+
+    Called after every process has checked the folder (:func:`check_run_dir`)."""
     if info.is_main:
         for name in (ckpt.CHECKPOINTS_DIR, "tensorboard"):
             shutil.rmtree(run_dir / name, ignore_errors=True)
@@ -150,7 +148,6 @@ def _prepare_run_dir(run_dir: Path, cfg: Any, resume: bool, overwrite: bool, inf
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / ckpt.RUN_CONFIG_FILE).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     distributed.barrier(info)
-    return None
 
 
 def _better(metric: str, value: float, best: float | None) -> bool:
@@ -246,27 +243,33 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
     run_dir = Path(out)
     fresh = not run_dir.exists()
     try:
-        resume_from = _prepare_run_dir(run_dir, cfg, resume, overwrite, info)
-        torch.manual_seed(tc.seed)
-        model = HIUDMTL(cfg.model).to(info.device)
-        memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
-        model = model.to(memory_format=memory_format)
-        optimizer = make_optimizer(model, tc, info.device)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, tc))
-        dtype = amp_dtype(tc, info.device)
-        scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-        state: dict[str, Any] = {"step": 0, "elapsed_s": 0.0, "best": None, "skipped_steps": 0}
-        if resume_from is not None:
-            state = _restore(resume_from, model, optimizer, scheduler, scaler, info)
+        # What every process checks alike (the run folder, the data, the checkpoint) comes before
+        # the first write and is settled together, so that the error is printed once.
+        with distributed.fail_together(info):
+            resume_from = check_run_dir(run_dir, resume, overwrite)
+            val_sources = parse_sources(tc.val, None)
+            for source in val_sources:  # checked now, not at the first evaluation hours later
+                find_dataset_dirs(source.path)
+            check_training_data(cfg)
+            torch.manual_seed(tc.seed)
+            model = HIUDMTL(cfg.model).to(info.device)
+            memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
+            model = model.to(memory_format=memory_format)
+            optimizer = make_optimizer(model, tc, info.device)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, tc))
+            dtype = amp_dtype(tc, info.device)
+            scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+            state: dict[str, Any] = {"step": 0, "elapsed_s": 0.0, "best": None, "skipped_steps": 0}
+            if resume_from is not None:
+                state = _restore(resume_from, model, optimizer, scheduler, scaler, info)
+        if resume_from is None:
+            _start_run_dir(run_dir, cfg, info)
         net: nn.Module = model
         if info.distributed:
             net = nn.parallel.DistributedDataParallel(
                 model, device_ids=[info.device.index] if info.device.type == "cuda" else None,
                 find_unused_parameters=True)
         try:
-            val_sources = parse_sources(tc.val, None)
-            for source in val_sources:  # checked now, not at the first evaluation hours later
-                find_dataset_dirs(source.path)
             batches, num_labeled = build_training_data(cfg, run_dir, info)
         except HiuError:
             if fresh and info.is_main:  # bad data: leave no run folder behind

@@ -51,14 +51,19 @@ def _prepare_unlabeled(sources: list[DataSource], run_dir: Path, info: distribut
             out.append(src)
             continue
         target = run_dir / "data" / f"unlabeled-{i}"
-        with distributed.main_first(info):
-            if info.is_main and not target.exists():
-                from hiu_data.convert import convert
+        failure: BaseException | None = None
+        if info.is_main and not target.exists():
+            from hiu_data.convert import convert
 
-                # A detections file beside the images (as synth-wild writes) gives one row per hand box.
-                boxes = path / "detections.json"
-                log.info("converting image folder %s into %s", path, target)
+            # A detections file beside the images (as synth-wild writes) gives one row per hand box.
+            boxes = path / "detections.json"
+            log.info("converting image folder %s into %s", path, target)
+            try:
                 convert("folder", path, target, images="reference", **({"boxes": boxes} if boxes.exists() else {}))
+            except (HiuError, OSError) as e:
+                failure = e
+        # The other ranks wait here for the converted folder, and stop with rank 0 if it failed.
+        distributed.share_failure(info, failure)
         out.append(dataclasses.replace(src, path=str(target)))
     return out
 

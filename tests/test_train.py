@@ -147,6 +147,15 @@ def test_bad_data_leaves_no_run_folder(hands: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("bad", ["train.datasets", "train.val"])
+def test_overwrite_with_bad_data_keeps_the_earlier_run(bad: str, hands: Path, tmp_path: Path) -> None:
+    run = train(_config(hands, "train.steps=1"), tmp_path / "run")
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    with pytest.raises(HiuError, match="nowhere: no such folder"):
+        train(_config(hands, "train.steps=1", f"{bad}=[{tmp_path / 'nowhere'}]"), run, overwrite=True)
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+
+
 def test_run_folder_rules(hands: Path, tmp_path: Path) -> None:
     cfg = _config(hands, "train.steps=1", f"train.val=[{hands / 'handval'}]", "train.eval_samples=2")
     run = train(cfg, tmp_path / "run")

@@ -1,0 +1,74 @@
+"""``hiu-data train`` under ``torchrun`` (2 processes, gloo): what the user sees and when it stops."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.targets.handmade import write_hands
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--preset", "tiny", "--set", "model.input_size=32", "--set", "model.num_stacks=1",
+         "--set", "model.decoder_channels=16", "--set", "model.regressor_hidden=64", "--set", "train.batch_size=2",
+         "--set", "train.num_workers=0", "--set", "train.device=cpu"]
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def hands(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_hands(tmp_path_factory.mktemp("hands"), 8, seed=3)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun(processes: int, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node N -m hiu_cli.main ARGS`` (stderr of all processes together)."""
+    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(path)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "hiu_cli.main", *args]
+    # A hang (a process left waiting in a collective) fails the test instead of blocking it.
+    return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=180)
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.mark.parametrize("problem", ["missing data", "bad value", "empty unlabeled folder"])
+def test_an_error_every_process_meets_is_printed_once(problem: str, hands: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    args = {"missing data": ["--data", str(tmp_path / "nowhere")],
+            "bad value": ["--data", str(hands), "--set", "train.lr=fast"],
+            # rank 0 converts the folder for all; the other rank waits for it
+            "empty unlabeled folder": ["--data", str(hands), "--unlabeled", str(tmp_path / "empty")]}[problem]
+    done = _torchrun(2, "train", *SMALL, *args, "--steps", "2", "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert done.returncode != 0
+    errors = _error_lines(done.stderr)
+    assert len(errors) == 1, done.stderr[-3000:]
+    assert {"missing data": "nowhere", "bad value": "train.lr", "empty unlabeled folder": "empty"}[problem] in errors[0]
+    assert "[rank1]" not in done.stderr, done.stderr[-3000:]  # no traceback of the waiting process
+    assert not (tmp_path / "run").exists()
+
+
+def test_only_rank_0_logs_and_reports(hands: Path, tmp_path: Path) -> None:
+    done = _torchrun(2, "-v", "train", *SMALL, "--data", str(hands), "--steps", "2",
+                     "--set", "train.max_minutes=0.0001", "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stderr.splitlines()
+    assert sum("joined the gloo group" in line for line in lines) == 1
+    assert sum("training data:" in line for line in lines) == 1
+    # train.max_minutes: the processes agree on the step to stop at, and it is said once
+    assert sum("train.max_minutes=0.0001 reached at step 1" in line for line in lines) == 1
+    assert sum(line.startswith("done:") for line in lines) == 1
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step-000001"]
