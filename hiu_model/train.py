@@ -18,7 +18,8 @@ Determinism (CPU): the sampling sequence depends on (seed, epoch) only, augmenta
 draw's key, and the torch generator is reseeded from (seed, step, rank) before every step
 (dropout and any other random op). A checkpoint stores weights, optimizer, schedule and
 scaler, so ``resume`` continues with exactly the batches and updates an uninterrupted run
-would have made: the next loss is the same bit for bit on the CPU.
+would have made: the next loss is the same bit for bit on the CPU. That needs the run's number
+of processes (their shares of the sequence and the global batch depend on it): another is refused.
 
 Schedule: linear warm-up over ``warmup_steps`` (at most a tenth of ``steps``) from
 ``lr / warmup_steps``, then ``cosine``
@@ -162,9 +163,20 @@ def _better(metric: str, value: float, best: float | None) -> bool:
 def _restore(checkpoint: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
              scaler: torch.amp.GradScaler | None, info: distributed.DistInfo) -> dict[str, Any]:
     """Load a checkpoint's weights and optimizer, schedule and scaler states in place; return
-    its train state (step, elapsed_s, best, skipped_steps, world_size)."""
-    ckpt.load_weights(model, checkpoint, device=info.device)
+    its train state (step, elapsed_s, best, skipped_steps, world_size).
+
+    Raises:
+        HiuError: the run trained with another number of processes than this one has.
+    """
     state = ckpt.load_train_state(checkpoint)
+    trained_with = int(state.get("world_size", info.world_size))
+    if trained_with != info.world_size:
+        # Each process reads its own positions of the sampling sequence and the global batch is
+        # batch_size x processes: another count would continue with other batches and updates.
+        how = "without torchrun" if trained_with == 1 else f"with torchrun --nproc_per_node {trained_with}"
+        raise HiuError(f"{checkpoint}: the run trained with {trained_with} process(es) and this resume has "
+                       f"{info.world_size}; resume it {how} to continue it exactly")
+    ckpt.load_weights(model, checkpoint, device=info.device)
     try:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -175,9 +187,6 @@ def _restore(checkpoint: Path, model: nn.Module, optimizer: torch.optim.Optimize
         raise ckpt.CheckpointError(checkpoint / ckpt.STATE_FILE,
                                    f"does not fit this run's optimizer and schedule ({type(e).__name__}: {e}); "
                                    "resume with the run's own settings (train.optimizer and the model)") from None
-    if state.get("world_size", info.world_size) != info.world_size:
-        log.warning("resuming a %s-process run with %d processes: the batch sequence differs",
-                    state.get("world_size"), info.world_size)
     log.info("resuming %s at step %d", checkpoint, state["step"])
     return state
 

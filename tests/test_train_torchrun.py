@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from hiu_cli.main import main
 from tests.targets.handmade import write_hands
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +60,22 @@ def test_an_error_every_process_meets_is_printed_once(problem: str, hands: Path,
     assert {"missing data": "nowhere", "bad value": "train.lr", "empty unlabeled folder": "empty"}[problem] in errors[0]
     assert "[rank1]" not in done.stderr, done.stderr[-3000:]  # no traceback of the waiting process
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_with_another_process_count_is_refused(hands: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    assert main(["train", *SMALL, "--data", str(hands), "--steps", "2", "--out", str(run)]) == 0
+    capsys.readouterr()
+    before = (run / "metrics.csv").read_text()
+    done = _torchrun(2, "train", "--steps", "4", "--out", str(run), "--resume", cwd=tmp_path)
+    assert done.returncode != 0
+    errors = _error_lines(done.stderr)
+    assert len(errors) == 1 and "trained with 1 process" in errors[0] and "without torchrun" in errors[0], \
+        done.stderr[-3000:]
+    # Nothing was trained or rewritten.
+    assert (run / "metrics.csv").read_text() == before
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-000002"]
 
 
 def test_only_rank_0_logs_and_reports(hands: Path, tmp_path: Path) -> None:
