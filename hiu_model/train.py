@@ -251,6 +251,7 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
     info = distributed.setup(tc.device)
     run_dir = Path(out)
     fresh = not run_dir.exists()
+    batches: Any = None  # the training stream, whose loader workers are stopped on the way out
     try:
         # What every process checks alike (the run folder, the data, the checkpoint) comes before
         # the first write and is settled together, so that the error is printed once.
@@ -369,6 +370,8 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
         logger.close()
         return run_dir
     finally:
+        if batches is not None:
+            batches.close()
         distributed.teardown()
 
 

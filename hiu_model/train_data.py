@@ -86,6 +86,18 @@ class _Batches:
             yield from self.loader
             epoch, offset = epoch + 1, 0
 
+    def close(self) -> None:
+        """Stop the loader's worker processes now.
+
+        They ignore SIGTERM (:func:`hiu_model.interrupt.ignore_in_worker`), so a process leaving
+        with an exception whose traceback still holds the loader would otherwise wait for them
+        at exit for ever (Python's exit handler terminates its children with SIGTERM, then joins
+        them)."""
+        iterator = getattr(self.loader, "_iterator", None)  # the persistent workers' iterator
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+        self.loader._iterator = None  # type: ignore[attr-defined]
+
 
 def _sources(cfg: Any) -> tuple[list[DataSource], list[DataSource]]:
     """The labeled (default split ``train``) and unlabeled sources of ``cfg.train``."""

@@ -243,3 +243,29 @@ def test_a_run_stopped_by_its_time_limit_says_so_plainly(tmp_path: Path, capsys:
     assert "stopped at the time limit after step 1 of 50 (train.max_minutes=1e-05), with a checkpoint" in err
     assert "WARNING" not in err and not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert (tmp_path / "run" / "checkpoints" / "step-000001").is_dir()
+
+
+def test_a_corrupt_image_read_by_a_loader_worker_ends_the_run(tmp_path: Path) -> None:
+    from hiu_data.convert import convert
+
+    data = write_hands(tmp_path / "data", 4, seed=7)
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        (images / f"{i}.png").write_bytes(encode(np.full((48, 48, 3), 90 + i, np.uint8)))
+    convert("folder", images, tmp_path / "unlabeled", images="reference")
+    for path in images.iterdir():  # spoilt after conversion: found by the training loader only
+        path.write_bytes(b"not an image")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hiu_cli.main", "train", "--preset", "tiny", *SMALL, "--data", str(data),
+         "--unlabeled", str(tmp_path / "unlabeled"), "--steps", "50", "--batch-size", "4", "--workers", "1",
+         "--out", str(tmp_path / "run")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, err = process.communicate(timeout=120)  # it waited for its worker for ever
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)  # the worker ignores SIGTERM
+    assert process.returncode == 1, err[-2000:]
