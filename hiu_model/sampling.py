@@ -103,6 +103,19 @@ class MixedSampler(torch.utils.data.Sampler):
         return iter(index[mine].tolist())
 
 
+class WorkerDataError(HiuError):
+    """A :class:`HiuError` met in a DataLoader worker process (a corrupt image), with its message.
+
+    The main process gets a worker's error back as its type called with the worker's formatted
+    traceback (one string), or as a RuntimeError where the type takes other arguments; this
+    type keeps the error's own message out of that text, so the command line still prints it
+    as one line."""
+
+    def __init__(self, text: str) -> None:
+        marker = f"{__name__}.{type(self).__qualname__}: "
+        super().__init__(text[text.rindex(marker) + len(marker):].strip() if marker in text else text)
+
+
 class MixedDataset(torch.utils.data.ConcatDataset):
     """Several :class:`HandCropDataset` end to end; items also carry ``source`` (int64).
 
@@ -110,6 +123,14 @@ class MixedDataset(torch.utils.data.ConcatDataset):
     """
 
     def __getitem__(self, item: int | tuple[int, ...]) -> dict[str, torch.Tensor]:
+        try:
+            return self._item(item)
+        except HiuError as e:
+            if torch.utils.data.get_worker_info() is None or isinstance(e, WorkerDataError):
+                raise
+            raise WorkerDataError(str(e)) from None
+
+    def _item(self, item: int | tuple[int, ...]) -> dict[str, torch.Tensor]:
         index, draw = (int(item[0]), tuple(item[1:])) if isinstance(item, (tuple, list)) else (int(item), ())
         if index < 0:
             index += len(self)

@@ -269,3 +269,6 @@ def test_a_corrupt_image_read_by_a_loader_worker_ends_the_run(tmp_path: Path) ->
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)  # the worker ignores SIGTERM
     assert process.returncode == 1, err[-2000:]
+    # The worker's error as the command line prints any other: one line naming the image.
+    assert err.strip().splitlines()[-1].startswith("error: ") and "cannot be decoded" in err, err[-2000:]
+    assert "Traceback" not in err
