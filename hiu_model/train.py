@@ -132,8 +132,12 @@ def check_run_dir(run_dir: str | Path, resume: bool, overwrite: bool) -> Path | 
         if not existing:
             raise HiuError(f"{run_dir}: nothing to resume (no {ckpt.CHECKPOINTS_DIR}/step-*/ with weights)")
         return existing[-1]
-    if (existing or (run_dir / "metrics.csv").exists()) and not overwrite:
+    if existing and not overwrite:
         raise OutputExistsError(f"{run_dir}: holds a run; pass --resume to continue it or --overwrite to start over")
+    if (run_dir / "metrics.csv").exists() and not overwrite:
+        # --resume cannot help here: the run stopped before its first checkpoint.
+        raise OutputExistsError(f"{run_dir}: holds a run that stopped before its first checkpoint (nothing to "
+                                "resume); pass --overwrite to start over")
     return None
 
 

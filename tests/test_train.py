@@ -289,3 +289,18 @@ def test_torchrun_two_processes_keep_equal_parameters(hands: Path, tmp_path: Pat
         torch.testing.assert_close(saved[name], rank0[name], rtol=0, atol=0)
     state = ckpt.load_train_state(ckpt.resolve_checkpoint(tmp_path / "run"))
     assert state["world_size"] == 2 and state["step"] == 2
+
+
+def test_a_run_folder_without_a_checkpoint_says_only_overwrite_helps(tmp_path: Path) -> None:
+    from hiu_data.errors import HiuError, OutputExistsError
+    from hiu_model.train import check_run_dir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text("step,train/loss\n")  # a run that failed before its first checkpoint
+    with pytest.raises(OutputExistsError, match="stopped before its first checkpoint.*--overwrite") as refused:
+        check_run_dir(run, resume=False, overwrite=False)
+    assert "--resume" not in str(refused.value)
+    with pytest.raises(HiuError, match="nothing to resume"):
+        check_run_dir(run, resume=True, overwrite=False)
+    assert check_run_dir(run, resume=False, overwrite=True) is None
