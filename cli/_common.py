@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-console = Console(stderr=True, highlight=False)
+# soft_wrap: a line written to a log file (stderr not a terminal) is not cut at 80 columns.
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 Checkpoint = Annotated[Path, typer.Argument(
     help="A run folder (its best checkpoint if one is recorded, else the latest) or a checkpoint folder.",
@@ -67,6 +68,6 @@ def _progress_lines(description: str, total: int | None, unit: str) -> Callable[
         if now - last >= LOG_EVERY_S:
             last = now
             count = f"{done}/{total}" if total else str(done)
-            console.print(f"{description}: {count} {unit} in {now - start:.0f} s", markup=False, soft_wrap=True)
+            console.print(f"{description}: {count} {unit} in {now - start:.0f} s", markup=False)
 
     return advance

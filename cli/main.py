@@ -25,7 +25,7 @@ import hiu_cli
 from hiu_cli._common import other_process
 from hiu_data.errors import HiuError, Interrupted, ReportedElsewhere
 
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 app = typer.Typer(
     name="hiu-data",
@@ -97,13 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     except (HiuError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
         if debug:
             raise
-        err_console.print(f"error: {_one_line(e)}", markup=False, soft_wrap=True)
+        err_console.print(f"error: {_one_line(e)}", markup=False)
         return 1
     except ReportedElsewhere:
         return 1
     except Interrupted as e:
         if e.is_main:
-            err_console.print(f"interrupted: {e}", markup=False, soft_wrap=True)
+            err_console.print(f"interrupted: {e}", markup=False)
         return e.exit_code
     return 0
 
