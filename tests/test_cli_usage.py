@@ -302,3 +302,11 @@ def test_the_same_argument_reads_the_same_in_every_command(tmp_path: Path) -> No
     assert main(["demo", "--seed", "-1", "--out", str(tmp_path / "demo")]) == 2  # refused before any work
     for command in ("synth", "synth-wild", "targets preview"):
         assert "-n" in params[(command, "n")].opts
+
+
+def test_a_long_line_reaches_a_log_file_in_one_piece(capsys: pytest.CaptureFixture[str]) -> None:
+    from hiu_cli._common import console
+
+    line = "step 10/2000  " + "  ".join(f"loss_{k} 0.{k:04d}" for k in range(12))  # wider than 80 columns
+    console.print(line, markup=False)
+    assert capsys.readouterr().err == line + "\n"
