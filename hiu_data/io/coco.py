@@ -3,7 +3,9 @@
 The file written by :func:`write_coco` / :func:`export_coco`:
 
 - one category ``{"id": 1, "name": "hand", "keypoints": [21 HAND21 names], "skeleton":
-  [[parent, child], ...] 1-based}``;
+  [[parent, child], ...] 1-based, "sigmas": [21 OKS constants]}`` (``sigmas`` is an extra key:
+  pycocotools' ``COCOeval`` assumes the 17 body keypoints unless ``params.kpt_oks_sigmas`` is
+  set to it, see :data:`HAND_OKS_SIGMAS`);
 - ``images``: ``id`` (1-based), ``file_name`` (relative to the image folder written beside the
   JSON, by default ``<OUT.json folder>/images/``), ``width``, ``height``, ``hiu_image_id``;
 - ``annotations``, one per hand row: ``keypoints`` [x, y, v] x 21, ``num_keypoints``, ``bbox``
@@ -52,14 +54,33 @@ log = logging.getLogger(__name__)
 PIXEL_OFFSET = 0.5
 """Subtracted from hiu's continuous keypoint coordinates on export, added back on import."""
 CATEGORY_ID = 1
+
+# COCO-WholeBody's per-keypoint OKS constants of the hand (Jin et al., ECCV 2020; the values
+# mmpose's coco_wholebody_hand metainfo carries), by joint: that dataset's hand order is HAND21's.
+_HAND_SIGMAS_BY_JOINT: dict[str, float] = {
+    "wrist": 0.029,
+    "thumb_cmc": 0.022, "thumb_mcp": 0.035, "thumb_ip": 0.037, "thumb_tip": 0.047,
+    "index_mcp": 0.026, "index_pip": 0.025, "index_dip": 0.024, "index_tip": 0.035,
+    "middle_mcp": 0.018, "middle_pip": 0.024, "middle_dip": 0.022, "middle_tip": 0.026,
+    "ring_mcp": 0.017, "ring_pip": 0.021, "ring_dip": 0.021, "ring_tip": 0.032,
+    "little_mcp": 0.02, "little_pip": 0.019, "little_dip": 0.022, "little_tip": 0.031,
+}
+HAND_OKS_SIGMAS: tuple[float, ...] = tuple(_HAND_SIGMAS_BY_JOINT[name] for name in JOINT_NAMES)
+"""Per-keypoint OKS sigmas in HAND21 order, also written as the category's ``sigmas``.
+
+``COCOeval(gt, dt, "keypoints")`` needs them as ``params.kpt_oks_sigmas`` (its default has 17
+values and fails on 21 keypoints). They were set on COCO-WholeBody, whose hands belong to
+person annotations and are scaled by the person's area; here ``area`` is the hand's, so the
+same pixel error scores lower: AP on these files compares models, not with COCO-WholeBody's.
+"""
 HIU_KEYS: tuple[str, ...] = ("sample_id", "dataset", "split", "subset", "label_source", "keypoint_confidence",
                              "confidence", "review_status", "extras")
 
 
 def hand_category() -> dict[str, Any]:
-    """The single ``hand`` category with the HAND21 keypoint names and a 1-based skeleton."""
+    """The single ``hand`` category: HAND21 keypoint names, a 1-based skeleton, the OKS sigmas."""
     return {"id": CATEGORY_ID, "name": "hand", "supercategory": "hand", "keypoints": list(JOINT_NAMES),
-            "skeleton": [[a + 1, b + 1] for a, b in BONES]}
+            "skeleton": [[a + 1, b + 1] for a, b in BONES], "sigmas": list(HAND_OKS_SIGMAS)}
 
 
 def _nullable(values: np.ndarray | None) -> Any:

@@ -223,3 +223,31 @@ def test_export_file_names_are_safe_and_keep_one_suffix() -> None:
     assert file_name_for("folder/sub/a.JPG", b"\xff\xd8") == "folder/sub/a.jpg"
     assert file_name_for("freihand/train/0001", b"\x89PNG\r\n\x1a\n") == "freihand/train/0001.png"
     assert file_name_for("../x y/..", b"\xff\xd8") == "x_y.jpg"
+
+
+def test_cocoeval_keypoints_runs_with_the_category_sigmas(tmp_path: Path) -> None:
+    from pycocotools.cocoeval import COCOeval
+
+    export_coco(write_dataset(mixed_records(8), tmp_path / "conv", "src"), tmp_path / "hands.json")
+    gt = COCO(str(tmp_path / "hands.json"))
+    (category,) = gt.loadCats(gt.getCatIds())
+    assert len(category["sigmas"]) == NUM_JOINTS
+    labelled = [a for a in gt.loadAnns(gt.getAnnIds()) if a["num_keypoints"] > 0]
+
+    def average_precision(shift_px: float) -> float:
+        rng = np.random.default_rng(0)
+        dets = []
+        for ann in labelled:
+            kp = np.array(ann["keypoints"], dtype=np.float64).reshape(NUM_JOINTS, 3)
+            kp[:, :2] += rng.normal(0, shift_px, (NUM_JOINTS, 2)) if shift_px else 0
+            dets.append({"image_id": ann["image_id"], "category_id": ann["category_id"],
+                         "keypoints": kp.reshape(-1).tolist(), "score": 1.0})
+        evaluator = COCOeval(gt, gt.loadRes(dets), "keypoints")
+        evaluator.params.kpt_oks_sigmas = np.array(category["sigmas"])
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+        return float(evaluator.stats[0])
+
+    assert average_precision(0.0) == pytest.approx(1.0)
+    assert 0.0 <= average_precision(1.0) < 1.0
