@@ -22,8 +22,8 @@ placeholder ``"right"`` with ``extras["hand_side_known"] = False``. hiu's extra 
 (``keypoints_3d``, ``camera_K``, ``mano_pose``, ``mano_betas``, ``hiu``) are restored; the
 original sample id is kept in ``extras["origin_sample_id"]``.
 
-Split: the ``hiu`` key's split, else the ``split`` option, else the file name (``train``,
-``val`` or ``test`` in it), else ``train``. Ids: ``coco/<split>/<annotation id>[/<side>]``,
+Split: the ``hiu`` key's split (``unlabeled`` included, as pseudo-label exports have it), else
+the ``split`` option, else the file name (``train``, ``val`` or ``test`` in it), else ``train``. Ids: ``coco/<split>/<annotation id>[/<side>]``,
 ``image_id`` ``coco/<image id>``, ``subset`` the file stem. In reference mode the image path
 is stored absolute (the manifest's source root is the JSON file, not the image folder).
 """
@@ -48,7 +48,8 @@ from hiu_data.skeleton import JOINT_NAMES, NUM_JOINTS
 log = logging.getLogger(__name__)
 
 NAME = "coco"
-SPLITS: tuple[str, ...] = ("train", "val", "test")
+# "unlabeled": an hiu export of pseudo-labels or image folders keeps its rows out of training.
+SPLITS: tuple[str, ...] = ("train", "val", "test", "unlabeled")
 INPUTS: tuple[str, ...] = ("annotations", "image_root")
 CAMERA = None
 ANNOTATION_FILE = "annotations.json"

@@ -3,6 +3,7 @@ files, and bad input."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -251,3 +252,15 @@ def test_cocoeval_keypoints_runs_with_the_category_sigmas(tmp_path: Path) -> Non
 
     assert average_precision(0.0) == pytest.approx(1.0)
     assert 0.0 <= average_precision(1.0) < 1.0
+
+
+def test_unlabeled_rows_keep_their_split(tmp_path: Path) -> None:
+    # pseudo-labels and image-folder rows are split "unlabeled"; back as "train" they would be trained on
+    records = [dataclasses.replace(r, split="unlabeled", sample_id=f"pseudo/unlabeled/{i}")
+               for i, r in enumerate(mixed_records(3))]
+    export_coco(write_dataset(records, tmp_path / "conv", "pseudo"), tmp_path / "coco" / "pseudo_train.json")
+    back = list(coco.read(tmp_path / "coco" / "pseudo_train.json"))
+    assert {b.split for b in back} == {"unlabeled"} and len(back) == len(records)
+    assert list(coco.read(tmp_path / "coco" / "pseudo_train.json", splits=["train"])) == []
+    for r, b in zip(records, sorted(back, key=lambda b: b.extras["origin_sample_id"])):
+        assert set(r.differences(b)) <= {"sample_id", "dataset", "image_id", "extras"}
