@@ -264,3 +264,31 @@ def test_unlabeled_rows_keep_their_split(tmp_path: Path) -> None:
     assert list(coco.read(tmp_path / "coco" / "pseudo_train.json", splits=["train"])) == []
     for r, b in zip(records, sorted(back, key=lambda b: b.extras["origin_sample_id"])):
         assert set(r.differences(b)) <= {"sample_id", "dataset", "image_id", "extras"}
+
+
+def test_export_meets_mmpose_coco_style_loading(tmp_path: Path) -> None:
+    """What mmpose's BaseCocoStyleDataset (OneHand10KDataset) reads and filters, checked on an export."""
+    import cv2
+
+    records = mixed_records(8)
+    export_coco(write_dataset(records, tmp_path / "conv", "src"), tmp_path / "hands.json")
+    api = COCO(str(tmp_path / "hands.json"))
+    kept = 0
+    for image_id in api.getImgIds():
+        assert isinstance(image_id, int)  # mmpose's sample_interval takes img_id % n
+        image = api.loadImgs(image_id)[0]
+        pixels = cv2.imread(str(tmp_path / "images" / image["file_name"]))
+        assert pixels.shape[:2] == (image["height"], image["width"])
+        for ann in api.loadAnns(api.getAnnIds(imgIds=image_id, iscrowd=False)):
+            kp = np.asarray(ann["keypoints"], dtype=np.float32).reshape(-1, 3)
+            assert kp.shape == (NUM_JOINTS, 3) and ann["num_keypoints"] == int((kp[:, 2] > 0).sum())
+            # mmpose drops an instance whose keypoint values are all 0 or whose num_keypoints is 0:
+            # the same hands, those without labels
+            assert (max(ann["keypoints"]) == 0) == (ann["num_keypoints"] == 0)
+            x, y, w, h = ann["bbox"]
+            x1, x2 = np.clip([x, x + w], 0, image["width"] - 1)
+            y1, y2 = np.clip([y, y + h], 0, image["height"] - 1)
+            if ann["num_keypoints"]:
+                assert x2 > x1 and y2 > y1
+                kept += 1
+    assert kept == sum(r.keypoints_2d is not None and bool((r.visibility > 0).any()) for r in records)
