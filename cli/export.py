@@ -21,8 +21,9 @@ def coco(
     image_dir: Annotated[Path | None, typer.Option("--image-dir", help="Where the images go (default: images/ beside OUT.json).")] = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Export hands as a COCO keypoint JSON (one 'hand' category, 21 keypoints, RLE masks,
-    hand_side / keypoints_3d / camera_K as extra keys) with the images written beside it.
+    """Export hands as a COCO keypoint JSON (one 'hand' category, 21 keypoints and their OKS
+    sigmas, RLE masks, hand_side / keypoints_3d / camera_K as extra keys) with the images
+    written beside it. For COCOeval set params.kpt_oks_sigmas to the category's sigmas.
 
     Example: hiu-data export coco ~/hiu/freihand ~/coco/freihand_train.json --split train
     """
