@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -22,7 +23,8 @@ from hiu_data.schema import HandSample
 from hiu_data.skeleton import NUM_JOINTS
 
 
-def records(n: int, image_bytes: int, seed: int = 0):  # noqa: ANN201
+def records(n: int, image_bytes: int, seed: int = 0) -> Iterator[HandSample]:
+    """``n`` right-hand records whose embedded image bytes are ``image_bytes`` long slices of one random payload."""
     rng = np.random.default_rng(seed)
     payload = rng.integers(0, 255, image_bytes + 4096, dtype=np.uint8).tobytes()
     for i in range(n):

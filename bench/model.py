@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any, Callable
 
 import torch
 
@@ -56,7 +57,7 @@ def multiply_adds(model: HIUDMTL, batch: dict[str, torch.Tensor]) -> float:
     return counter.get_total_flops() / 2.0
 
 
-def seconds(fn, repeats: int, device: torch.device) -> float:  # noqa: ANN001
+def seconds(fn: Callable[[], Any], repeats: int, device: torch.device) -> float:
     """Best wall time of ``repeats`` calls (the caller warms up at batch 1 first)."""
     best = float("inf")
     for _ in range(repeats):

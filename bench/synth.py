@@ -67,11 +67,11 @@ def main() -> None:
         chunks.append(specs)
     floor, _ = _timed("render only (baseline)", args.n,
                       lambda: [scene.render_hands(c, profile.width, profile.height) for c in chunks])
-    one, cpu_one = _timed("generate, 1 worker", args.n, lambda: list(generate_scenes(args.n, 0, profile)))
+    one, _ = _timed("generate, 1 worker", args.n, lambda: list(generate_scenes(args.n, 0, profile)))
     many, cpu_many = _timed(f"generate, {args.workers} workers", args.n,
                             lambda: list(generate_scenes(args.n, 0, profile, workers=args.workers)))
     with tempfile.TemporaryDirectory() as tmp:
-        end_to_end, _ = _timed(f"synth to parquet, {args.workers} w", args.n,
+        _timed(f"synth to parquet, {args.workers} w", args.n,
                                lambda: write_synth(Path(tmp), args.n, 0, size=args.size, workers=args.workers))
     print(f"pipeline / render-only: {one / floor:.2f}   {args.workers} workers / 1 worker: {many / one:.2f}")
     print(f"two idle cores (from CPU time): {2 / cpu_many:.0f} images/s   goal >= 50 images/s")
