@@ -190,3 +190,20 @@ def test_pytorch3d_backend_agrees():
     ours = soft_silhouette(verts, hand.faces, K, (48, 48), sigma=0.5, faces_per_pixel=20)
     theirs = soft_silhouette(verts, hand.faces, K, (48, 48), sigma=0.5, faces_per_pixel=20, backend="pytorch3d")
     assert (ours - theirs).abs().mean().item() < 1e-3
+
+
+def test_pair_tests_match_the_plain_barycentric_and_boundary_distance():
+    """The fused hot loop (``pair_tests``) gives what its readable reference functions give."""
+    from hiu_model.raster import barycentric, face_table, pair_tests, signed_sq_dist
+
+    rng = np.random.default_rng(3)
+    tri = torch.tensor(rng.uniform(0, 32, (500, 3, 2)), dtype=torch.float64)
+    points = torch.tensor(rng.uniform(-4, 36, (500, 2)), dtype=torch.float64)
+    inside, d2, bary = pair_tests(face_table(tri), points[:, 0], points[:, 1])
+    reference_bary = barycentric(points, tri)
+    signed = signed_sq_dist(points, tri)
+    assert inside.any() and (~inside).any()
+    assert torch.equal(inside, (reference_bary > 0).all(dim=-1))
+    assert torch.equal(inside, signed < 0)
+    assert torch.allclose(d2, signed.abs(), rtol=1e-9, atol=1e-9)
+    assert torch.allclose(bary, reference_bary, rtol=1e-9, atol=1e-9)
