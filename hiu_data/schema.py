@@ -174,7 +174,6 @@ _ARRAY_SHAPES: dict[str, tuple[int, ...]] = {
     "mano_betas": (10,),
     "keypoint_confidence": (NUM_JOINTS,),
 }
-_FLAT_SIZE = {name: int(np.prod(shape)) for name, shape in _ARRAY_SHAPES.items()}
 
 
 def fixed_list_array(values: np.ndarray, dtype: pa.DataType, valid: np.ndarray | None = None) -> pa.Array:

@@ -43,7 +43,6 @@ from hiu_model.sampling import DataSource, as_source, no_rows_error
 
 log = logging.getLogger(__name__)
 
-BRANCHES = ("heatmap", "mesh", "mask", "silhouette")
 PROTOCOL = {
     "heatmap": "2D of the heat-map branch in image px; PCK@t: error <= t * max(w, h) of the GT box; "
                "AUC: PCK over 20 thresholds on 0-30 px (trapezoid / range); EPE: mean px; PCKh@0.7: 0.7 * head_size",

@@ -200,11 +200,6 @@ class HIUDMTL(nn.Module):
     def _regressor_reads_keypoints(self) -> bool:
         return self.cfg.regressor_uses_keypoints and "heatmap" in self.cfg.tasks
 
-    @property
-    def hand_model_name(self) -> str | None:
-        """Name of the hand model of the mesh branch (``None`` without it)."""
-        return None if self.hand_model is None else str(self.hand_model.name)
-
     def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
         super()._apply(fn, recurse)
         if self.hand_model is not None:

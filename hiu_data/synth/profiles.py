@@ -17,7 +17,7 @@ off-centre hands, as photographs are framed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -140,8 +140,3 @@ def profile_for(name: str, size: int = 224, wild: bool = False) -> Profile:
                        extent=(0.3, 0.6), splits=_splits(module, ("train", "val", "test")))
     w, h = (size, size)  # cmu, hiu: images of any size
     return Profile(name, w, h, two_hands=0.3, splits=_splits(module, ("train", "test")))
-
-
-def with_size(profile: Profile, width: int, height: int) -> Profile:
-    """The profile at another image size (cameras given in pixels are not rescaled)."""
-    return replace(profile, width=width, height=height)
