@@ -52,8 +52,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from hiu_data.io.images import sample_image_bytes
-from hiu_data.io.parquet import HandDataset
+from hiu_data.io.parquet import HandDataset, image_bytes_of
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import NUM_JOINTS, ROOT
 from hiu_data.targets import encode_heatmaps, encode_pof, mask_target
@@ -283,9 +282,7 @@ class HandCropDataset(torch.utils.data.Dataset):
         """The numpy form of an item (what the preview draws); ``index`` is added."""
         row = int(self.rows[index])
         sample = self.records[row]
-        root = self.records.manifests[self.records.dataset_dir_of(row)].get("source_root")
-        data = sample_image_bytes(sample.image_bytes, sample.image_path, root, sample.sample_id)
-        out = make_example(sample, data, self.options, self.params_for(index, key, augment))
+        out = make_example(sample, image_bytes_of(self.records, row, sample), self.options, self.params_for(index, key, augment))
         out["index"] = index
         return out
 
