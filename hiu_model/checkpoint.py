@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -111,11 +110,11 @@ def save_checkpoint(run_dir: str | Path, step: int, model: nn.Module, config: di
     """
     from safetensors.torch import save_model
 
-    from hiu_data.io.parquet import tool_version
+    from hiu_data.io.manifest import replace_folder, staging_path, tool_version
 
     final = checkpoint_dir(run_dir, step)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = staging_path(final)
     tmp.mkdir()
     try:
         net = unwrap(model)
@@ -130,9 +129,7 @@ def save_checkpoint(run_dir: str | Path, step: int, model: nn.Module, config: di
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
         if train_state is not None:
             torch.save(train_state, tmp / STATE_FILE)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        replace_folder(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

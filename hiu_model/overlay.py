@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -166,6 +165,7 @@ def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str 
     Raises:
         OutputExistsError: ``out`` holds files and ``overwrite`` is False.
     """
+    from hiu_data.io.manifest import replace_folder, staging_path
     from hiu_model.checkpoint import load_checkpoint
     from hiu_model.tta import with_rotation_tta
 
@@ -177,7 +177,7 @@ def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str 
     model = with_rotation_tta(model, tta_rotation)
     by_name = _load_boxes(boxes, [path.name for path in files])
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    staging = staging_path(out)
     staging.mkdir()
     try:
         result = _write_predictions(model, cfg, info, files, by_name, staging, side, batch_size, tta_rotation,
@@ -185,13 +185,7 @@ def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str 
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-        out.rename(old)
-        staging.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        staging.rename(out)
+    replace_folder(staging, out)
     return out / result.name
 
 

@@ -35,7 +35,6 @@ import logging
 import os
 import re
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -45,7 +44,7 @@ import numpy as np
 from hiu_data.errors import HiuError, OutputExistsError
 from hiu_data.io import rle
 from hiu_data.io.images import image_suffix, sample_image_bytes
-from hiu_data.io.manifest import first_missing_folder, remove_empty_folders
+from hiu_data.io.manifest import first_missing_folder, remove_empty_folders, staging_path
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import BONES, JOINT_NAMES, NUM_JOINTS
 
@@ -140,7 +139,7 @@ class _CocoWriter:
 
     def __init__(self, out_json: Path, image_dir: Path, pixel_offset: float, made: Path | None = None) -> None:
         self.out_json, self.image_dir, self.pixel_offset, self.made = out_json, image_dir, pixel_offset, made
-        self.staging = image_dir.parent / f".{image_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+        self.staging = staging_path(image_dir)
         self.staging.mkdir(parents=True)
         self.images: list[dict[str, Any]] = []
         self.annotations: list[dict[str, Any]] = []
@@ -176,7 +175,7 @@ class _CocoWriter:
                      "hiu_pixel_offset": self.pixel_offset},
             "images": self.images, "annotations": self.annotations, "categories": [hand_category()],
         }
-        tmp = self.out_json.with_name(f".{self.out_json.name}.tmp-{uuid.uuid4().hex[:8]}")
+        tmp = staging_path(self.out_json)
         tmp.write_text(json.dumps(content))
         os.replace(tmp, self.out_json)
         return CocoExportResult(self.out_json, self.image_dir, len(self.images), len(self.annotations))

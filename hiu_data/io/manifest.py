@@ -1,5 +1,7 @@
 """A converted dataset folder's ``manifest.json``: finding dataset folders, reading and checking
-manifests, row counts without opening a shard, and the sha256 and tool version they record.
+manifests, row counts without opening a shard, and the sha256 and tool version they record;
+and the output-folder steps every writer shares (a hidden staging path, moving a finished
+folder into place, removing what a failed write made).
 
 (:mod:`hiu_data.io.parquet` writes the manifests and re-exports these names.)
 """
@@ -9,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +77,25 @@ def _where_datasets_are(path: Path) -> str:
 def first_missing_folder(path: Path) -> Path | None:
     """The topmost folder of ``path`` (itself included) that does not exist yet, or None."""
     return next((p for p in reversed([path, *path.parents]) if not p.exists()), None)
+
+
+def staging_path(final: Path, tag: str = "tmp") -> Path:
+    """A hidden, unique sibling of ``final`` (``.NAME.tmp-1a2b3c4d``) to write into before it is
+    renamed to ``final``: a reader of ``final``'s folder never sees a half-written output."""
+    return final.with_name(f".{final.name}.{tag}-{uuid.uuid4().hex[:8]}")
+
+
+def replace_folder(staging: Path, final: Path) -> None:
+    """Rename the finished folder ``staging`` to ``final``. An existing ``final`` is first
+    renamed aside and removed only once ``staging`` is in its place, so a failure on the way
+    leaves either the old output or the new one, never neither."""
+    old = None
+    if final.exists():
+        old = staging_path(final, "old")
+        final.rename(old)
+    staging.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def remove_empty_folders(folder: Path, top: Path | None) -> None:

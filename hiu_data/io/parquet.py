@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import shutil
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,8 @@ import pyarrow.parquet as pq
 
 from hiu_data.errors import OutputExistsError, SchemaError
 from hiu_data.io.manifest import (MANIFEST, find_dataset_dirs, first_missing_folder, load_manifest,  # noqa: F401
-                                  manifest_counts, remove_empty_folders, sha256_file, tool_version)
+                                  manifest_counts, remove_empty_folders, replace_folder, sha256_file, staging_path,
+                                  tool_version)
 from hiu_data.schema import (SCHEMA_VERSION, SPLITS, HandSample, arrow_schema, check_schema, sample_at, samples_to_table,
                              table_columns, table_to_samples)
 from hiu_data.skeleton import SKELETON_NAME
@@ -135,7 +135,7 @@ class DatasetWriter:
         self.options = dict(options or {})
         self.source_root = None if source_root is None else str(source_root)
         self.max_shard_bytes, self.row_group_rows = max_shard_bytes, row_group_rows
-        self.tmp = Path(out) / f".{dataset}.tmp-{uuid.uuid4().hex[:8]}"
+        self.tmp = staging_path(self.target)
         # The first folder of OUT made here: an aborted write removes it again (when empty).
         self._made = first_missing_folder(Path(out))
         self.tmp.mkdir(parents=True)
@@ -203,13 +203,7 @@ class DatasetWriter:
             "shards": shards,
         }
         (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        old = None
-        if self.target.exists():
-            old = self.target.with_name(f".{self.dataset}.old-{uuid.uuid4().hex[:8]}")
-            self.target.rename(old)
-        self.tmp.rename(self.target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_folder(self.tmp, self.target)
         log.info("wrote %s: %s", self.target, manifest["counts"])
         return self.target
 

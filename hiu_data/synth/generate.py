@@ -20,12 +20,12 @@ import logging
 import math
 import multiprocessing
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from hiu_data.errors import HiuError, OutputExistsError
+from hiu_data.io.manifest import replace_folder, staging_path
 from hiu_data.schema import HandSample
 from hiu_data.synth.profiles import PARQUET, Profile, profile_for
 from hiu_data.synth.scene import CHUNK, DATASET
@@ -138,18 +138,14 @@ def _atomic_folder(out: Path, overwrite: bool) -> Iterator[Path]:
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise OutputExistsError(f"{out}: output exists; pass --overwrite to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = staging_path(out)
     tmp.mkdir()
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-        out.rename(old)
-        shutil.rmtree(old, ignore_errors=True)
-    tmp.rename(out)
+    replace_folder(tmp, out)
 
 
 def write_synth(out: str | Path, n: int = 2000, seed: int = 0, format: str = PARQUET, *, size: int = 224,
