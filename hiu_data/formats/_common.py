@@ -106,6 +106,23 @@ def load_json(path: Path, expected: str = "a JSON file") -> Any:
         raise DatasetFormatError(path, "JSON nested too deeply to be an annotation file") from None
 
 
+def load_record_json(path: Path, keys: Sequence[str], sample_id: str) -> dict[str, Any]:
+    """Parse one per-sample annotation file (CMU, HIU-Data): a JSON object holding ``keys``.
+
+    A file that is not JSON, or not an object with those keys, raises
+    :class:`DatasetFormatError` naming the file and the sample. Unlike :func:`load_json`
+    the file is known to exist (it was listed), so it is not checked first.
+    """
+    try:
+        data = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise DatasetFormatError(path, f"malformed JSON ({e})", sample_id) from None
+    if not isinstance(data, dict) or any(key not in data for key in keys):
+        raise DatasetFormatError(path, "expected a JSON object with " + " and ".join(f"'{key}'" for key in keys),
+                                 sample_id)
+    return data
+
+
 def id_key(value: Any, path: str | Path, what: str) -> Any:
     """A JSON id that joins records (COCO image, annotation and category ids): a number, a
     string or null, never a list or an object (which cannot be looked up)."""

@@ -45,8 +45,8 @@ import numpy as np
 from hiu_data.errors import DatasetFormatError
 from hiu_data.formats import Skipped
 from hiu_data.formats._common import (UnsupportedSampleError, as_array, bbox_from_keypoints, emit, encoded_image,
-                                      guarded, image_file, load_json, parallel_map, require_labels, sample_id,
-                                      select_splits, visibility_in_image)
+                                      guarded, image_file, load_json, load_record_json, parallel_map, require_labels,
+                                      sample_id, select_splits, visibility_in_image)
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import CMU_TO_HAND21, NUM_JOINTS, gather, scatter
 
@@ -114,12 +114,7 @@ def _load_hand_json(job: tuple[str, str, str, str, str]) -> HandSample:
     path = root / rel_json
     stem = path.stem
     sid = sample_id(NAME, split, f"{subset}/{stem}")
-    try:
-        data = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise DatasetFormatError(path, f"malformed JSON ({e})", sid) from None
-    if not isinstance(data, dict) or "hand_pts" not in data or "is_left" not in data:
-        raise DatasetFormatError(path, "expected a JSON object with 'hand_pts' and 'is_left'", sid)
+    data = load_record_json(path, ("hand_pts", "is_left"), sid)
     image = image_file(root, str(Path(rel_json).with_suffix(IMAGE_EXTENSION)), images, sid)
     kp, vis = _labelled_points(data["hand_pts"], path, "hand_pts", sid, image.width, image.height)
     if data["is_left"] not in (0, 1, True, False):

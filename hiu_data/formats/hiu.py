@@ -52,8 +52,8 @@ import numpy as np
 from hiu_data.errors import DatasetFormatError
 from hiu_data.formats import Skipped
 from hiu_data.formats._common import (UnsupportedSampleError, as_array, bbox_from_keypoints, emit, encoded_image,
-                                      guarded, image_file, image_format, parallel_map, read_image_bytes, sample_id,
-                                      select_splits, visibility_in_image)
+                                      guarded, image_file, image_format, load_record_json, parallel_map,
+                                      read_image_bytes, sample_id, select_splits, visibility_in_image)
 from hiu_data.io import rle
 from hiu_data.io.images import decode, encode, sample_image_bytes
 from hiu_data.schema import HandSample
@@ -139,12 +139,7 @@ def _load_pair(job: tuple[str, str, str, str | None, str, str | None, str]) -> l
     path = root / rel_json
     stem = rel_json.rsplit(".", 1)[0]
     sid = sample_id(NAME, split, stem)
-    try:
-        data = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise DatasetFormatError(path, f"malformed JSON ({e})", sid) from None
-    if not isinstance(data, dict) or "pts2d_2hand" not in data or "hand_type" not in data:
-        raise DatasetFormatError(path, "expected a JSON object with 'pts2d_2hand' and 'hand_type'", sid)
+    data = load_record_json(path, ("pts2d_2hand", "hand_type"), sid)
     image = image_file(root, rel_image, images, sid)
     pts2d = as_array(data["pts2d_2hand"], (2 * NUM_JOINTS, 2), path, "pts2d_2hand", sid, allow_nan=True)
     labelled = _labelled(pts2d)

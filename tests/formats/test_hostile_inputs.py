@@ -13,7 +13,7 @@ import pytest
 from hiu_cli.main import main
 from hiu_data import formats
 from hiu_data.errors import CorruptImageError, DatasetFormatError
-from hiu_data.formats._common import MAX_IMAGE_SIDE, as_array, image_file, image_size, load_json
+from hiu_data.formats._common import MAX_IMAGE_SIDE, as_array, image_file, image_size, load_json, load_record_json
 from tests.formats.test_freihand import _fresh
 
 
@@ -39,6 +39,22 @@ def test_deeply_nested_json_is_a_format_error(tmp_path: Path) -> None:
     path.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(DatasetFormatError, match="deep.json: JSON nested too deeply"):
         load_json(path)
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    ("{", r"malformed JSON \(Expecting property name"),
+    ("[1, 2]", "expected a JSON object with 'hand_pts' and 'is_left'"),
+    ('{"hand_pts": []}', "expected a JSON object with 'hand_pts' and 'is_left'"),
+    ("[" * 100_000 + "]" * 100_000, r"malformed JSON \(maximum recursion"),
+])
+def test_a_per_sample_json_that_is_not_the_expected_object_names_file_and_sample(tmp_path: Path, content: str,
+                                                                                  problem: str) -> None:
+    path = tmp_path / "0001.json"
+    path.write_text(content)
+    with pytest.raises(DatasetFormatError, match=rf"0001.json \(sample cmu/train/0001\): {problem}"):
+        load_record_json(path, ("hand_pts", "is_left"), "cmu/train/0001")
+    path.write_text('{"hand_pts": [], "is_left": 0}')
+    assert load_record_json(path, ("hand_pts", "is_left"), "cmu/train/0001") == {"hand_pts": [], "is_left": 0}
 
 
 def test_a_nul_in_an_image_name_is_a_corrupt_image(tmp_path: Path) -> None:
