@@ -67,6 +67,7 @@ class Interrupted(Exception):
 
     @property
     def exit_code(self) -> int:
+        """The shell's code for a command ended by this signal: 128 + its number (130 for Ctrl-C)."""
         return 128 + self.signum
 
 

@@ -85,6 +85,7 @@ class DatasetReport:
 
     @property
     def ok(self) -> bool:
+        """True when no check of this dataset failed (warnings allowed)."""
         return all(c.status != "fail" for c in self.checks)
 
 
@@ -96,6 +97,7 @@ class ValidationReport:
 
     @property
     def ok(self) -> bool:
+        """True when every dataset folder passed."""
         return all(d.ok for d in self.datasets)
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,6 +105,7 @@ class ValidationReport:
         return {"ok": self.ok, "datasets": [{**asdict(d), "ok": d.ok} for d in self.datasets]}
 
     def to_json(self) -> str:
+        """:meth:`to_dict` as indented JSON (what ``hiu-data validate --json`` prints)."""
         return json.dumps(self.to_dict(), indent=2)
 
 

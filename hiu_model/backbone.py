@@ -40,6 +40,7 @@ class Stem(nn.Module):
         self.out_channels = second
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) normalised crop -> (B, channels[-1], S/4, S/4) features."""
         return self.layers(image)
 
 
@@ -55,6 +56,7 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_channels, h, w) -> (B, out_channels, h / stride, w / stride)."""
         return self.relu(self.conv2(self.conv1(x)) + self.shortcut(x))
 
 
@@ -74,6 +76,7 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_channels, h, w) -> (B, out_channels, h / stride, w / stride)."""
         return self.relu(self.body(x) + self.shortcut(x))
 
 
@@ -113,6 +116,7 @@ class Encoder(nn.Module):
         self.widths = tuple(widths)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(B, in_channels, h, h) -> stage features, stage i (B, widths[i], h / 2**i, h / 2**i)."""
         features = []
         for stage in self.stages:
             x = stage(x)

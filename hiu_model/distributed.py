@@ -39,6 +39,7 @@ class DistInfo:
 
     @property
     def distributed(self) -> bool:
+        """True in a ``torchrun`` group of more than one process."""
         return self.world_size > 1
 
 

@@ -73,6 +73,8 @@ class TaskDecoder(nn.Module):
         self.out_size = out_size
 
     def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder stages (finest first) -> (features (B, channels, h, h), prediction
+        (B, out_channels, out_size, out_size))."""
         x = self.laterals[-1](features[-1])
         for level in range(len(features) - 2, -1, -1):
             skip = features[level]
@@ -101,6 +103,7 @@ class TaskAttention(nn.Module):
         self.channels = channels
 
     def forward(self, task_features: list[torch.Tensor]) -> torch.Tensor:
+        """T maps (B, C, h, w) -> their attention-weighted sum (B, C, h, w)."""
         pooled = torch.cat([feature.mean(dim=(2, 3)) for feature in task_features], dim=1)
         logits = self.select(self.squeeze(pooled)).view(-1, self.num_tasks, self.channels)
         weights = logits.softmax(dim=1)
@@ -116,6 +119,7 @@ class ConcatFusion(nn.Module):
         self.fuse = conv_bn_relu(num_tasks * channels, channels, 3)
 
     def forward(self, task_features: list[torch.Tensor]) -> torch.Tensor:
+        """T maps (B, C, h, w) -> one fused map (B, C, h, w)."""
         return self.fuse(torch.cat(task_features, dim=1))
 
 
@@ -166,6 +170,8 @@ class MeshRegressor(nn.Module):
         return self.down(feature_map).flatten(1)
 
     def forward(self, features: torch.Tensor, extra: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Features (B, channels * grid**2) from :meth:`summarise` and ``extra`` (B, extra_dim) or
+        None -> theta (B, P) after each iteration, the last one the prediction."""
         if extra is not None:
             features = torch.cat([features, extra], dim=1)
         theta = self.theta_init.expand(features.shape[0], -1)

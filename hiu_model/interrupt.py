@@ -35,6 +35,7 @@ class StopRequest:
 
     @property
     def requested(self) -> bool:
+        """True once a stop signal arrived."""
         return self.signum is not None
 
 

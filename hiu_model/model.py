@@ -121,6 +121,7 @@ class MTLBlock(nn.Module):
                            else ConcatFusion(cfg.decoder_channels, count))
 
     def forward(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """(B, in_channels, h, h) -> ({task: prediction}, fused features (B, C, h, h) or None)."""
         encoded = self.encoder(x)
         features, predictions = [], {}
         for task, decoder in self.decoders.items():

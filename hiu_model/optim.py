@@ -84,6 +84,8 @@ class MuonAdamW(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> None:  # type: ignore[override]
+        """Update every parameter with a gradient: Muon groups by orthogonalised momentum, the
+        others by AdamW. ``closure`` is ignored (accepted for the Optimizer signature)."""
         for group in self.param_groups:
             live = [parameter for parameter in group["params"] if parameter.grad is not None]
             if group["muon"]:

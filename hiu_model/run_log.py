@@ -101,6 +101,7 @@ class RunLog:
         self._file.flush()
 
     def close(self) -> None:
+        """Close the CSV file and the TensorBoard writer; later calls do nothing."""
         if self._file is not None:
             self._file.close()
             self._file = None

@@ -100,14 +100,19 @@ class RotationTTA(nn.Module):
 
     @property
     def cfg(self) -> Any:
+        """The wrapped model's configuration (callers read the wrapper as the model)."""
         return self.model.cfg
 
     @property
     def hand_model(self) -> nn.Module | None:
+        """The wrapped model's hand model, None without a mesh branch."""
         return getattr(self.model, "hand_model", None)
 
     def forward(self, image: torch.Tensor, camera_K: torch.Tensor | None = None,
                 silhouette_rows: torch.Tensor | None = None) -> Any:
+        """:meth:`hiu_model.model.HIUDMTL.forward` (``image`` (B, 3, S, S) float32 normalised crops,
+        ``camera_K`` (B, 3, 3) crop intrinsics in pixels or None, ``silhouette_rows`` (n,) int64 or
+        None) with the rotation-averaged maps of the class docstring."""
         output = self.model(image, camera_K, silhouette_rows)
         if not self.degrees or not (output.heatmaps or output.masks):
             return output

@@ -260,14 +260,17 @@ class Failure:
 
     @classmethod
     def of(cls, error: DatasetFormatError, sample_id: str | None = None) -> "Failure":
+        """The picklable form of ``error``; ``sample_id`` is used where the error names none."""
         kind = "image" if isinstance(error, CorruptImageError) else "pickle" if isinstance(error, UnsafePickleError) else "format"
         return cls(error.path, error.problem, error.sample_id or sample_id, kind)
 
     def exception(self) -> DatasetFormatError:
+        """The error again, of its original class, to raise in the parent process."""
         cls = {"image": CorruptImageError, "pickle": UnsafePickleError}.get(self.kind, DatasetFormatError)
         return cls(self.path, self.problem, self.sample_id)
 
     def skipped(self) -> Skipped:
+        """The record ``--on-error skip`` counts instead of raising."""
         return Skipped(self.sample_id or self.path, f"{self.path}: {self.problem}")
 
 

@@ -90,6 +90,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         self.allow: dict[str, Any] = dict(allow) if isinstance(allow, Mapping) else {name: None for name in allow}
 
     def find_class(self, module: str, name: str) -> Any:
+        """The allowed class or function ``module.name`` (or its stand-in); anything else is refused."""
         dotted = f"{module}.{name}"
         if dotted not in self.allow:
             raise UnsafePickleError(
@@ -100,6 +101,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         return stand_in if stand_in is not None else _resolve(dotted)
 
     def persistent_load(self, pid: Any) -> Any:
+        """Refused: no dataset file needs persistent ids, and they would load outside the allow-list."""
         raise UnsafePickleError(self.source, "pickle uses persistent ids, which are refused")
 
 
