@@ -95,7 +95,7 @@ class CropTransform:
         return (self.matrix @ np.asarray(camera_K, dtype=np.float64) @ self.rotation.T).astype(np.float32)
 
     def intrinsics_to_image(self, crop_K: np.ndarray) -> np.ndarray:
-        """Inverse of :meth:`intrinsics_to_crop`."""
+        """Inverse of :meth:`intrinsics_to_crop`: (3, 3) crop intrinsics -> (3, 3) float32 of the stored image."""
         return (np.linalg.inv(self.matrix) @ np.asarray(crop_K, dtype=np.float64) @ self.rotation).astype(np.float32)
 
     def _proper_rotation(self) -> np.ndarray:
@@ -109,7 +109,8 @@ class CropTransform:
         return out
 
     def pose_to_image(self, pose: np.ndarray) -> np.ndarray:
-        """Inverse of :meth:`pose_to_crop`: back to the stored hand's side and camera."""
+        """Inverse of :meth:`pose_to_crop`: (48,) MANO axis-angle of the crop's right hand -> (48,)
+        float32 of the stored hand's side and camera."""
         out = np.array(pose, dtype=np.float32, copy=True)
         global_matrix = cv2.Rodrigues(out[:3].astype(np.float64).reshape(3, 1))[0]
         out[:3] = cv2.Rodrigues(self._proper_rotation().T @ global_matrix)[0].ravel()

@@ -65,7 +65,8 @@ def default_split(folder: Path, preferred: Sequence[str] = ("test", "val")) -> s
 
 
 def subset_indices(length: int, max_samples: int) -> np.ndarray:
-    """Evenly spaced row indices (all rows when ``max_samples`` is 0 or at least ``length``)."""
+    """Evenly spaced row indices, (n,) int64 ascending (all rows when ``max_samples`` is 0 or at
+    least ``length``)."""
     if max_samples <= 0 or max_samples >= length:
         return np.arange(length)
     return np.unique(np.linspace(0, length - 1, max_samples).round().astype(np.int64))

@@ -153,7 +153,7 @@ def digit_skeleton(d: Digit) -> tuple[np.ndarray, np.ndarray]:
 
 
 def palm_normal_xyz() -> np.ndarray:
-    """Unit palmar normal of the template, model frame."""
+    """Unit palmar normal of the template, (3,) float64 in the model frame."""
     return dlp_to_xyz(np.array([0.0, 0.0, 1.0]))
 
 

@@ -21,7 +21,7 @@ CAP_LENGTH = 1.08
 
 
 def smoothstep(t: np.ndarray) -> np.ndarray:
-    """3t^2 - 2t^3 on t clipped to [0, 1]."""
+    """3t^2 - 2t^3 on t clipped to [0, 1], elementwise (same shape as ``t``, float64)."""
     t = np.clip(t, 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
 
@@ -108,7 +108,9 @@ class MeshBuilder:
 def tube_faces(ring_ids: list[np.ndarray], start_pole: int, end_pole: int) -> np.ndarray:
     """Outward-wound triangles of a closed tube: quads between rings, fans at both poles.
 
-    Assumes ring vertices go counter-clockwise around the tube's forward direction.
+    ``ring_ids``: vertex indices of each ring, (n,) each, first ring first; ``start_pole`` and
+    ``end_pole``: the vertices closing the ends. Returns (F, 3) vertex indices. Assumes ring
+    vertices go counter-clockwise around the tube's forward direction.
     """
     faces = []
     n = len(ring_ids[0])

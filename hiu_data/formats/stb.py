@@ -88,7 +88,8 @@ def to_stream_frame(label_m: np.ndarray, stream: str) -> np.ndarray:
 
 
 def from_stream_frame(points_m: np.ndarray, stream: str) -> np.ndarray:
-    """Inverse of :func:`to_stream_frame`."""
+    """Inverse of :func:`to_stream_frame`: a stream's camera-frame points (..., 3) metres -> the
+    label frame (left BB or SK depth camera)."""
     if stream == "BB_right":
         return points_m + np.array([BB_BASELINE_M, 0.0, 0.0])
     if stream == "SK_color":
@@ -105,7 +106,8 @@ def palm_to_wrist(keypoints: np.ndarray) -> np.ndarray:
 
 
 def wrist_to_palm(wrist: np.ndarray, ring_mcp: np.ndarray) -> np.ndarray:
-    """Invert :func:`palm_to_wrist` for one point: the palm centre the wrist estimate came from."""
+    """Invert :func:`palm_to_wrist` for one point: ``wrist`` and ``ring_mcp`` (3,) -> the palm
+    centre (3,) the wrist estimate came from, in their unit and frame."""
     return ring_mcp + (wrist - ring_mcp) / WRIST_FACTOR
 
 

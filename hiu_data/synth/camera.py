@@ -33,7 +33,8 @@ def intrinsics(focal: float, cx: float, cy: float) -> np.ndarray:
 
 def sample_intrinsics(rng: np.random.Generator, width: int, height: int, fov_deg: tuple[float, float] = (35.0, 75.0),
                       center_jitter: float = 0.02) -> np.ndarray:
-    """A random K: horizontal FOV uniform in ``fov_deg``, principal point centre ± jitter·size."""
+    """A random (3, 3) float64 K in pixels: horizontal FOV uniform in ``fov_deg`` (degrees),
+    principal point at the image centre ± ``center_jitter`` times the image size."""
     fov = np.deg2rad(rng.uniform(*fov_deg))
     focal = 0.5 * width / np.tan(0.5 * fov)
     cx = 0.5 * width + rng.normal(0, center_jitter) * width
