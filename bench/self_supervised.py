@@ -55,6 +55,7 @@ def split_labeled(train_dir: Path, out: Path, every: int) -> tuple[Path, Path, i
 
 def run(name: str, labeled: Path, unlabeled: Path | None, heldout: Path, runs: Path, args: argparse.Namespace,
         overrides: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Train one arm (``unlabeled`` None: labeled only), evaluate it on ``heldout``; its table row."""
     from hiu_model.config import load_config
     from hiu_model.evaluate import evaluate, flatten
     from hiu_model.train import train

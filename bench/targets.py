@@ -80,6 +80,7 @@ def reference_pof(kp: np.ndarray, kp3: np.ndarray, valid: np.ndarray, size: int,
 
 
 def inputs(n: int, size: int, seed: int = 0) -> list[tuple]:
+    """``n`` augmented hands: 2D (21, 2) map px, 3D (21, 3) m, valid (21,), mask RLE, (2, 3) image->map affine."""
     options = DataOptions(heatmap_size=size, mask_size=size)
     rng = np.random.default_rng(seed)
     out = []
@@ -92,6 +93,7 @@ def inputs(n: int, size: int, seed: int = 0) -> list[tuple]:
 
 
 def run_hiu(data: list[tuple], size: int, sigma: float, band: float) -> None:
+    """hiu's targets (heat-maps, POF, mask) of every input."""
     for kp2, kp3, valid, mask, affine in data:
         encode_heatmaps(kp2, valid, (size, size), sigma)
         encode_pof(kp2, kp3, valid, (size, size), band)
@@ -99,6 +101,7 @@ def run_hiu(data: list[tuple], size: int, sigma: float, band: float) -> None:
 
 
 def run_reference(data: list[tuple], size: int, sigma: float, band: float) -> None:
+    """The reference heat-maps and POF (same mask) of every input: the baseline of the ratio."""
     for kp2, kp3, valid, mask, affine in data:
         reference_heatmaps(kp2, valid, size, sigma)
         reference_pof(kp2, kp3, valid, size, band)
