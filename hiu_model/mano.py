@@ -95,16 +95,14 @@ def load_model_arrays(path: Path) -> dict[str, np.ndarray]:
     """Read a MANO-format model (``.npz`` without pickled objects, or an official ``.pkl``).
 
     Returns:
-        dict of numpy arrays with MANO's keys, checked by :func:`hiu_model.mano_import.check_arrays`.
+        dict of numpy arrays with MANO's keys (float64; faces and tree int64, root parent -1),
+        checked by :func:`hiu_model.mano_import.check_arrays`.
+    Raises:
+        DatasetFormatError: the file is unreadable or not a MANO-format model (one line naming it).
     """
-    from hiu_model.mano_import import check_arrays, read_mano_pickle
+    from hiu_model.mano_import import read_model_file
 
-    if path.suffix == ".pkl":
-        return read_mano_pickle(path)
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    check_arrays(arrays, path, num_verts=None)
-    return arrays
+    return read_model_file(path, num_verts=None)
 
 
 def fix_left_shapedirs(left: dict[str, np.ndarray], right: dict[str, np.ndarray]) -> bool:

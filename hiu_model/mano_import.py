@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -222,8 +223,11 @@ def read_model_file(path: Path, num_verts: int | None = MANO_NUM_VERTS) -> dict[
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files if k in REQUIRED_KEYS + OPTIONAL_KEYS}
-        except ValueError as exc:
-            raise DatasetFormatError(path, f"unreadable .npz ({exc})") from None
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile):
+            # A truncated or overwritten file. numpy's own message for a non-zip file advises
+            # loading it with allow_pickle, which is exactly what must not be done here.
+            raise DatasetFormatError(path, "unreadable .npz (damaged, or not a numpy archive); import the "
+                                           "MANO file again with `hiu-data mano import`") from None
         arrays = normalise_arrays(arrays, path)
     else:
         arrays = read_mano_pickle(path)

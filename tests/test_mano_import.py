@@ -157,3 +157,20 @@ def test_a_mistyped_model_path_is_not_found_before_its_name_is_read(tmp_path, ca
         err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
         assert err == [f"error: {tmp_path / name}: not found"]
     assert not (tmp_path / "assets").exists()
+
+
+@pytest.mark.parametrize("damage", ["text", "truncated"])
+def test_a_damaged_installed_model_is_one_line_naming_it(damage, tmp_path, capsys):
+    from tests.mano_synthetic import write_mano_npz
+
+    path = write_mano_npz(tmp_path / "assets", "right")
+    if damage == "text":
+        path.write_text("not a model\n")
+    else:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(DatasetFormatError, match="mano import"):
+        HandModel("right", model_dir=tmp_path / "assets", kind="auto")
+    assert main(["mano", "info", "--mano-dir", str(tmp_path / "assets")]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error") or "Traceback" in line]
+    assert err == [f"error: {path}: unreadable .npz (damaged, or not a numpy archive); import the MANO file "
+                   "again with `hiu-data mano import`"]
