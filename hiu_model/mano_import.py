@@ -28,7 +28,7 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Callable
 
 import numpy as np
 
@@ -236,16 +236,31 @@ def read_model_file(path: Path, num_verts: int | None = MANO_NUM_VERTS) -> dict[
     return arrays
 
 
-def _write_npz_atomic(arrays: dict[str, np.ndarray], dest: Path) -> None:
+def _write_atomic(dest: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write ``dest`` through a temporary file beside it and a rename: never half-written."""
     fd, tmp = tempfile.mkstemp(prefix=dest.name, suffix=".tmp", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            write(f)
         os.chmod(tmp, 0o644)  # mkstemp makes it private; the model is not secret once installed
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """The import record, or an empty one when it is missing or unreadable (it is rewritten whole)."""
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text())
+    except (ValueError, OSError):
+        manifest = None
+    if not isinstance(manifest, dict):
+        log.warning("%s is unreadable; writing a new one", path)
+        return {}
+    return manifest
 
 
 def import_mano(paths: list[Path] | list[str], out_dir: Path | str | None = None,
@@ -284,11 +299,11 @@ def import_mano(paths: list[Path] | list[str], out_dir: Path | str | None = None
         else:
             log.warning("importing MANO_LEFT without MANO_RIGHT: its shapedirs sign cannot be checked")
     manifest_path = out / MANIFEST
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    manifest = _read_manifest(manifest_path)
     written = []
     for side, (src, arrays) in models.items():
         dest = out / (MANO_FILES[side] + ".npz")
-        _write_npz_atomic(arrays, dest)
+        _write_atomic(dest, lambda f, a=arrays: np.savez_compressed(f, **a))
         manifest[dest.name] = {
             "sha256": sha256_file(dest), "source": str(src.resolve()), "source_sha256": sha256_file(src),
             "shapedirs_x_negated": bool(fixed and side == "left"),
@@ -296,5 +311,6 @@ def import_mano(paths: list[Path] | list[str], out_dir: Path | str | None = None
         }
         written.append(dest)
         log.info("imported %s -> %s", src, dest)
-    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    _write_atomic(manifest_path, lambda f: f.write(text.encode()))
     return written

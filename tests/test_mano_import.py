@@ -174,3 +174,15 @@ def test_a_damaged_installed_model_is_one_line_naming_it(damage, tmp_path, capsy
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error") or "Traceback" in line]
     assert err == [f"error: {path}: unreadable .npz (damaged, or not a numpy archive); import the MANO file "
                    "again with `hiu-data mano import`"]
+
+
+def test_an_unreadable_import_record_is_rewritten_not_a_traceback(official_pickle, tmp_path, capsys):
+    # manifest.json is hiu's own record; a damaged one must not stop the import that rewrites it.
+    out = tmp_path / "assets"
+    out.mkdir()
+    (out / "manifest.json").write_text('{"MANO_RIGHT.npz": {"sha256": "ab')
+    (tmp_path / "MANO_RIGHT.pkl").write_bytes(official_pickle(synthetic_mano_arrays(0)))
+    assert main(["mano", "import", str(tmp_path / "MANO_RIGHT.pkl"), "--mano-dir", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["MANO_RIGHT.npz"]["sha256"] == sha256_file(out / "MANO_RIGHT.npz")
+    assert sorted(p.name for p in out.iterdir()) == ["MANO_RIGHT.npz", "manifest.json"]  # no temporary files
