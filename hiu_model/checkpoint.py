@@ -334,7 +334,8 @@ def load_checkpoint(path: str | Path, which: str = "auto", device: str | torch.d
     model = HIUDMTL(cfg.model)
     trained_hand = meta.get("hand_model", {})
     here = hand_model_info(model)
-    if trained_hand and here and trained_hand.get("name") != here.get("name"):
+    here_names = {here.get("name"), *getattr(model.hand_model, "legacy_names", ())}
+    if trained_hand and here and trained_hand.get("name") not in here_names:
         raise CheckpointError(folder / CONFIG_FILE, f"trained with hand model {trained_hand.get('name')!r} but "
                                                      f"{here.get('name')!r} is in use here; make the same hand model "
                                                      "available (see `hiu-data mano import`)")

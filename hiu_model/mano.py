@@ -91,6 +91,25 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def model_digest(arrays: dict[str, np.ndarray]) -> str:
+    """Hex sha256 of the arrays that define a MANO-format model, whatever file holds them.
+
+    A file's own hash would differ between the official ``.pkl`` and the ``.npz`` that
+    ``hiu-data mano import`` writes, and between zlib builds compressing that ``.npz``, so a
+    checkpoint would refuse the very model it was trained with. The arrays are hashed as
+    :func:`load_model_arrays` returns them (float64 / int64, root parent -1), key by key with
+    dtype and shape.
+    """
+    from hiu_model.mano_import import REQUIRED_KEYS
+
+    h = hashlib.sha256()
+    for key in sorted(REQUIRED_KEYS):
+        value = np.ascontiguousarray(arrays[key])
+        h.update(f"{key}:{value.dtype.str}:{value.shape};".encode())
+        h.update(value.tobytes())
+    return h.hexdigest()
+
+
 def load_model_arrays(path: Path) -> dict[str, np.ndarray]:
     """Read a MANO-format model (``.npz`` without pickled objects, or an official ``.pkl``).
 
@@ -144,7 +163,10 @@ class HandModel(nn.Module):
             A left hand with only MANO_RIGHT installed is the mirror image of MANO_RIGHT.
         dtype: dtype of the model's buffers.
     Attributes:
-        name: what reports print, e.g. ``procedural-v1`` or ``mano sha256:<16 hex>``.
+        name: what reports print and checkpoints record, e.g. ``procedural-v1`` or
+            ``mano sha256:<16 hex>`` (:func:`model_digest` of the arrays, so the same MANO model
+            has the same name as an official ``.pkl`` or an imported ``.npz``, on any machine).
+        legacy_names: the names earlier versions gave this model (the sha256 of its file).
         kind: "mano" or "procedural"; side: "right" or "left".
         faces: (F, 3) int64 buffer; num_verts: V; tip_vertex_ids: (5,) thumb..little.
         template_joints: (16, 3) float64 numpy, MANO order, mean shape, flat (unposed) template.
@@ -162,20 +184,24 @@ class HandModel(nn.Module):
         if kind == "mano" and path is None and right is None:
             raise MissingModelError(side, mano_dir(model_dir))
         self.side = side
+        self.legacy_names: tuple[str, ...] = ()
         if path is not None:
             arrays = load_model_arrays(path)
             if right is not None and fix_left_shapedirs(arrays, load_model_arrays(right)):
                 log.info("negated the x shape directions of %s (known MANO_LEFT sign issue)", path)
             self.kind = "mano"
-            self.name = f"mano sha256:{sha256_file(path)[:16]}"
+            self.name = f"mano sha256:{model_digest(arrays)[:16]}"
+            self.legacy_names = (f"mano sha256:{sha256_file(path)[:16]}",)
             tips = MANO_TIP_VERTEX_IDS
         elif right is not None:
             # Only MANO_RIGHT installed: its mirror image is the left model (same topology), which
             # keeps both sides on MANO rather than pairing it with the procedural left hand.
             path = right
-            arrays = mirror_model(load_model_arrays(right))
+            right_arrays = load_model_arrays(right)
+            arrays = mirror_model(right_arrays)
             self.kind = "mano"
-            self.name = f"mano sha256:{sha256_file(right)[:16]} mirrored"
+            self.name = f"mano sha256:{model_digest(right_arrays)[:16]} mirrored"
+            self.legacy_names = (f"mano sha256:{sha256_file(right)[:16]} mirrored",)
             tips = MANO_TIP_VERTEX_IDS
             log.warning("MANO_LEFT not installed: using the mirror image of %s as the left hand", right)
         else:
