@@ -7,7 +7,9 @@ project's restricted unpickler (:mod:`hiu_data.io.safe_pickle`) and an allow-lis
 the globals such a file names (:data:`ALLOWED_GLOBALS`):
 
 - ``numpy.core.multiarray._reconstruct`` (also spelled ``numpy._core.multiarray``), ``numpy.ndarray``,
-  ``numpy.dtype``, ``__builtin__.set`` / ``builtins.set``: rebuilt by numpy and Python;
+  ``numpy.dtype``, ``__builtin__.set`` / ``builtins.set``: rebuilt by numpy and Python (numpy's
+  other pickling globals, :data:`hiu_data.io.safe_pickle.NUMPY_ARRAYS`, are allowed too, for
+  chumpy-free re-saves written by Python 3);
 - ``chumpy.ch.Ch``, ``chumpy.reordering.Select``, ``scipy.sparse.csc.csc_matrix`` (also
   ``scipy.sparse._csc``): inert stand-ins that only store their pickled state, turned into
   numpy arrays afterwards (``Ch`` -> its ``x``; ``Select`` -> ``a.ravel()[idxs]`` reshaped to
@@ -71,11 +73,10 @@ class CscStandIn(_Inert):
 
 
 ALLOWED_GLOBALS: dict[str, Any] = {
-    # numpy's reconstruction of arrays and dtypes (None: the real object; both numpy spellings).
-    "numpy.core.multiarray._reconstruct": None,
-    "numpy._core.multiarray._reconstruct": None,
-    "numpy.ndarray": None,
-    "numpy.dtype": None,
+    # numpy's reconstruction of arrays, dtypes and scalars (None: the real object). The official
+    # files need only _reconstruct, ndarray and dtype; a chumpy-free re-save written by Python 3
+    # also names numpy scalars, _frombuffer (protocol 5) or _codecs.encode (protocol 2).
+    **{name: None for name in safe_pickle.NUMPY_ARRAYS},
     "__builtin__.set": set,
     "builtins.set": set,
     # chumpy and scipy records become inert stand-ins (neither package is imported).

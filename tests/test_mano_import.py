@@ -226,3 +226,17 @@ def test_the_same_model_has_one_name_as_official_pickle_or_imported_npz(official
     meta["hand_model"]["name"] = f"mano sha256:{sha256_file(imported / 'MANO_RIGHT.npz')[:16]}"
     (folder / "config.json").write_text(json.dumps(meta))
     load_checkpoint(folder)
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_a_chumpy_free_resave_from_python3_imports(protocol, tmp_path):
+    # Scripts that drop chumpy re-pickle the dict with Python 3: protocol 2 names _codecs.encode for
+    # bytes, protocol 5 numpy's _frombuffer, and stray numpy scalars name multiarray.scalar.
+    arrays = synthetic_mano_arrays(0)
+    resave = dict(arrays, J_regressor=scipy.sparse.csc_matrix(arrays["J_regressor"]), bs_style="lbs",
+                  bs_type="lrotmin", scale=np.float64(1.0), note=b"py3")
+    path = tmp_path / "MANO_RIGHT.pkl"
+    path.write_bytes(pickle.dumps(resave, protocol=protocol))
+    got = read_mano_pickle(path)
+    for key in ("v_template", "J_regressor", "posedirs", "shapedirs", "hands_mean"):
+        np.testing.assert_array_equal(got[key], arrays[key], err_msg=key)
