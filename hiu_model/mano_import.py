@@ -131,6 +131,7 @@ def read_mano_pickle(path: Path) -> dict[str, np.ndarray]:
     raw = safe_pickle.load(path, ALLOWED_GLOBALS)
     if not isinstance(raw, dict):
         raise DatasetFormatError(path, f"expected a dict of model arrays, found {type(raw).__name__}")
+    _refuse_body_model(raw, path)
     arrays = {}
     for key in REQUIRED_KEYS + OPTIONAL_KEYS:
         if key in raw:
@@ -205,10 +206,22 @@ def check_arrays(arrays: dict[str, np.ndarray], path: Path, num_verts: int | Non
         raise DatasetFormatError(path, "tip_vertex_ids index vertices outside the mesh")
 
 
+BODY_MODEL = ("a SMPL-H / SMPL-X body model, not the MANO hand model: import MANO_RIGHT.pkl and "
+              "MANO_LEFT.pkl (mano_v1_2/models in the MANO download)")
+
+
+def _refuse_body_model(keys: Any, path: Path) -> None:
+    """SMPL-H and SMPL-X files hold both hands' pose spaces (``hands_componentsl`` / ``r``)."""
+    if {"hands_componentsl", "hands_componentsr"} & set(keys):
+        raise DatasetFormatError(path, BODY_MODEL)
+
+
 def side_of(path: Path) -> str:
     """"right" or "left" from a file name (``MANO_RIGHT.pkl``); DatasetFormatError otherwise."""
     stem = Path(path).name.lower()
     sides = [s for s in ("right", "left") if s in stem]
+    if not sides and stem.startswith("smpl"):  # SMPLH_male.pkl, SMPLX_NEUTRAL.npz beside the MANO files
+        raise DatasetFormatError(path, BODY_MODEL)
     if len(sides) != 1:
         raise DatasetFormatError(path, "cannot tell the hand side: the file name must contain RIGHT or LEFT "
                                        "(as the official MANO_RIGHT.pkl / MANO_LEFT.pkl do)")
@@ -223,6 +236,7 @@ def read_model_file(path: Path, num_verts: int | None = MANO_NUM_VERTS) -> dict[
     if path.suffix.lower() == ".npz":
         try:
             with np.load(path, allow_pickle=False) as data:
+                _refuse_body_model(data.files, path)
                 arrays = {k: data[k] for k in data.files if k in REQUIRED_KEYS + OPTIONAL_KEYS}
         except (ValueError, OSError, EOFError, zipfile.BadZipFile):
             # A truncated or overwritten file. numpy's own message for a non-zip file advises

@@ -240,3 +240,20 @@ def test_a_chumpy_free_resave_from_python3_imports(protocol, tmp_path):
     got = read_mano_pickle(path)
     for key in ("v_template", "J_regressor", "posedirs", "shapedirs", "hands_mean"):
         np.testing.assert_array_equal(got[key], arrays[key], err_msg=key)
+
+
+def test_a_smplh_or_smplx_body_model_is_named_as_such(official_pickle, tmp_path, capsys):
+    # Both sit beside the MANO files (mano_v1_2/models/SMPLH_*.pkl, smplx's models/smplx/*.npz).
+    arrays = synthetic_mano_arrays(0)
+    body = {k: v for k, v in arrays.items() if not k.startswith("hands_")}
+    body.update(hands_componentsl=arrays["hands_components"], hands_componentsr=arrays["hands_components"],
+                hands_meanl=arrays["hands_mean"], hands_meanr=arrays["hands_mean"])
+    (tmp_path / "SMPLH_male.pkl").write_bytes(official_pickle(body))
+    np.savez(tmp_path / "SMPLX_NEUTRAL.npz", **body)
+    (tmp_path / "smplh_RIGHT.pkl").write_bytes(official_pickle(body))  # renamed to get past the side check
+    for name in ("SMPLH_male.pkl", "SMPLX_NEUTRAL.npz", "smplh_RIGHT.pkl"):
+        assert main(["mano", "import", str(tmp_path / name), "--mano-dir", str(tmp_path / "out")]) == 1
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert err == [f"error: {tmp_path / name}: a SMPL-H / SMPL-X body model, not the MANO hand model: import "
+                       "MANO_RIGHT.pkl and MANO_LEFT.pkl (mano_v1_2/models in the MANO download)"]
+    assert not (tmp_path / "out").exists()
