@@ -46,7 +46,7 @@ def info(
     """
     from hiu_model.mano import HandModel, mano_dir as resolve_dir
 
-    console.print(f"MANO folder: {resolve_dir(mano_dir)}", soft_wrap=True)
+    typer.echo(f"MANO folder: {resolve_dir(mano_dir)}")  # the command's answer: stdout, with the lines below
     for side in ("right", "left"):
         model = HandModel(side, model_dir=mano_dir)
         typer.echo(f"{side}: {model.name} ({model.num_verts} vertices, {len(model.faces)} faces) from {model.path}")

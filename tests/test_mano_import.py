@@ -257,3 +257,15 @@ def test_a_smplh_or_smplx_body_model_is_named_as_such(official_pickle, tmp_path,
         assert err == [f"error: {tmp_path / name}: a SMPL-H / SMPL-X body model, not the MANO hand model: import "
                        "MANO_RIGHT.pkl and MANO_LEFT.pkl (mano_v1_2/models in the MANO download)"]
     assert not (tmp_path / "out").exists()
+
+
+def test_mano_info_answers_on_stdout(official_pickle, tmp_path, capsys):
+    (tmp_path / "MANO_RIGHT.pkl").write_bytes(official_pickle(synthetic_mano_arrays(0)))
+    assert main(["mano", "import", str(tmp_path / "MANO_RIGHT.pkl"), "--mano-dir", str(tmp_path / "m")]) == 0
+    capsys.readouterr()
+    assert main(["mano", "info", "--mano-dir", str(tmp_path / "m")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    name = HandModel("right", model_dir=tmp_path / "m", kind="mano").name
+    assert out[0] == f"MANO folder: {tmp_path / 'm'}"
+    assert out[1] == f"right: {name} (778 vertices, 1538 faces) from {tmp_path / 'm' / 'MANO_RIGHT.npz'}"
+    assert out[2].startswith(f"left: {name} mirrored (778 vertices")
