@@ -269,3 +269,24 @@ def test_mano_info_answers_on_stdout(official_pickle, tmp_path, capsys):
     assert out[0] == f"MANO folder: {tmp_path / 'm'}"
     assert out[1] == f"right: {name} (778 vertices, 1538 faces) from {tmp_path / 'm' / 'MANO_RIGHT.npz'}"
     assert out[2].startswith(f"left: {name} mirrored (778 vertices")
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_imported_model_poses_as_smplx_own_mano_layer(side, official_pickle, tmp_path):
+    """smplx reads a chumpy-free pickle of the same arrays with its own loader; hiu imports the official layout."""
+    import smplx
+
+    arrays = synthetic_mano_arrays(3)
+    name = f"MANO_{side.upper()}.pkl"
+    (tmp_path / name).write_bytes(official_pickle(arrays))
+    import_mano([tmp_path / name], tmp_path / "imported")
+    (tmp_path / "ref").mkdir()
+    plain = dict(arrays, J_regressor=scipy.sparse.csc_matrix(arrays["J_regressor"]), bs_style="lbs", bs_type="lrotmin")
+    (tmp_path / "ref" / name).write_bytes(pickle.dumps(plain))
+    torch.manual_seed(0)
+    pose, betas, transl = torch.randn(3, 48) * 0.6, torch.randn(3, 10), torch.randn(3, 3) * 0.1
+    ours = HandModel(side, model_dir=tmp_path / "imported", kind="mano")(pose, betas, transl)
+    ref = smplx.MANO(str(tmp_path / "ref"), is_rhand=side == "right", use_pca=False, flat_hand_mean=False,
+                     num_betas=10)(betas=betas, global_orient=pose[:, :3], hand_pose=pose[:, 3:], transl=transl)
+    torch.testing.assert_close(ours.vertices, ref.vertices, rtol=0, atol=1e-6)
+    torch.testing.assert_close(ours.joints_mano, ref.joints, rtol=0, atol=1e-6)
