@@ -1,6 +1,6 @@
 """Soft silhouette forward + backward on the CPU: hiu's renderer against a dense baseline.
 
-Workload as in the PyTorch3D reference figure (model.md section 6): a batch of 32 ico-spheres
+Workload as in PyTorch3D's published CPU timing of its soft rasteriser: a batch of 32 ico-spheres
 of 1,280 faces, faces_per_pixel 50, sigma 1e-4 NDC^2 (converted to pixels^2) and PyTorch3D's
 blur radius ln(1e4 - 1) * sigma, at 64x64 and 128x128; the loss is a weighted sum of alpha.
 ``--mesh hand`` uses the procedural hand (2,260 faces) instead.
@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 PYTORCH3D_REFERENCE_S = {64: 7.7, 128: 31.7}
-"""PyTorch3D CPU, 32 ico-spheres of 1,280 faces, K = 50, sigma = 1e-4, fwd + bwd (model.md section 6)."""
+"""PyTorch3D CPU, 32 ico-spheres of 1,280 faces, K = 50, sigma = 1e-4, fwd + bwd (PyTorch3D's published figure)."""
 
 
 def icosphere(level: int = 3) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,7 @@
 """Anatomical articulation of MANO-tree hands: joint axes, angles -> MANO pose, prototypes.
 
 MANO poses are axis-angle rotations of each joint relative to its parent, expressed in the
-template frame. Anatomical angles are easier to sample and to bound (``model.md`` §7), so this
+template frame. Anatomical angles are easier to sample and to bound (joint limits are published as anatomical angles), so this
 module derives, from a model's template joints, three axes per joint:
 
 - **flexion**: positive curls the digit towards its pad (the palm; for the thumb, towards the

@@ -1,6 +1,6 @@
 """The hand layer: MANO (or the procedural hand) through smplx, returning the 21 HAND21 joints.
 
-Pose convention (DESIGN §2): 48 axis-angle values, 3 for the root (global orientation) and 3
+Pose convention: 48 axis-angle values, 3 for the root (global orientation) and 3
 for each of the 15 finger joints in MANO order, **relative to the model's mean pose** (smplx
 ``flat_hand_mean=False``: the layer adds ``hands_mean`` before skinning, so a zero pose is the
 relaxed mean hand, as FreiHAND and InterHand2.6M store their poses). Rotations are about the
@@ -301,7 +301,7 @@ def _default_right_mano() -> HandModel:
 def freihand_to_mesh(mano61: np.ndarray, K: np.ndarray, model: HandModel | None = None) -> tuple[np.ndarray, np.ndarray]:
     """FreiHAND's 61-value MANO annotation -> mesh and 21 joints in the camera frame.
 
-    Recipe of the FreiHAND toolbox (``datasets.md`` §1): pose ``[0:48]`` (relative to the mean
+    Recipe of the FreiHAND toolbox: pose ``[0:48]`` (relative to the mean
     pose), betas ``[48:58]``, the root keypoint's pixel ``uv_root = [58:60]`` and
     ``scale = [60]`` (focal / Z_root). The hand is posed with zero translation and then
     translated so that HAND21 joint 9 (middle MCP) lands at

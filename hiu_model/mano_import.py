@@ -2,7 +2,7 @@
 
 The official ``MANO_RIGHT.pkl`` / ``MANO_LEFT.pkl`` (v1.2) are Python-2 pickles whose
 ``shapedirs`` is a chumpy object and whose ``J_regressor`` is a scipy CSC matrix; chumpy does
-not import on Python 3.11 with numpy 2 (``model.md`` §3.3). They are read here with the
+not import on Python 3.11 with numpy 2 (it uses names both have removed). They are read here with the
 project's restricted unpickler (:mod:`hiu_data.io.safe_pickle`) and an allow-list of exactly
 the globals such a file names (:data:`ALLOWED_GLOBALS`):
 

@@ -9,8 +9,8 @@ not apply to it. Reports name it ``procedural-v1``.
 Geometry (template, metres, MANO-like frame): wrist joint at the origin, fingers pointing along
 -x, thumb side +z, palm facing -y, back of the hand +y. The mesh is a rounded slab for the palm
 and one tube with a rounded tip per finger (the thumb's tube is fat near its base: the thenar
-eminence); tubes overlap the palm rather than being stitched to it. Proportions follow the adult
-values of ``model.md`` §7 (bone lengths, finger diameters, palm width).
+eminence); tubes overlap the palm rather than being stitched to it. Proportions follow published adult
+hand anthropometry (bone lengths, finger diameters, palm width).
 
 Skinning: a tube vertex follows the bone it lies on, blended smoothly over half a finger radius
 either side of a joint; the palm follows the wrist. Joints are regressed as the centroids of one

@@ -50,7 +50,7 @@ def test_mano_format_and_tree(right):
 
 
 def test_anatomical_proportions(right):
-    """Bone lengths of model.md section 7 (mm), hand length about 185 mm, palm about 85 mm wide."""
+    """Adult bone lengths (mm), hand length about 185 mm, palm about 85 mm wide."""
     j = {name: right["J"][i] * 1000.0 for i, name in enumerate(MANO_JOINT_NAMES)}
     table = {"index": (40, 23), "middle": (45, 27), "ring": (42, 26), "little": (33, 18)}
     for finger, (proximal, middle) in table.items():

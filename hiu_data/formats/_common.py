@@ -209,7 +209,7 @@ def bboxes_from_keypoints(keypoints_2d: np.ndarray, visibility: np.ndarray, widt
                           height: int | np.ndarray) -> np.ndarray:
     """Hand boxes from labels, batched: the tight box of the labelled keypoints, clipped to the image.
 
-    Decision (datasets.md is silent): no margin is added here (crops add their own), occluded
+    Decision (the datasets do not say): no margin is added here (crops add their own), occluded
     and out-of-image keypoints count (they are labelled), and the box is clipped to the
     image so that it always lies inside it; a hand with no labelled keypoint gets a zero box.
 
@@ -241,7 +241,7 @@ def bbox_from_keypoints(keypoints_2d: np.ndarray | None, visibility: np.ndarray,
 
 
 def sample_id(dataset: str, split: str, source_id: str, side: str | None = None) -> str:
-    """``<dataset>/<split>/<source id>[/<side>]`` (DESIGN §3)."""
+    """``<dataset>/<split>/<source id>[/<side>]`` (unique across datasets)."""
     return f"{dataset}/{split}/{source_id}" + (f"/{side}" if side else "")
 
 

@@ -12,7 +12,7 @@ Fields are separated by ``;`` and are the fingertips thumb, index, middle, ring,
 missing fingertip has ``z == 32001``. Every row is a **left** hand in split ``test``
 (Dexter+Object is an evaluation set); ``subset`` is the sequence.
 
-Frames and the sign convention (datasets.md §5, from Minimal-Hand's loader): the 3D labels
+Frames and the sign convention (from Minimal-Hand's loader): the 3D labels
 ``(x, y, z)`` are in the depth camera with x and y negated, i.e. the depth-camera point is
 ``P_d = (-x, -y, z)`` (x right, y down, z forward). The colour-camera point is
 ``P_c = R @ P_d + t`` with the fixed depth-to-colour extrinsics below (t in mm), and

@@ -2,7 +2,7 @@
 
 HIU-Data is distributed as an encrypted archive and its layout is **not published**. This
 module implements the layout described by the maintainer's issue replies and third-party
-loaders (datasets.md §8); every point below is an assumption, not a verified fact:
+loaders; every point below is an assumption, not a verified fact:
 
 - One labelled image per ``<id>.json`` anywhere under ``root`` (searched recursively; the
   known release has ``<root>/to_cv_community/<10-letter id>.jpg + .json``). The image is

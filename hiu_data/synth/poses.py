@@ -9,7 +9,7 @@ thumb, index, middle, ring, little (array (5, 4) float64):
   thumb across the palm towards the little finger, CMC abduction lifts it out of the palm
   plane towards the palm side (palmar abduction), which together give opposition.
 
-Limits follow ``model.md`` §7 (anatomy literature). Sampling each angle independently gives
+Limits follow the anatomy literature (active ranges of motion of adult fingers). Sampling each angle independently gives
 implausible hands, so a sample is a prototype (open, fist, point, pinch, OK, thumbs-up,
 spread, ...) optionally blended with a second one, plus a curl shared by all fingers, per-finger
 noise, the DIP ≈ 2/3 PIP coupling and abduction that narrows as the MCP flexes; then clipped.
@@ -34,7 +34,7 @@ from hiu_data.skeleton import FINGERS, MANO21_TO_HAND21, ROOT
 NUM_MANO_JOINTS = 16
 FINGER_ORDER: tuple[str, ...] = ("thumb", "index", "middle", "ring", "little")
 
-# (low, high) degrees per column, per finger (model.md §7; abduction widest for index/little).
+# (low, high) degrees per column, per finger (active ranges of motion; abduction widest for index/little).
 LIMITS_DEG: np.ndarray = np.array([
     [[-15, 45], [0, 60], [0, 60], [-15, 80]],        # thumb: CMC flex, CMC abd, MCP, IP
     [[-30, 90], [-20, 20], [0, 110], [-10, 80]],     # index

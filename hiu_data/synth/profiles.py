@@ -5,8 +5,8 @@ be ones that dataset could contain: its image size, its fixed cameras, its hand 
 image encoding (writers keep the bytes they are given). A :class:`Profile` holds those
 choices; :func:`profile_for` builds it, reading a format module's constants where the module
 fixes them (``IMAGE_SIZE`` or ``IMAGE_SIZES`` as (width, height), ``CAMERA`` K (3, 3) or a
-dict of streams, ``PRINCIPAL_POINT``, ``SPLITS``) and falling back to the values of
-``datasets.md`` otherwise.
+dict of streams, ``PRINCIPAL_POINT``, ``SPLITS``) and falling back to the datasets'
+published calibration otherwise.
 
 Decisions where the datasets leave freedom: FreiHAND and RHD keep their per-sample focal
 lengths (random here) with the fixed principal point of the format; CMU, HIU-Data and
@@ -96,7 +96,7 @@ def _splits(module: Any, fallback: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(getattr(module, "SPLITS", ())) or fallback
 
 
-# datasets.md values, used when a format module does not define its constants.
+# The datasets' published calibration, used when a format module does not define its constants.
 _STB_SK_COLOR_K = np.array([[607.92271, 0.0, 314.78337], [0.0, 607.88192, 236.42484], [0.0, 0.0, 1.0]])
 _DEXTER_K = np.array([[587.45209, 0.0, 325.0], [0.0, 600.67456, 249.0], [0.0, 0.0, 1.0]])
 

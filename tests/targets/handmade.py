@@ -1,6 +1,6 @@
 """Hand-made labelled hands for the target and data-pipeline tests (and the benches).
 
-A 3D stick hand (bone lengths from model.md section 7, random finger flexion and global
+A 3D stick hand (adult bone lengths, random finger flexion and global
 rotation) is placed in front of a pinhole camera, projected, and drawn with OpenCV: thick skin
 coloured bones and a palm polygon over a textured background. The mask is the same drawing.
 Every label is exact: 2D = projection of 3D with K, pixel centres at +0.5.
