@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 from hiu_data.errors import HiuError
 from hiu_data.formats._common import project
 from hiu_data.io.parquet import MANIFEST, find_dataset_dirs, load_manifest, manifest_counts, sha256_file
-from hiu_data.schema import HAND_SIDES, SPLITS, check_schema
+from hiu_data.schema import HAND_SIDES, REVIEW_STATUSES, SPLITS, check_schema
 from hiu_data.skeleton import BONES, FINGERS, JOINT_INDEX, NUM_JOINTS, ROOT
 from hiu_data.validate_images import check_images_and_masks
 
@@ -176,7 +176,7 @@ def _validate_one(folder: Path, reprojection_px: float, tolerance_px: float, max
     if not shards:
         return DatasetReport(str(folder), dataset, 0, [c.result(max_fraction) for c in checks.values()])
     columns = ["sample_id", "split", "hand_side", "width", "height", "bbox", "visibility", "keypoints_2d", "keypoints_3d",
-               "camera_K", "label_source"]
+               "camera_K", "label_source", "review_status"]
     table = pa.concat_tables([pq.read_table(p, columns=columns, memory_map=True) for p in shards])
     rows = _Rows(table)
     _check_ids_and_fields(rows, checks)
@@ -249,6 +249,7 @@ class _Rows:
         self.n = len(table)
         self.ids = np.asarray(table.column("sample_id").to_pylist(), dtype=object)
         self.split = table.column("split").to_pylist()
+        self.review = table.column("review_status").to_pylist()
         self.side = table.column("hand_side").to_pylist()
         self.width = table.column("width").to_numpy().astype(np.float64)
         self.height = table.column("height").to_numpy().astype(np.float64)
@@ -281,16 +282,19 @@ def _check_ids_and_fields(rows: _Rows, checks: dict[str, _Check]) -> None:
     checks["duplicate_ids"].add(rows.n, dupes, [f"{counts[d]} rows" for d in dupes[:5]])
     split_ok = np.array([s in SPLITS for s in rows.split])
     side_ok = np.array([s in HAND_SIDES for s in rows.side])
+    # A misspelt status ("Rejected") would let a hand a person rejected back into training.
+    review_ok = np.array([r is None or r in REVIEW_STATUSES for r in rows.review], bool)
     vis_ok = np.isin(rows.vis, (0, 1, 2)).all(axis=1)
     size_ok = (rows.width > 0) & (rows.height > 0)
     K = rows.K
     with np.errstate(invalid="ignore"):
         k_ok = ~rows.hasK | (np.isfinite(K).all(axis=(1, 2)) & (K[:, 0, 0] > 0) & (K[:, 1, 1] > 0)
                              & np.all(K[:, 2] == np.array([0.0, 0.0, 1.0]), axis=1))
-    bad = ~(split_ok & side_ok & vis_ok & size_ok & k_ok)
+    bad = ~(split_ok & side_ok & vis_ok & size_ok & k_ok & review_ok)
     _flag(checks["fields"], rows, np.ones(rows.n, bool), bad,
           lambda i: f"split={rows.split[i]!r} side={rows.side[i]!r} size={rows.width[i]:.0f}x{rows.height[i]:.0f}"
-                    + ("" if k_ok[i] else " camera_K is not an intrinsics matrix"))
+                    + ("" if k_ok[i] else " camera_K is not an intrinsics matrix")
+                    + ("" if review_ok[i] else f" review_status={rows.review[i]!r}"))
 
 
 def _check_keypoints(rows: _Rows, checks: dict[str, _Check], tol: float) -> None:

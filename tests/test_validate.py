@@ -158,3 +158,15 @@ def test_joint_order_from_2d_only_rows(tmp_path: Path, rhd_records) -> None:
     write_dataset(records, tmp_path / "permuted", "rhd")
     report = validate(tmp_path / "permuted", check_images=False)
     assert not report.ok and _statuses(report)["joint_order_2d"] == "fail"
+
+
+def test_a_review_status_outside_the_schema_values_is_flagged(tmp_path: Path, rhd_records) -> None:
+    records = [r.__class__(**{**r.__dict__}) for r in rhd_records]
+    records[0].review_status = "Rejected"  # would not be left out of training as "rejected" is
+    records[1].review_status = "rejected"
+    records[2].review_status = None
+    write_dataset(records, tmp_path, "rhd")
+    checks = {c.name: c for c in validate(tmp_path, check_images=False).datasets[0].checks}
+    assert checks["fields"].status == "fail" and checks["fields"].flagged == 1
+    assert checks["fields"].examples == [f"{records[0].sample_id}: split={records[0].split!r} side="
+                                         f"{records[0].hand_side!r} size=320x320 review_status='Rejected'"]
