@@ -93,7 +93,12 @@ def replace_folder(staging: Path, final: Path) -> None:
     if final.exists():
         old = staging_path(final, "old")
         final.rename(old)
-    staging.rename(final)
+    try:
+        staging.rename(final)
+    except BaseException:
+        if old is not None:
+            old.rename(final)  # the old output back where it was
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
