@@ -205,7 +205,7 @@ def _added_row(template: HandSample, label_id: str, keypoint: Any, image_tags: l
     decision = L.decide(image_tags, list(keypoint.tags), edited=True)
     status = decision.status or "corrected"
     split = "train" if template.split == "unlabeled" and decision.human else template.split
-    side = keypoint.label if keypoint.label in ("left", "right") else template.hand_side
+    side = keypoint.label if keypoint.label in HAND_SIDES else template.hand_side
     return HandSample(
         sample_id=f"{template.dataset}/{split}/{template.image_id}/added-{label_id}", dataset=template.dataset,
         split=split, image_id=template.image_id, width=template.width, height=template.height, hand_side=side,
