@@ -139,9 +139,9 @@ def _steps_for(cfg: Any, out: Path, overwrite: bool, minutes: float, started: fl
     check_training_data(cfg)
     console.print(f"timing a few steps to fit the schedule into {minutes:g} minutes", markup=False)
     fit = budget.fit_budget(cfg, minutes, cfg.train.batch_size, spent_seconds=time.perf_counter() - started)
-    console.print(f"{fit.steps} steps of batch {cfg.train.batch_size} (train.steps) in the {fit.train_minutes:g} "
+    console.print(f"{fit.steps} steps of batch {cfg.train.batch_size} (train.steps) in the {fit.train_minutes:.1f} "
                   f"minutes left after {fit.timing_seconds:.0f} s of timing; the run stops then either way "
-                  f"(train.max_minutes={fit.train_minutes:g})", markup=False)
+                  f"(train.max_minutes={fit.train_minutes:.4g})", markup=False)
     return fit.steps, fit.train_minutes
 
 
