@@ -28,8 +28,10 @@ _TABLES = (
 
 
 def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"  # a labelled joint predicted as NaN: an error, not a missing number
     return f"{value:.2f}" if abs(value) >= 10 else f"{value:.3f}"
 
 

@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 
 PROTOCOL = {
     "heatmap": "2D of the heat-map branch in image px; PCK@t: error <= t * max(w, h) of the GT box; "
-               "AUC: PCK over 20 thresholds on 0-30 px (trapezoid / range); EPE: mean px; PCKh@0.7: 0.7 * head_size",
+               "AUC: PCK over 20 thresholds on 0-30 px (trapezoid / range, hand3d; not mmpose's left sum); EPE: mean px; "
+               "PCKh@0.7: 0.7 * head_size; a non-finite prediction of a labelled joint is a miss (mean errors inf)",
     "mesh": "projected mesh joints (2D as heatmap); 3D wrist-relative mm: PCK 20-50 mm, AUC over 31 thresholds "
             "on 20-50 mm, MPJPE, PA-MPJPE (FreiHAND similarity alignment, centroid-centred); vertices: PA-MPVPE, "
             "F@5/F@15 mm (nearest neighbour both ways) after alignment",

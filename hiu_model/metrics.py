@@ -3,7 +3,10 @@
 These are the numbers hand-pose papers report; :mod:`hiu_model.evaluate` runs a model over
 converted datasets and feeds its predictions here. Shapes use N samples, J joints (HAND21),
 V mesh vertices. Every function takes a ``valid`` mask where labels can be missing; a joint
-that is not valid never counts, neither as a hit nor as a miss.
+that is not valid (or whose ground truth is not finite) never counts, neither as a hit nor as a
+miss. A labelled joint whose *prediction* is not finite (a diverged model) is a miss at every
+threshold and makes the mean errors infinite, as in the reference code where NaN compares false;
+it is never silently left out.
 
 Aggregation (one rule for every PCK/AUC, as in mmpose ``keypoint_pck_accuracy`` and the
 FreiHAND / hand3d AUC code): the PCK of each joint is taken over the samples where that joint
@@ -14,7 +17,11 @@ MPJPE) are pooled over every valid joint of every sample.
 - ``PCK@t``: error below ``t`` times the box size, the box size being ``max(w, h)`` of the
   ground-truth box (mmpose ``PCKAccuracy(norm_item="bbox")``).
 - ``AUC 0-30 px``: PCK at 20 evenly spaced pixel thresholds on [0, 30] (hand3d ``eval2d``),
-  trapezoid integral divided by the range, so a perfect predictor scores 1.
+  trapezoid integral divided by the range, so a perfect predictor scores 1. mmpose's
+  ``AUC(norm_factor=30)`` is a different number: the mean of the PCK at 0, 1.5, ..., 28.5 px
+  (a left Riemann sum, strict ``<``), a few hundredths lower for the same predictions.
+- Ties: an error equal to the threshold is a hit (``<=``, hand3d / FreiHAND ``EvalUtil``); mmpose
+  and FreiHAND's F-score use ``<``, which differs only for errors exactly on a threshold.
 - ``EPE``: mean Euclidean error in pixels.
 - ``PCKh@0.7``: error below 0.7 times the sample's ``head_size`` (CMU Panoptic protocol of
   mmpose); only samples that carry a head size count.
@@ -67,11 +74,13 @@ def joint_errors(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return np.sqrt(np.sum(diff * diff, axis=-1))
 
 
-def _valid_mask(errors: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
-    mask = np.isfinite(errors)
-    if valid is not None:
-        mask &= np.asarray(valid, bool)
-    return mask
+def _counted(errors: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(errors, mask) to aggregate: without ``valid`` the finite errors count; with it every valid
+    entry counts and a non-finite error there becomes +inf (a miss, never a dropped joint)."""
+    if valid is None:
+        return errors, np.isfinite(errors)
+    mask = np.asarray(valid, bool)
+    return np.where(mask & ~np.isfinite(errors), np.inf, errors), mask
 
 
 def pck_curve(errors: np.ndarray, valid: np.ndarray | None, thresholds: np.ndarray) -> np.ndarray:
@@ -80,13 +89,13 @@ def pck_curve(errors: np.ndarray, valid: np.ndarray | None, thresholds: np.ndarr
     Args:
         errors: (N, J) float errors in the unit of ``thresholds`` (already normalised if the
             protocol normalises).
-        valid: (N, J) bool, or None for all finite errors.
+        valid: (N, J) bool labelled joints (a non-finite error there is a miss), or None for
+            all finite errors.
         thresholds: (T,) float.
     Returns:
         (T,) float64 in [0, 1]; NaN when no joint is valid anywhere.
     """
-    errors = np.asarray(errors, np.float64)
-    mask = _valid_mask(errors, valid)
+    errors, mask = _counted(np.asarray(errors, np.float64), valid)
     counts = mask.sum(axis=0)  # (J,)
     joints = counts > 0
     if not joints.any():
@@ -112,9 +121,9 @@ def auc(errors: np.ndarray, valid: np.ndarray | None, start: float, stop: float,
 
 
 def mean_error(errors: np.ndarray, valid: np.ndarray | None) -> float:
-    """Mean of the valid errors pooled over samples and joints (NaN when none is valid)."""
-    errors = np.asarray(errors, np.float64)
-    mask = _valid_mask(errors, valid)
+    """Mean of the valid errors pooled over samples and joints (NaN when none is valid; inf when
+    a valid error is not finite)."""
+    errors, mask = _counted(np.asarray(errors, np.float64), valid)
     return float(errors[mask].mean()) if mask.any() else float("nan")
 
 
@@ -130,7 +139,8 @@ def metrics_2d(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray, bbox: np.nda
 
     Args:
         pred, gt: (N, J, 2) float pixels in the stored image's frame.
-        valid: (N, J) bool, labelled joints.
+        valid: (N, J) bool, labelled joints (non-finite ``gt`` is unlabelled too; non-finite
+            ``pred`` at a labelled joint is a miss).
         bbox: (N, 4) float ground-truth boxes x, y, w, h in pixels (PCK normaliser).
         head_size: (N,) float pixels, NaN where a sample has none; None if no sample has one.
     Returns:
@@ -138,9 +148,11 @@ def metrics_2d(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray, bbox: np.nda
         and ``pckh@0.7`` when any head size is given.
     """
     errors = joint_errors(pred, gt)
+    valid = np.asarray(valid, bool) & np.isfinite(np.asarray(gt, np.float64)).all(-1)
     norm = box_size(bbox)[:, None]
-    normed = np.where(norm > 0, errors / np.where(norm > 0, norm, 1.0), np.nan)
-    curve = pck_curve(normed, valid, np.array(PCK_2D_THRESHOLDS))
+    # A zero-area box has no scale: its joints leave box-normalised PCK (as in mmpose).
+    normed = errors / np.where(norm > 0, norm, 1.0)
+    curve = pck_curve(normed, valid & (norm > 0), np.array(PCK_2D_THRESHOLDS))
     out = {f"pck@{t:g}": float(v) for t, v in zip(PCK_2D_THRESHOLDS, curve)}
     out["auc_0_30px"] = auc(errors, valid, *AUC_2D_RANGE_PX)
     out["epe_px"] = mean_error(errors, valid)
@@ -148,9 +160,9 @@ def metrics_2d(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray, bbox: np.nda
         head = np.asarray(head_size, np.float64)[:, None]
         has_head = np.isfinite(head) & (head > 0)
         if has_head.any():
-            by_head = np.where(has_head, errors / np.where(has_head, head, 1.0), np.nan)
+            by_head = errors / np.where(has_head, head, 1.0)
             out[f"pckh@{PCKH_THRESHOLD:g}"] = float(
-                pck_curve(by_head, np.asarray(valid, bool) & has_head, np.array([PCKH_THRESHOLD]))[0])
+                pck_curve(by_head, valid & has_head, np.array([PCKH_THRESHOLD]))[0])
     return out
 
 
@@ -223,14 +235,17 @@ def metrics_3d(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None
            zip(PCK_3D_REPORTED_MM, pck_curve(errors, valid, np.array(PCK_3D_REPORTED_MM)))}
     out["auc_20_50mm"] = auc(errors, valid, *AUC_3D_RANGE_MM)
     out["mpjpe_mm"] = mean_error(errors, valid)
-    # Procrustes needs the same point set on both sides: align on the valid joints only.
-    aligned_errors = np.full(errors.shape, np.nan)
-    for i in np.flatnonzero(valid.sum(axis=1) >= 3):
+    # Procrustes needs the same point set on both sides: align on the valid joints only, and
+    # only hands with at least 3 of them (fewer points do not fix a rotation).
+    pa_valid = valid & (valid.sum(axis=1) >= 3)[:, None]
+    aligned_errors = np.full(errors.shape, np.inf)
+    for i in np.flatnonzero(pa_valid.any(axis=1)):
         keep = valid[i]
-        aligned = align_similarity(gt_rel[i:i + 1, keep], pred_rel[i:i + 1, keep])
-        aligned_errors[i, keep] = joint_errors(aligned, gt_rel[i:i + 1, keep])[0]
-    out["pa_mpjpe_mm"] = mean_error(aligned_errors, valid)
-    out["pa_auc_0_50mm"] = auc(aligned_errors, valid, 0.0, 50.0, 100)
+        if np.isfinite(pred_rel[i, keep]).all():  # else the SVD fails; the hand stays all misses
+            aligned = align_similarity(gt_rel[i:i + 1, keep], pred_rel[i:i + 1, keep])
+            aligned_errors[i, keep] = joint_errors(aligned, gt_rel[i:i + 1, keep])[0]
+    out["pa_mpjpe_mm"] = mean_error(aligned_errors, pa_valid)
+    out["pa_auc_0_50mm"] = auc(aligned_errors, pa_valid, 0.0, 50.0, 100)
     return out
 
 
@@ -238,18 +253,26 @@ def metrics_mesh(pred_vertices: np.ndarray, gt_vertices: np.ndarray) -> dict[str
     """FreiHAND vertex metrics after similarity alignment, in millimetres.
 
     Args:
-        pred_vertices, gt_vertices: (N, V, 3) float metres, same mesh topology.
+        pred_vertices, gt_vertices: (N, V, 3) float metres, same mesh topology. Samples whose
+            ground truth is not finite are unlabelled and left out; a non-finite prediction
+            scores F = 0 and makes ``pa_mpvpe_mm`` infinite.
     Returns:
-        ``pa_mpvpe_mm``, ``f@5mm``, ``f@15mm`` (aligned, mean over samples).
+        ``pa_mpvpe_mm``, ``f@5mm``, ``f@15mm`` (aligned, mean over samples; NaN for none).
     """
     pred = np.asarray(pred_vertices, np.float64) * 1000.0
     gt = np.asarray(gt_vertices, np.float64) * 1000.0
+    labelled = np.isfinite(gt).all(axis=(1, 2)) if gt.ndim == 3 else np.zeros(len(gt), bool)
+    pred, gt = pred[labelled], gt[labelled]
     if len(gt) == 0:
         return {"pa_mpvpe_mm": float("nan"), **{f"f@{t:g}mm": float("nan") for t in F_SCORE_THRESHOLDS_MM}}
-    aligned = align_similarity(gt, pred)
+    finite = np.isfinite(pred).all(axis=(1, 2))
+    aligned = np.full(gt.shape, np.inf)
+    if finite.any():
+        aligned[finite] = align_similarity(gt[finite], pred[finite])
     out = {"pa_mpvpe_mm": float(joint_errors(aligned, gt).mean())}
     for t in F_SCORE_THRESHOLDS_MM:
-        out[f"f@{t:g}mm"] = float(np.mean([f_score(g, a, t) for g, a in zip(gt, aligned)]))
+        out[f"f@{t:g}mm"] = float(np.mean([f_score(g, a, t) if ok else 0.0
+                                           for g, a, ok in zip(gt, aligned, finite)]))
     return out
 
 

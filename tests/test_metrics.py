@@ -39,6 +39,41 @@ def test_2d_invalid_joints_do_not_count() -> None:
     assert out["epe_px"] == 500.0
 
 
+
+def test_nan_prediction_is_a_miss_not_an_unlabelled_joint() -> None:
+    # Two labelled hands of one joint, 1 px off in a 100 px box; the second prediction is NaN
+    # (a diverged model). As in mmpose and FreiHAND, where NaN < thr is false, it is a miss:
+    # PCK 1/2 at every threshold, not 1/1 with the NaN hand dropped.
+    gt = np.zeros((2, 1, 2))
+    pred = np.array([[[1.0, 0.0]], [[np.nan, np.nan]]])
+    out = metrics.metrics_2d(pred, gt, np.ones((2, 1), bool), np.array([[0, 0, 100, 100]] * 2, float),
+                             head_size=np.array([10.0, 10.0]))
+    assert out["pck@0.05"] == 0.5 and out["pckh@0.7"] == 0.5
+    assert out["auc_0_30px"] < 0.5
+    assert out["epe_px"] == np.inf
+    # A zero-area box leaves box-normalised PCK (nothing to normalise by), but not EPE / AUC.
+    out = metrics.metrics_2d(pred[:1].repeat(2, 0), gt, np.ones((2, 1), bool),
+                             np.array([[0, 0, 100, 100], [0, 0, 0, 0]], float))
+    assert out["pck@0.05"] == 1.0 and out["epe_px"] == 1.0
+
+
+def test_nan_3d_and_vertex_predictions_score_as_misses(rng: np.random.Generator) -> None:
+    gt = _hand(rng, 2)
+    pred = gt.copy()
+    pred[1, 7] = np.nan  # one joint of the second hand; Procrustes cannot use that hand
+    out = metrics.metrics_3d(pred, gt)
+    assert out["pck3d@20mm"] == pytest.approx(41 / 42)
+    assert out["mpjpe_mm"] == np.inf and out["pa_mpjpe_mm"] == np.inf
+    assert out["pa_auc_0_50mm"] < 0.51
+    verts = _hand(rng, 2, points=50)
+    bad = verts.copy()
+    bad[1, 0] = np.nan
+    mesh = metrics.metrics_mesh(bad, verts)
+    assert mesh["f@5mm"] == pytest.approx(0.5) and mesh["pa_mpvpe_mm"] == np.inf
+    # A sample without a finite ground-truth mesh is unlabelled: left out, not a miss.
+    mesh = metrics.metrics_mesh(verts, bad)
+    assert mesh["f@5mm"] == 1.0 and mesh["pa_mpvpe_mm"] < 1e-6
+
 def test_auc_of_constant_error() -> None:
     # All errors equal 15 px: PCK is 0 below 15 px and 1 from 15 px on; on the 20-point grid
     # the curve steps between 14.21 and 15.79 px, so the trapezoid area is (30 - 15) / 30.
@@ -126,3 +161,10 @@ def test_mask_iou_and_miou() -> None:
     # Pooled: hand tp 4, fp 4, fn 0 -> 0.5; background tn 24, fp 4 -> 24/28.
     assert out["mask_miou"] == pytest.approx((0.5 + 24 / 28) / 2)
     assert metrics.metrics_mask(metrics.mask_counts(gt, gt)) == {"mask_iou": 1.0, "mask_miou": 1.0}
+
+
+def test_eval_table_shows_infinite_error_apart_from_undefined() -> None:
+    from hiu_cli.evaluate import _cell
+
+    assert _cell(float("inf")) == "inf" and _cell(float("nan")) == "—" and _cell(None) == "—"
+    assert _cell(0.5) == "0.500" and _cell(12.345) == "12.35"
