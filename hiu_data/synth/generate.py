@@ -20,6 +20,7 @@ import logging
 import math
 import multiprocessing
 import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -64,6 +65,10 @@ def _init_worker() -> None:
     import torch
 
     torch.set_num_threads(1)
+    # A terminal's Ctrl-C reaches the whole process group. A worker killed by it mid-chunk
+    # prints a traceback and leaves the pool waiting for that chunk for ever; the parent
+    # handles the interrupt and its pool's terminate() ends the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _render_job(job: tuple[int, list[int], list[str], Profile, str]) -> list[tuple[int, bytes, list[HandSample]]]:
