@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import signal
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -286,6 +287,15 @@ def guarded(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return partial(_call_guarded, fn)
 
 
+def ignore_interrupt() -> None:
+    """Pool worker initialiser: leave Ctrl-C to the parent.
+
+    A terminal's Ctrl-C reaches the whole process group. A worker killed by it mid-chunk prints
+    a traceback and leaves the pool waiting for that chunk for ever; the parent handles the
+    interrupt, and its pool's ``terminate()`` ends the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def parallel_map(fn: Callable[[Any], Any], jobs: Iterable[Any], workers: int = 1, chunksize: int = 32,
                  threads: bool = False) -> Iterator[Any]:
     """``map(fn, jobs)`` in input order, in ``workers`` forked processes when ``workers > 1``.
@@ -309,7 +319,7 @@ def parallel_map(fn: Callable[[Any], Any], jobs: Iterable[Any], workers: int = 1
             thread_pool.terminate()
             thread_pool.join()
         return
-    pool = multiprocessing.get_context("fork").Pool(workers)
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=ignore_interrupt)
     try:
         yield from pool.imap(fn, jobs, chunksize=chunksize)
     finally:

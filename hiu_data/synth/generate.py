@@ -20,12 +20,12 @@ import logging
 import math
 import multiprocessing
 import shutil
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from hiu_data.errors import HiuError, OutputExistsError
+from hiu_data.formats._common import ignore_interrupt
 from hiu_data.io.manifest import replace_folder, staging_path
 from hiu_data.schema import HandSample
 from hiu_data.synth.profiles import PARQUET, Profile, profile_for
@@ -65,10 +65,7 @@ def _init_worker() -> None:
     import torch
 
     torch.set_num_threads(1)
-    # A terminal's Ctrl-C reaches the whole process group. A worker killed by it mid-chunk
-    # prints a traceback and leaves the pool waiting for that chunk for ever; the parent
-    # handles the interrupt and its pool's terminate() ends the workers.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_interrupt()
 
 
 def _render_job(job: tuple[int, list[int], list[str], Profile, str]) -> list[tuple[int, bytes, list[HandSample]]]:
