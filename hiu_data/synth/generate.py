@@ -62,10 +62,10 @@ def split_plan(n: int, profile: Profile, test_fraction: float, start: int = 0) -
 
 
 def _init_worker() -> None:
+    ignore_interrupt()  # first: importing torch takes seconds on a loaded machine
     import torch
 
     torch.set_num_threads(1)
-    ignore_interrupt()
 
 
 def _render_job(job: tuple[int, list[int], list[str], Profile, str]) -> list[tuple[int, bytes, list[HandSample]]]:
