@@ -110,13 +110,10 @@ def save_checkpoint(run_dir: str | Path, step: int, model: nn.Module, config: di
     """
     from safetensors.torch import save_model
 
-    from hiu_data.io.manifest import replace_folder, staging_path, tool_version
+    from hiu_data.io.manifest import staged_folder, tool_version
 
     final = checkpoint_dir(run_dir, step)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = staging_path(final)
-    tmp.mkdir()
-    try:
+    with staged_folder(final) as tmp:
         net = unwrap(model)
         save_model(net, str(tmp / MODEL_FILE), force_contiguous=True,  # channels-last weights
                    metadata={"format": FORMAT, "step": str(step)})
@@ -129,10 +126,6 @@ def save_checkpoint(run_dir: str | Path, step: int, model: nn.Module, config: di
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
         if train_state is not None:
             torch.save(train_state, tmp / STATE_FILE)
-        replace_folder(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     if keep_last is not None and keep_last > 0:
         for old in list_checkpoints(run_dir)[:-keep_last]:
             if _step_of(old) not in protect:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -165,7 +164,7 @@ def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str 
     Raises:
         OutputExistsError: ``out`` holds files and ``overwrite`` is False.
     """
-    from hiu_data.io.manifest import replace_folder, staging_path
+    from hiu_data.io.manifest import staged_folder
     from hiu_model.checkpoint import load_checkpoint
     from hiu_model.tta import with_rotation_tta
 
@@ -176,16 +175,9 @@ def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str 
     model, cfg, info = load_checkpoint(checkpoint, device=device)
     model = with_rotation_tta(model, tta_rotation)
     by_name = _load_boxes(boxes, [path.name for path in files])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = staging_path(out)
-    staging.mkdir()
-    try:
+    with staged_folder(out) as staging:
         result = _write_predictions(model, cfg, info, files, by_name, staging, side, batch_size, tta_rotation,
                                     progress)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    replace_folder(staging, out)
     return out / result.name
 
 

@@ -14,7 +14,7 @@ import json
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from hiu_data.errors import HiuError, SchemaError
 from hiu_data.schema import SCHEMA_VERSION
@@ -101,6 +101,22 @@ def replace_folder(staging: Path, final: Path) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_folder(final: Path) -> Iterator[Path]:
+    """Yield an empty staging folder beside ``final`` (parents made); when the block ends it
+    replaces ``final`` (:func:`replace_folder`), and when the block raises it is removed and
+    ``final`` is left as it was."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = staging_path(final)
+    staging.mkdir()
+    try:
+        yield staging
+        replace_folder(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def remove_empty_folders(folder: Path, top: Path | None) -> None:

@@ -19,14 +19,13 @@ import json
 import logging
 import math
 import multiprocessing
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from hiu_data.errors import HiuError, OutputExistsError
 from hiu_data.formats._common import ignore_interrupt
-from hiu_data.io.manifest import replace_folder, staging_path
+from hiu_data.io.manifest import staged_folder
 from hiu_data.schema import HandSample
 from hiu_data.synth.profiles import PARQUET, Profile, profile_for
 from hiu_data.synth.scene import CHUNK, DATASET
@@ -139,15 +138,8 @@ def _atomic_folder(out: Path, overwrite: bool) -> Iterator[Path]:
     """A temporary folder renamed to ``out`` on success, removed on failure."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise OutputExistsError(f"{out}: output exists; pass --overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = staging_path(out)
-    tmp.mkdir()
-    try:
+    with staged_folder(out) as tmp:
         yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    replace_folder(tmp, out)
 
 
 def write_synth(out: str | Path, n: int = 2000, seed: int = 0, format: str = PARQUET, *, size: int = 224,

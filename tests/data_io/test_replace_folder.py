@@ -37,3 +37,18 @@ def test_a_failed_rename_puts_the_old_folder_back(tmp_path: Path, monkeypatch: p
         replace_folder(staging, final)
     assert (final / "file.txt").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", staging.name])
+
+
+def test_a_staged_folder_replaces_on_success_and_vanishes_on_failure(tmp_path: Path) -> None:
+    from hiu_data.io.manifest import staged_folder
+
+    final = _folder(tmp_path / "deep" / "out", "old")
+    with pytest.raises(RuntimeError):
+        with staged_folder(final) as staging:
+            (staging / "file.txt").write_text("half")
+            raise RuntimeError("writer failed")
+    assert (final / "file.txt").read_text() == "old" and [p.name for p in final.parent.iterdir()] == ["out"]
+    with staged_folder(tmp_path / "new" / "out") as staging:
+        (staging / "file.txt").write_text("new")
+    assert (tmp_path / "new" / "out" / "file.txt").read_text() == "new"
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["out"]
