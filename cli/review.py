@@ -32,6 +32,10 @@ def push(
         result = push_dataset(pseudo_dir, name, threshold=threshold, cache_dir=cache_dir, overwrite=overwrite, progress=advance)
     console.print(f"pushed {result.hands} hands on {result.images} images to FiftyOne dataset '{result.name}' "
                   f"({result.low_confidence} images below {threshold}); images in {result.cache_dir}", markup=False)
+    if result.reviewed:
+        console.print(f"{result.images - result.reviewed} images to review come first; the {result.reviewed} images "
+                      "decided in an earlier round come last (field 'reviewed') and keep their status unless "
+                      "tagged again", markup=False)
     console.print(f"next: hiu-data review launch {result.name}", markup=False)
 
 

@@ -36,6 +36,11 @@ shard count, chunk size) is recorded in
 ``plan.json`` there, and a process whose options differ is refused rather than mixing two
 runs. The process that completes the last chunk merges all chunks, in the folder's image
 order, into ``OUT/<name>/`` and removes the parts.
+
+``--update`` labels only the images that ``OUT/<name>/`` lacks (:mod:`hiu_model.pseudo_update`),
+with shards and resume as above (the plan also records the sha256 of the dataset's manifest),
+and the merge adds their rows as new shards (:func:`hiu_data.io.append.append_dataset`): the
+existing rows, reviewed ones included, stay byte-identical, and the dataset is replaced whole.
 """
 
 from __future__ import annotations
@@ -53,14 +58,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from hiu_data.errors import HiuError, OutputExistsError
+from hiu_data.errors import HiuError
 from hiu_data.formats import Skipped, folder
 from hiu_data.formats._common import bbox_from_keypoints, visibility_in_image
 from hiu_data.io import rle
+from hiu_data.io.append import DatasetChangedError, append_dataset
 from hiu_data.io.images import decode
 from hiu_data.io.parquet import MANIFEST, DatasetWriter, HandDataset, sha256_file
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import ROOT
+from hiu_model.pseudo_update import FolderDiff, check_output, compare, read_inventory
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +75,7 @@ DEFAULT_NAME = "pseudo"
 DEFAULT_CHUNK_IMAGES = 256
 PLAN_FILE = "plan.json"
 MERGE_LOCK = "merging"
+ADDITION = "addition"  # where an update's merge writes the new rows, inside the parts folder
 
 
 class PseudoLabelError(HiuError):
@@ -100,6 +108,11 @@ class PseudoLabelResult:
     skipped: list[Skipped] = field(default_factory=list)
     without_boxes: int = 0
     """With detections: images of the folder that have no box in them, hence no row."""
+    update: FolderDiff | None = None
+    """With ``update``: the folder's images against the dataset (``update.new`` were labelled), the
+    rows of the dataset ``kept`` as they were and the ``other_sources`` (``pseudo:<sha256>``) of its rows."""
+    kept: int = 0
+    other_sources: list[str] = field(default_factory=list)
 
 
 def assumed_camera(width: int, height: int) -> np.ndarray:
@@ -264,9 +277,11 @@ def _label_chunk(model: Any, cfg: Any, images_dir: Path, groups: Sequence[list[H
 
 
 def _merge(out: Path, name: str, parts: Path, groups: list[list[HandSample]], num_shards: int, chunk_images: int,
-           options: dict[str, Any], skipped: list[Skipped], overwrite: bool) -> Path | None:
-    """Every chunk of every shard -> ``out/<name>/`` in the folder's image order; None when
-    another process holds the merge."""
+           options: dict[str, Any], skipped: list[Skipped], overwrite: bool,
+           update_of: str | None = None) -> Path | None:
+    """Every chunk of every shard -> ``out/<name>/`` in the folder's image order (added to it
+    when ``update_of``, the sha256 of its manifest, is given); None when another process holds
+    the merge."""
     try:
         (parts / MERGE_LOCK).mkdir()
     except FileExistsError:
@@ -281,26 +296,32 @@ def _merge(out: Path, name: str, parts: Path, groups: list[list[HandSample]], nu
             for index, image_id in enumerate(data.to_table(["image_id"]).column("image_id").to_pylist()):
                 chunk_rows.setdefault(image_id, (data, []))[1].append(index)
     try:
-        with DatasetWriter(out, name, options=options, overwrite=overwrite) as writer:
+        with DatasetWriter(out if update_of is None else parts / ADDITION, name, options=options,
+                           overwrite=overwrite or update_of is not None) as writer:
             for rows in groups:
                 data, indices = chunk_rows[name + rows[0].image_id[len(rows[0].dataset):]]
                 for index in indices:
                     writer.add(data[index])
             for item in skipped:
                 writer.skip(item.sample_id, item.reason)
+        if update_of is not None:
+            append_dataset(out / name, writer.target, manifest_sha256=update_of, record=options)
+    except DatasetChangedError as e:
+        (parts / MERGE_LOCK).rmdir()
+        raise PseudoLabelError(f"{e}; its new images were not added: delete {parts} and run the update again") from None
     except BaseException:
         # A merge stopped by Ctrl-C or an error must not leave its lock: the lock would make
         # every later run of the same command wait for a merge that nobody is doing.
         (parts / MERGE_LOCK).rmdir()
         raise
     shutil.rmtree(parts, ignore_errors=True)
-    return writer.target
+    return out / name
 
 
 def pseudo_label(checkpoint: str | Path, images_dir: str | Path, out: str | Path, *, boxes: str | Path | None = None,
                  shard: tuple[int, int] = (0, 1), batch_size: int = 16, name: str = DEFAULT_NAME,
                  chunk_images: int = DEFAULT_CHUNK_IMAGES, device: str | None = None, on_error: str = "fail",
-                 overwrite: bool = False, tta_rotation: float = 0.0,
+                 overwrite: bool = False, update: bool = False, tta_rotation: float = 0.0,
                  progress: Callable[[int], None] | None = None) -> PseudoLabelResult:
     """Pseudo-label this shard's images of ``images_dir``; merge when all shards are done.
 
@@ -315,6 +336,8 @@ def pseudo_label(checkpoint: str | Path, images_dir: str | Path, out: str | Path
         device: torch device (``auto``: CUDA when available); default CPU.
         on_error: ``fail`` at a corrupt image, or ``skip`` it (counted in the manifest).
         overwrite: replace an existing ``out/<name>/`` at the merge.
+        update: label only the images that the existing ``out/<name>/`` lacks and add their rows
+            to it (see the module docstring); nothing to add returns at once, the dataset untouched.
         tta_rotation: average the heat-maps and masks over crops turned by 0 and +-this many
             degrees (:mod:`hiu_model.tta`; 0 = one plain pass). Part of the resumable plan.
         progress: called with the number of images of this shard done (resumed ones included).
@@ -326,24 +349,33 @@ def pseudo_label(checkpoint: str | Path, images_dir: str | Path, out: str | Path
     boxes = None if boxes is None else Path(boxes)
     if not name or name.startswith(".") or Path(name).name != name or "\\" in name:
         raise PseudoLabelError(f"--name {name!r}: must be a plain folder name (the dataset goes to OUT/NAME/)")
-    if (out / name).exists() and not overwrite:
-        raise OutputExistsError(f"{out / name}: output exists; pass --overwrite to replace it")
+    check_output(out / name, overwrite=overwrite, update=update)
     if chunk_images < 1 or batch_size < 1:
         raise PseudoLabelError("--chunk-images and --batch-size must be at least 1")
+    inventory = read_inventory(out, name) if update else None
+    groups, skipped = _folder_rows(images_dir, boxes, on_error)
+    with_rows, diff = len(groups), None if inventory is None else compare(images_dir, groups, inventory)
+    if diff is not None:
+        groups = diff.new
+        if not groups:  # nothing to label: the dataset is left exactly as it is
+            return PseudoLabelResult(shard, 0, 0, 0, 0, "", out / name, skipped, update=diff, kept=inventory.rows)
     model, cfg, info = load_checkpoint(checkpoint, device=device or "cpu")
     model = with_rotation_tta(model, tta_rotation)
     label_source = f"pseudo:{info['sha256']}"
-    groups, skipped = _folder_rows(images_dir, boxes, on_error)
     plan = {"images_dir": str(images_dir.resolve()), "boxes_sha256": None if boxes is None else sha256_file(boxes), "images": len(groups),
             "image_files_sha256": _image_files_sha256(images_dir, groups),
             "checkpoint_sha256": info["sha256"], "shards": shard[1], "chunk_images": chunk_images, "name": name,
             "tta_rotation_deg": tta_rotation}
+    if inventory is not None:
+        plan["update_of"] = inventory.manifest_sha256
     parts = parts_dir(out, name)
     _ensure_plan(parts, plan)
     mine = _shard_images(len(groups), shard)
-    result = PseudoLabelResult(shard, len(mine), 0, 0, 0, label_source, skipped=skipped)
+    result = PseudoLabelResult(shard, len(mine), 0, 0, 0, label_source, skipped=skipped, update=diff)
+    if inventory is not None:
+        result.kept, result.other_sources = inventory.rows, sorted(inventory.label_sources - {label_source})
     if boxes is not None:
-        result.without_boxes = len(folder.image_paths(images_dir)) - len(groups) - len(skipped)
+        result.without_boxes = len(folder.image_paths(images_dir)) - with_rows - len(skipped)
     for c in range(_chunks_of(len(groups), shard, chunk_images)):
         members = [groups[k] for k in mine[c * chunk_images:(c + 1) * chunk_images]]
         target = _chunk_dir(parts, shard, c)
@@ -360,7 +392,8 @@ def pseudo_label(checkpoint: str | Path, images_dir: str | Path, out: str | Path
     if complete:
         options = {"checkpoint": info["path"], "checkpoint_step": info["step"], "label_source": label_source,
                    "boxes": None if boxes is None else str(boxes), "shards": shard[1]}
-        result.path = _merge(out, name, parts, groups, shard[1], chunk_images, options, skipped, overwrite)
+        result.path = _merge(out, name, parts, groups, shard[1], chunk_images, options, skipped, overwrite,
+                             None if inventory is None else inventory.manifest_sha256)
     if result.path is None and not parts.exists() and (Path(out) / name / MANIFEST).is_file():
         # Two shards finishing together: the other one merged and removed the parts folder.
         log.info("another shard wrote %s", Path(out) / name)

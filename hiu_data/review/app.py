@@ -28,7 +28,8 @@ def review_instructions(name: str, url: str) -> str:
     return "\n".join([
         f"FiftyOne App on {url}  (dataset {name!r}; from another machine: ssh -N -L {port}:127.0.0.1:{port} THIS_HOST)",
         "The grid starts with the least confident images; the sample tag "
-        f"'{LOW_CONFIDENCE}' marks those below the push threshold.",
+        f"'{LOW_CONFIDENCE}' marks those below the push threshold. Images decided in an earlier round come last "
+        "(field 'reviewed' in the sidebar; each hand's 'review_status' is on its keypoints).",
         "For each image or hand (select the sample, or a label in the expanded view, then the tag icon):",
         f"  '{ACCEPTED}'  the keypoints and mask are right;",
         f"  '{REJECTED}'  not a usable hand label (kept in the output, never trained on);",

@@ -26,7 +26,10 @@ source order within each split, as ``OUT/<dataset>/``:
   rows the review says nothing about are written unchanged.
 
 The result depends only on the source rows and the FiftyOne dataset's state, so pulling
-twice gives identical shards.
+twice gives identical shards. The pushed shards must be unchanged (their sha256 recorded at
+push); shards added to the dataset since (``pseudo-label --update`` adds new images as new
+shards and leaves the others as they are) are allowed, and their rows, which nobody has
+reviewed yet, are written unchanged.
 """
 
 from __future__ import annotations
@@ -251,9 +254,15 @@ def pull(name: str, out: str | Path, *, source: str | Path | None = None, overwr
     source_dir = find_dataset_dirs(source if source is not None else info["source"])[0].resolve()
     rows = HandDataset(source_dir)
     manifest = rows.manifests[source_dir]
-    if source_checksums(manifest) != info["shards"]:
+    shards = source_checksums(manifest)
+    if any(shards.get(file) != sha for file, sha in info["shards"].items()):
         raise ReviewError(f"{source_dir}: differs from the dataset pushed as {name!r} (shard checksums changed); "
                           "pull needs the exact pushed dataset (pass --source if it moved)")
+    if len(shards) > len(info["shards"]):
+        # Shards added since the push (pseudo-label --update): their rows were not reviewed
+        # and are written as they are, so that pulling loses none of them.
+        log.info("%s: %d shards added since the push are written unchanged", source_dir,
+                 len(shards) - len(info["shards"]))
     _check_shard_files(source_dir, info["shards"], name)
     if (Path(out) / manifest["dataset"]).resolve() == source_dir:
         raise HiuError(f"{out}: pull would overwrite the pushed dataset {source_dir}; choose another OUT")

@@ -5,16 +5,21 @@ One FiftyOne sample per image (the hands of one image share ``image_id``), with
 - ``hands``: ``fo.Keypoints``, one ``fo.Keypoint`` per hand: label = hand side, 21 points
   relative to the image in HAND21 order (missing joints NaN in their slot), ``confidence``
   the per-joint list, attributes ``hiu_sample_id`` and ``hand_confidence``; drawn with the
-  HAND21 skeleton (``dataset.skeletons`` and ``default_skeleton``);
+  HAND21 skeleton (``dataset.skeletons`` and ``default_skeleton``), and the row's
+  ``review_status``;
 - ``hand_masks``: ``fo.Detections``, one instance mask per hand that has a mask
   (see :mod:`hiu_data.review.labels` for the exact box and crop);
-- ``confidence``: the image's least confident hand, and ``hiu_image_id``.
+- ``confidence``: the image's least confident hand, ``hiu_image_id``, and ``reviewed``: True
+  when every hand of the image has a decided ``review_status`` (accepted, corrected or
+  rejected: a dataset pulled from an earlier round, perhaps with new images added by
+  ``pseudo-label --update``).
 
 Images are materialised from the embedded bytes into a cache folder, one file per distinct
 image named by its sha256 (the original bytes, never re-encoded); reference-mode images are
-used where they lie. Samples are added least confident first, so the App's grid opens on the
-hands most in need of a look, and images with a hand below ``threshold`` carry the sample tag
-``low_confidence`` (the hand's keypoints carry it as a label tag). The dataset's ``info``
+used where they lie. Samples are added least confident first, images still to review before
+those decided in an earlier round, so the App's grid opens on the hands most in need of a
+look, and images with a hand below ``threshold`` carry the sample tag ``low_confidence``
+(the hand's keypoints carry it as a label tag). The dataset's ``info``
 records the source folder and its shard checksums so that ``pull`` can rebuild every row.
 """
 
@@ -44,6 +49,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.5
 ADD_BATCH = 256
+DECIDED = ("accepted", "corrected", "rejected")
+"""Review statuses that a person's decision gave; a hand with another (pending, none) is still to review."""
 
 
 def default_cache_dir(name: str) -> Path:
@@ -60,7 +67,8 @@ def source_checksums(manifest: dict[str, Any]) -> dict[str, str]:
 @dataclass
 class PushResult:
     """What ``push`` made: the FiftyOne dataset's name, its images and hands, how many images
-    were tagged ``low_confidence``, the image cache folder and the pushed dataset folder."""
+    were tagged ``low_confidence``, the image cache folder, the pushed dataset folder, and how
+    many images were decided in an earlier round (``reviewed``)."""
 
     name: str
     images: int
@@ -68,6 +76,7 @@ class PushResult:
     low_confidence: int
     cache_dir: Path
     source: Path
+    reviewed: int = 0
 
 
 def materialise_image(sample: HandSample, source_root: str | None, cache_dir: Path) -> Path:
@@ -102,6 +111,7 @@ def _hand_labels(fo: Any, sample: HandSample, threshold: float) -> tuple[Any, An
     )
     keypoint[SAMPLE_ID_ATTR] = sample.sample_id
     keypoint["hand_confidence"] = sample.confidence
+    keypoint["review_status"] = sample.review_status
     instance = L.mask_to_instance(sample.mask, sample.width, sample.height)
     if instance is None:
         return keypoint, None
@@ -124,6 +134,7 @@ def _add_samples(fo: Any, dataset: Any, images: list[tuple[str, dict[str, Any]]]
                                                      size_bytes=image["size_bytes"], mime_type=image["mime_type"]))
         sample["hiu_image_id"] = image_id
         sample["confidence"] = score
+        sample["reviewed"] = image["reviewed"]
         sample[KEYPOINTS_FIELD] = fo.Keypoints(keypoints=image["keypoints"])
         sample[MASKS_FIELD] = fo.Detections(detections=image["detections"])
         pending.append(sample)
@@ -173,22 +184,27 @@ def push(pseudo_dir: str | Path, name: str | None = None, *, threshold: float = 
                 image = images[hand.image_id] = {
                     "filepath": str(path), "size_bytes": path.stat().st_size, "mime_type": mimetypes.guess_type(path.name)[0],
                     "width": hand.width, "height": hand.height, "keypoints": [], "detections": [], "hands": [],
+                    "statuses": [],
                 }
             keypoint, detection = _hand_labels(fo, hand, threshold)
             image["keypoints"].append(keypoint)
             if detection is not None:
                 image["detections"].append(detection)
             image["hands"].append(hand.confidence)
+            image["statuses"].append(hand.review_status)
         if progress is not None:
             progress(len(batch))
 
     for image in images.values():
         scores = [c for c in image["hands"] if c is not None]
         image["score"] = min(scores) if scores else None
+        image["reviewed"] = all(status in DECIDED for status in image["statuses"])
 
-    def rank(item: tuple[str, dict[str, Any]]) -> tuple[bool, float]:
-        score = item[1]["score"]  # images without any score go last
-        return (score is None, 0.0 if score is None else score)
+    def rank(item: tuple[str, dict[str, Any]]) -> tuple[bool, bool, float]:
+        # Images a person decided in an earlier round go after those still to review; within
+        # each group, images without any score go last.
+        score = item[1]["score"]
+        return (item[1]["reviewed"], score is None, 0.0 if score is None else score)
 
     # Built under a temporary name and renamed when complete: until then an existing dataset of
     # that name (with a person's review tags) is untouched, and an interrupted push leaves no
@@ -213,4 +229,5 @@ def push(pseudo_dir: str | Path, name: str | None = None, *, threshold: float = 
         dataset.delete()
         raise
     log.info("pushed %d hands on %d images to FiftyOne dataset %s", len(rows), len(images), name)
-    return PushResult(name, len(images), len(rows), low, cache, source)
+    return PushResult(name, len(images), len(rows), low, cache, source,
+                      sum(image["reviewed"] for image in images.values()))
