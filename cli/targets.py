@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from hiu_cli._common import DatasetDir, console, progress_bar
+from hiu_cli._common import DatasetDir, Overwrite, console, progress_bar
 
 targets_app = typer.Typer(help="Training targets (heat-maps, POF, masks) as the data loader makes them.",
                           no_args_is_help=True)
@@ -16,13 +16,14 @@ targets_app = typer.Typer(help="Training targets (heat-maps, POF, masks) as the 
 @targets_app.command("preview")
 def preview(
     dataset_dir: DatasetDir,
-    out_dir: Annotated[Path, typer.Argument(help="Folder for the PNG contact sheets (created).", show_default=False)],
+    out_dir: Annotated[Path, typer.Argument(help="Folder for the PNG contact sheets (created; one that holds files is refused without --overwrite).", show_default=False)],
     n: Annotated[int, typer.Option("-n", "--num", min=1, help="Samples to show, spread over the dataset.")] = 16,
     augment: Annotated[bool, typer.Option("--augment", help="Apply training augmentation (scale, rotation, shift, colour, blur).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the augmentation draws.")] = 0,
     split: Annotated[str | None, typer.Option("--split", "-s", help="Only this split.")] = None,
     input_size: Annotated[int, typer.Option("--input-size", min=16, help="Crop side in pixels.")] = 256,
     heatmap_size: Annotated[int, typer.Option("--heatmap-size", min=4, help="Heat-map / POF / mask side in pixels.")] = 64,
+    overwrite: Overwrite = False,
 ) -> None:
     """Draw crops with their 2D skeleton, heat-maps, POF (direction and z) and mask as PNG sheets.
 
@@ -34,7 +35,7 @@ def preview(
     options = DataOptions(input_size=input_size, heatmap_size=heatmap_size, mask_size=heatmap_size)
     with progress_bar("drawing targets", total=n) as advance:
         paths = preview_targets(dataset_dir, out_dir, n=n, augment=augment, seed=seed, split=split,
-                                options=options, progress=advance)
+                                options=options, overwrite=overwrite, progress=advance)
     for path in paths:
         console.print(f"wrote {path}")
 

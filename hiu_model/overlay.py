@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import cv2
 import numpy as np
 
-from hiu_data.errors import HiuError, OutputExistsError
+from hiu_data.errors import HiuError
 from hiu_data.io.images import IMAGE_SUFFIXES
 from hiu_data.skeleton import BONES, bone_colors, joint_colors
 from hiu_model.predict import Prediction
@@ -164,14 +164,14 @@ def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str 
     Raises:
         OutputExistsError: ``out`` holds files and ``overwrite`` is False.
     """
-    from hiu_data.io.manifest import staged_folder
+    from hiu_data.io.manifest import check_output_folder, staged_folder
     from hiu_model.checkpoint import load_checkpoint
     from hiu_model.tta import with_rotation_tta
 
     files = find_images(paths)
     _check_unique_stems(files)  # before the model is loaded: a slip in the inputs fails at once
     out = Path(out)
-    _check_out(out, files, overwrite)
+    check_output_folder(out, overwrite, files, what="input image", option="--out")
     model, cfg, info = load_checkpoint(checkpoint, device=device)
     model = with_rotation_tta(model, tta_rotation)
     by_name = _load_boxes(boxes, [path.name for path in files])
@@ -179,20 +179,6 @@ def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str 
         result = _write_predictions(model, cfg, info, files, by_name, staging, side, batch_size, tta_rotation,
                                     progress)
     return out / result.name
-
-
-def _check_out(out: Path, files: Sequence[Path], overwrite: bool) -> None:
-    """Refuse an ``out`` that is a file, or holds files without ``overwrite``, or holds an input
-    image (replacing ``out`` would delete it)."""
-    if out.exists() and not out.is_dir():
-        raise HiuError(f"{out}: exists and is not a folder")
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    if not overwrite:
-        raise OutputExistsError(f"{out}: output exists; pass --overwrite to replace it")
-    inside = next((f for f in files if f.resolve().is_relative_to(out.resolve())), None)
-    if inside is not None:
-        raise HiuError(f"{out}: holds the input image {inside}, which --overwrite would delete; choose another --out")
 
 
 def _check_unique_stems(files: Sequence[Path]) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from hiu_data.errors import HiuError
 from hiu_data.skeleton import BONES, NUM_BONES, bone_colors, joint_colors
 from hiu_model.crop import denormalise
 from hiu_model.data import DataOptions, HandCropDataset
@@ -138,22 +139,33 @@ def sample_row(ex: dict[str, Any], options: DataOptions, tile: int, label: str) 
 
 def preview_targets(dataset_dir: str | Path, out_dir: str | Path, n: int = 16, augment: bool = False,
                     seed: int = 0, split: str | None = None, options: DataOptions | None = None,
-                    rows_per_sheet: int = 8, tile: int = 192,
+                    rows_per_sheet: int = 8, tile: int = 192, overwrite: bool = False,
                     progress: Callable[[int], None] | None = None) -> list[Path]:
     """Write PNG contact sheets of ``n`` samples' crops and targets.
 
     Samples are spread evenly over the dataset (the first, the last and equal steps between).
+    ``out_dir`` is written whole: the sheets go to a folder beside it first, which replaces it
+    at the end (a failure leaves ``out_dir`` as it was, and sheets of an earlier call are never
+    left beside those of this one).
 
     Args:
         dataset_dir: a converted dataset folder (or a folder of them).
         out_dir: created if needed; sheets are named ``targets-000.png``, ``targets-001.png``...
+        overwrite: replace an ``out_dir`` that holds files (else an error).
         augment: draw training augmentation (keyed by ``seed``) instead of the plain crop.
         options: crop and target settings (``DataOptions()`` when None).
     Returns:
         The written sheet paths.
     Raises:
-        HiuError: the folder is not a converted dataset or has no rows.
+        HiuError: the folder is not a converted dataset or has no rows; ``out_dir`` is a file
+            or holds the dataset.
+        OutputExistsError: ``out_dir`` holds files and ``overwrite`` is False.
     """
+    from hiu_data.io.manifest import check_output_folder, staged_folder
+
+    out = Path(out_dir)
+    # Before the dataset is opened: a slip in the output folder fails at once.
+    check_output_folder(out, overwrite, [Path(dataset_dir)], what="dataset", option="OUT_DIR")
     options = options if options is not None else DataOptions()
     dataset = HandCropDataset(dataset_dir, split=split, options=options, train=augment, seed=seed)
     if len(dataset) == 0:
@@ -162,21 +174,23 @@ def preview_targets(dataset_dir: str | Path, out_dir: str | Path, n: int = 16, a
         raise no_rows_error(dataset_dir, split, how="choose one with --split")
     count = max(1, min(int(n), len(dataset)))
     indices = np.unique(np.linspace(0, len(dataset) - 1, count).round().astype(int))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     header = np.full((_HEADER, len(COLUMNS) * tile, 3), 40, np.uint8)
     for k, name in enumerate(COLUMNS):
         _text(header, name, (k * tile + 6, 18), scale=0.5)
-    paths = []
-    for sheet in range(math.ceil(len(indices) / rows_per_sheet)):
-        rows = [header]
-        for index in indices[sheet * rows_per_sheet:(sheet + 1) * rows_per_sheet]:
-            ex = dataset.example(int(index))
-            rows.append(sample_row(ex, options, tile, dataset.sample(int(index)).sample_id))
-            if progress is not None:
-                progress(1)
-        path = out / f"targets-{sheet:03d}.png"
-        cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
-        paths.append(path)
+    names = []
+    with staged_folder(out) as staging:
+        for sheet in range(math.ceil(len(indices) / rows_per_sheet)):
+            rows = [header]
+            for index in indices[sheet * rows_per_sheet:(sheet + 1) * rows_per_sheet]:
+                ex = dataset.example(int(index))
+                rows.append(sample_row(ex, options, tile, dataset.sample(int(index)).sample_id))
+                if progress is not None:
+                    progress(1)
+            name = f"targets-{sheet:03d}.png"
+            if not cv2.imwrite(str(staging / name), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR)):
+                raise HiuError(f"{out / name}: cannot write the sheet")
+            names.append(name)
+    paths = [out / name for name in names]
+    for path in paths:
         log.info("wrote %s", path)
     return paths

@@ -14,9 +14,9 @@ import json
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
-from hiu_data.errors import HiuError, SchemaError
+from hiu_data.errors import HiuError, OutputExistsError, SchemaError
 from hiu_data.schema import SCHEMA_VERSION
 
 MANIFEST = "manifest.json"
@@ -101,6 +101,27 @@ def replace_folder(staging: Path, final: Path) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def check_output_folder(out: Path, overwrite: bool, inputs: Sequence[Path] = (), what: str = "input",
+                        option: str = "output folder") -> None:
+    """Refuse an output folder ``out`` that is a file, or holds files without ``overwrite``, or
+    holds one of ``inputs`` (a :func:`staged_folder` replacing ``out`` would delete it).
+
+    Raises:
+        HiuError: ``out`` is a file, or it holds an input (named as ``what``; the message asks
+            for another ``option``).
+        OutputExistsError: ``out`` holds files and ``overwrite`` is False.
+    """
+    if out.exists() and not out.is_dir():
+        raise HiuError(f"{out}: exists and is not a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise OutputExistsError(f"{out}: output exists; pass --overwrite to replace it")
+    inside = next((f for f in inputs if f.resolve().is_relative_to(out.resolve())), None)
+    if inside is not None:
+        raise HiuError(f"{out}: holds the {what} {inside}, which --overwrite would delete; choose another {option}")
 
 
 @contextlib.contextmanager

@@ -30,3 +30,67 @@ def test_preview_of_a_missing_folder_is_one_line_error(tmp_path: Path, capsys: p
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {tmp_path / 'missing'}: no such folder"]
     assert not (tmp_path / "out").exists()
+
+
+def test_preview_refuses_a_folder_with_files_and_replaces_it_whole_with_overwrite(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_hands(tmp_path, 10, seed=5)
+    out = tmp_path / "sheets"
+    small = ["--input-size", "64", "--heatmap-size", "16"]
+    # Ten samples at eight rows a sheet: two sheets.
+    assert main(["targets", "preview", str(folder), str(out), "-n", "10", *small]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["targets-000.png", "targets-001.png"]
+    capsys.readouterr()
+
+    assert main(["targets", "preview", str(folder), str(out), "-n", "3", *small]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {out}: output exists; pass --overwrite to replace it"]
+    assert sorted(p.name for p in out.iterdir()) == ["targets-000.png", "targets-001.png"]
+
+    # One sheet now: the second sheet of the earlier call is gone, not left beside it.
+    assert main(["targets", "preview", str(folder), str(out), "-n", "3", "--overwrite", *small]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["targets-000.png"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_preview_into_an_empty_folder_is_no_overwrite(tmp_path: Path) -> None:
+    folder = write_hands(tmp_path, 2, seed=6)
+    out = tmp_path / "empty"
+    out.mkdir()
+    assert main(["targets", "preview", str(folder), str(out), "-n", "1", "--input-size", "64",
+                 "--heatmap-size", "16"]) == 0
+    assert [p.name for p in out.iterdir()] == ["targets-000.png"]
+
+
+def test_preview_that_fails_leaves_no_partial_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import hiu_model.target_preview as target_preview
+    from hiu_data.errors import HiuError
+
+    folder = write_hands(tmp_path, 10, seed=7)
+    out = tmp_path / "sheets"
+    calls = 0
+    real_row = target_preview.sample_row
+
+    def failing_row(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 9:  # the first row of the second sheet: the first sheet is written by then
+            raise HiuError("broken sample")
+        return real_row(*args, **kwargs)
+
+    monkeypatch.setattr(target_preview, "sample_row", failing_row)
+    assert main(["targets", "preview", str(folder), str(out), "-n", "10", "--input-size", "64",
+                 "--heatmap-size", "16"]) == 1
+    assert capsys.readouterr().err.strip() == "error: broken sample"
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_preview_overwrite_refuses_an_output_folder_that_holds_the_dataset(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_hands(tmp_path / "data", 2, seed=8)
+    assert main(["targets", "preview", str(folder), str(tmp_path), "-n", "1", "--overwrite"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {tmp_path}: holds the dataset {folder}")
+    assert (folder / "manifest.json").is_file()
