@@ -25,7 +25,8 @@ def import_files(
     The pickles are read without chumpy or scipy through a restricted unpickler (anything
     beyond numpy arrays and the chumpy/scipy records a MANO file holds is refused unrun);
     every array's shape is checked; the left model's known shapedirs sign error is fixed when
-    both files are given. Download mano_v1_2.zip ("Models & Code") from
+    MANO_RIGHT is given or installed (a MANO_LEFT imported alone is fixed when MANO_RIGHT is
+    imported; manifest.json says which). Download mano_v1_2.zip ("Models & Code") from
     https://mano.is.tue.mpg.de after registering.
 
     Example: hiu-data mano import mano_v1_2/models/MANO_RIGHT.pkl mano_v1_2/models/MANO_LEFT.pkl

@@ -288,10 +288,13 @@ def import_mano(paths: list[Path] | list[str], out_dir: Path | str | None = None
             ``$HIU_HOME/mano``).
         num_verts: expected vertex count (MANO: 778); None accepts any (tests, other meshes).
     Returns:
-        the written ``.npz`` paths. ``manifest.json`` beside them records, per file, its sha256,
-        the source path and sha256, and whether the left model's shape directions were fixed.
+        the written ``.npz`` paths (an installed MANO_LEFT fixed when MANO_RIGHT comes
+        included). ``manifest.json`` beside them records, per file, its sha256, the source path
+        and sha256, and ``shapedirs_x_negated``: whether the left model's x shape directions
+        were negated (the known MANO_LEFT sign issue, :func:`hiu_model.mano.fix_left_shapedirs`),
+        null while no right model was there to check them against.
     """
-    from hiu_model.mano import MANO_FILES, fix_left_shapedirs, mano_dir, sha256_file
+    from hiu_model.mano import MANO_FILES, find_mano_file, fix_left_shapedirs, mano_dir, sha256_file
 
     models: dict[str, tuple[Path, dict[str, np.ndarray]]] = {}
     for p in map(Path, paths):
@@ -304,28 +307,58 @@ def import_mano(paths: list[Path] | list[str], out_dir: Path | str | None = None
         models[side] = (p, read_model_file(p, num_verts))
     out = mano_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    fixed = False
-    if "left" in models:
-        right = models["right"][1] if "right" in models else None
-        if right is None and (out / (MANO_FILES["right"] + ".npz")).is_file():
-            right = read_model_file(out / (MANO_FILES["right"] + ".npz"), num_verts)
-        if right is not None:
-            fixed = fix_left_shapedirs(models["left"][1], right)
-        else:
-            log.warning("importing MANO_LEFT without MANO_RIGHT: its shapedirs sign cannot be checked")
     manifest_path = out / MANIFEST
     manifest = _read_manifest(manifest_path)
+    # The right model the hand layer pairs the left one with: the one given, else the installed one.
+    installed_right = None if "right" in models else find_mano_file("right", out)
+    right = models["right"][1] if "right" in models else (
+        None if installed_right is None else read_model_file(installed_right, num_verts))
+    # shapedirs_x_negated: True (the file holds the fix), False (checked, not needed) or None
+    # (no right model to check against; the hand layer checks again when it loads the model).
+    negated: dict[str, bool | None] = {side: False for side in models}
+    if "left" in models:
+        if right is not None:
+            negated["left"] = fix_left_shapedirs(models["left"][1], right)
+        else:
+            negated["left"] = None
+            log.warning("importing MANO_LEFT without MANO_RIGHT: its shapedirs sign cannot be checked; "
+                        "importing MANO_RIGHT later checks it and fixes the installed file")
     written = []
     for side, (src, arrays) in models.items():
         dest = out / (MANO_FILES[side] + ".npz")
         _write_atomic(dest, lambda f, a=arrays: np.savez_compressed(f, **a))
         manifest[dest.name] = {
             "sha256": sha256_file(dest), "source": str(src.resolve()), "source_sha256": sha256_file(src),
-            "shapedirs_x_negated": bool(fixed and side == "left"),
+            "shapedirs_x_negated": negated[side],
             "imported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         written.append(dest)
         log.info("imported %s -> %s", src, dest)
+    if "left" not in models and right is not None:
+        written += _check_installed_left(out, right, manifest, num_verts)
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     _write_atomic(manifest_path, lambda f: f.write(text.encode()))
     return written
+
+
+def _check_installed_left(out: Path, right: dict[str, np.ndarray], manifest: dict[str, Any],
+                          num_verts: int | None) -> list[Path]:
+    """Check the shape directions of a MANO_LEFT imported earlier (alone, or recorded by an older
+    version) against a newly imported right model: fix the file when they have the known sign
+    issue, which the hand layer would otherwise fix each time it loads the model, so that the
+    file and its record say what the layer uses. Returns ``[path]`` when the file was rewritten.
+    """
+    from hiu_model.mano import MANO_FILES, fix_left_shapedirs, sha256_file
+
+    path = out / (MANO_FILES["left"] + ".npz")
+    entry = manifest.get(path.name)
+    if not isinstance(entry, dict) or not path.is_file():
+        return []  # not a file this command imported: the hand layer checks it when loading
+    left = read_model_file(path, num_verts)
+    if not fix_left_shapedirs(left, right):
+        entry["shapedirs_x_negated"] = entry.get("shapedirs_x_negated") is True
+        return []
+    _write_atomic(path, lambda f: np.savez_compressed(f, **left))
+    entry.update(sha256=sha256_file(path), shapedirs_x_negated=True)
+    log.info("negated the x shape directions of %s (known MANO_LEFT sign issue)", path)
+    return [path]

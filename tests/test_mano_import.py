@@ -290,3 +290,75 @@ def test_imported_model_poses_as_smplx_own_mano_layer(side, official_pickle, tmp
                      num_betas=10)(betas=betas, global_orient=pose[:, :3], hand_pose=pose[:, 3:], transl=transl)
     torch.testing.assert_close(ours.vertices, ref.vertices, rtol=0, atol=1e-6)
     torch.testing.assert_close(ours.joints_mano, ref.joints, rtol=0, atol=1e-6)
+
+
+def _left_with_the_sign_issue(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A left model as MANO_LEFT ships: mirrored template, but shapedirs x not negated."""
+    return dict(arrays, v_template=arrays["v_template"] * np.array([-1.0, 1.0, 1.0]))
+
+
+def _loaded_left_shapedirs() -> np.ndarray:
+    """(V, 3, 10): the left model's shape directions as the hand layer uses them (float32 buffer as float64)."""
+    return HandModel("left", kind="mano").layer.shapedirs.detach().double().numpy()
+
+
+def test_left_imported_alone_is_recorded_unchecked_and_fixed_when_right_is_imported(official_pickle, tmp_path):
+    arrays = synthetic_mano_arrays(0)
+    (tmp_path / "MANO_RIGHT.pkl").write_bytes(official_pickle(arrays))
+    (tmp_path / "MANO_LEFT.pkl").write_bytes(official_pickle(_left_with_the_sign_issue(arrays), seed=1))
+    folder = tmp_path / "home" / "mano"
+
+    # Without a right model the sign cannot be checked: not "false" (checked, not needed).
+    assert import_mano([tmp_path / "MANO_LEFT.pkl"]) == [folder / "MANO_LEFT.npz"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["MANO_LEFT.npz"]["shapedirs_x_negated"] is None
+    with np.load(folder / "MANO_LEFT.npz", allow_pickle=False) as npz:
+        np.testing.assert_array_equal(npz["shapedirs"], arrays["shapedirs"])
+
+    # Importing the right model then fixes the installed left file, and its record says so:
+    # the left model loaded afterwards is the file the manifest describes.
+    written = import_mano([tmp_path / "MANO_RIGHT.pkl"])
+    assert sorted(written) == [folder / "MANO_LEFT.npz", folder / "MANO_RIGHT.npz"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    left = manifest["MANO_LEFT.npz"]
+    assert left["shapedirs_x_negated"] is True and left["sha256"] == sha256_file(folder / "MANO_LEFT.npz")
+    assert left["source_sha256"] == sha256_file(tmp_path / "MANO_LEFT.pkl")
+    assert manifest["MANO_RIGHT.npz"]["shapedirs_x_negated"] is False
+    with np.load(folder / "MANO_LEFT.npz", allow_pickle=False) as npz:
+        stored = npz["shapedirs"]
+    np.testing.assert_array_equal(stored[:, 0], -arrays["shapedirs"][:, 0])
+    np.testing.assert_allclose(_loaded_left_shapedirs(), stored, rtol=0, atol=1e-8)  # float32 buffers
+
+    # A second import of the right model finds the left already fixed and leaves it alone.
+    assert import_mano([tmp_path / "MANO_RIGHT.pkl"]) == [folder / "MANO_RIGHT.npz"]
+    assert json.loads((folder / "manifest.json").read_text())["MANO_LEFT.npz"]["sha256"] == left["sha256"]
+
+
+def test_left_imported_beside_an_installed_right_pickle_is_fixed_and_recorded(official_pickle, tmp_path):
+    arrays = synthetic_mano_arrays(0)
+    folder = tmp_path / "home" / "mano"
+    folder.mkdir(parents=True)
+    # The official right file copied into the MANO folder, which the hand layer reads as it is.
+    (folder / "MANO_RIGHT.pkl").write_bytes(official_pickle(arrays))
+    (tmp_path / "MANO_LEFT.pkl").write_bytes(official_pickle(_left_with_the_sign_issue(arrays), seed=1))
+    import_mano([tmp_path / "MANO_LEFT.pkl"])
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["MANO_LEFT.npz"]["shapedirs_x_negated"] is True
+    with np.load(folder / "MANO_LEFT.npz", allow_pickle=False) as npz:
+        stored = npz["shapedirs"]
+    np.testing.assert_array_equal(stored[:, 0], -arrays["shapedirs"][:, 0])
+    np.testing.assert_allclose(_loaded_left_shapedirs(), stored, rtol=0, atol=1e-8)  # float32 buffers
+
+
+def test_a_correct_left_imported_alone_is_recorded_as_checked_once_right_is_there(official_pickle, tmp_path):
+    arrays = synthetic_mano_arrays(0)
+    fixed = _left_with_the_sign_issue(arrays)
+    fixed["shapedirs"] = arrays["shapedirs"] * np.array([-1.0, 1.0, 1.0])[None, :, None]
+    (tmp_path / "MANO_LEFT.pkl").write_bytes(official_pickle(fixed, seed=1))
+    (tmp_path / "MANO_RIGHT.pkl").write_bytes(official_pickle(arrays))
+    import_mano([tmp_path / "MANO_LEFT.pkl"])
+    folder = tmp_path / "home" / "mano"
+    before = sha256_file(folder / "MANO_LEFT.npz")
+    assert import_mano([tmp_path / "MANO_RIGHT.pkl"]) == [folder / "MANO_RIGHT.npz"]
+    left = json.loads((folder / "manifest.json").read_text())["MANO_LEFT.npz"]
+    assert left["shapedirs_x_negated"] is False and left["sha256"] == before == sha256_file(folder / "MANO_LEFT.npz")
