@@ -20,7 +20,8 @@ and clipped to 1..2). ``bbox`` comes from the annotation (else from the keypoint
 from a ``hand_side`` / ``is_left`` key or a category name with left/right, else it is the
 placeholder ``"right"`` with ``extras["hand_side_known"] = False``. hiu's extra keys
 (``keypoints_3d``, ``camera_K``, ``mano_pose``, ``mano_betas``, ``hiu``) are restored; the
-original sample id is kept in ``extras["origin_sample_id"]``.
+original sample id is kept in ``extras["origin_sample_id"]`` (the first one: an export of a
+dataset converted from COCO already carries it, and it is kept through any number of round trips).
 
 Split: the ``hiu`` key's split (``unlabeled`` included, as pseudo-label exports have it), else
 the ``split`` option, else the file name (``train``, ``val`` or ``test`` in it), else ``train``. Ids: ``coco/<split>/<annotation id>[/<side>]``,
@@ -132,7 +133,9 @@ def _hand_rows(ann: dict[str, Any], ctx: dict[str, Any], width: int, height: int
         if side is None:
             extras["hand_side_known"] = False
         if hiu.get("sample_id"):
-            extras["origin_sample_id"] = hiu["sample_id"]
+            # An export of a dataset converted from COCO carries the first id in its extras: keep
+            # that one through any number of round trips, not the id of the last dataset.
+            extras.setdefault("origin_sample_id", hiu["sample_id"])
         bbox = ann.get("bbox")
         bbox = (as_array(bbox, (4,), path, "bbox", sid) if bbox is not None
                 else bbox_from_keypoints(kp2, vis, width, height))

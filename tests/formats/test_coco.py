@@ -93,6 +93,24 @@ def test_export_pycocotools_convert_round_trip(tmp_path: Path) -> None:
     assert len(pair) == 2 and pair[0].image_id == pair[1].image_id
 
 
+def test_origin_sample_id_survives_two_round_trips(tmp_path: Path) -> None:
+    records = mixed_records(4)
+    data = write_dataset(records, tmp_path / "conv", "src")
+    for trip in (1, 2):
+        json_path = tmp_path / f"coco{trip}" / "hands.json"
+        export_coco(data, json_path)
+        write_dataset(list(coco.read(json_path, image_root=json_path.parent / "images")), tmp_path / f"back{trip}",
+                      "coco")
+        data = tmp_path / f"back{trip}" / "coco"
+        back = list(HandDataset(data))
+        # The id of the row in the first dataset, not that of the dataset exported this time.
+        assert sorted(b.extras["origin_sample_id"] for b in back) == sorted(r.sample_id for r in records), trip
+        by_origin = {b.extras["origin_sample_id"]: b for b in back}
+        for r in records:
+            extras = {k: v for k, v in by_origin[r.sample_id].extras.items() if k != "origin_sample_id"} or None
+            assert extras == r.extras, (trip, r.sample_id)
+
+
 def test_export_options_splits_and_refusals(tmp_path: Path) -> None:
     dataset = write_dataset(mixed_records(4), tmp_path / "conv", "src")
     result = export_coco(dataset, tmp_path / "val.json", splits=["val"], image_dir=tmp_path / "imgs")
