@@ -41,10 +41,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from hiu_data.skeleton import BONES
-from hiu_model.config import LossConfig
-from hiu_model.model import HIUOutput
+from hiu_model.config import LossConfig, ModelConfig
+from hiu_model.model import DENSE_TASKS, HIUOutput
 from hiu_model.rotations import axis_angle_to_matrix
 
 _PARENTS = [parent for parent, _ in BONES]
@@ -105,6 +106,58 @@ def compute_losses(output: HIUOutput, batch: dict[str, torch.Tensor], cfg: LossC
     total = sum((weights[name] * value for name, value in terms.items()),
                 start=torch.zeros((), device=device))
     return total, terms
+
+
+class TrainingLoss(nn.Module):
+    """The model and its losses as one module: what training runs, and what DDP wraps.
+
+    DDP's search for parameters without a gradient (``find_unused_parameters``) walks back from
+    the module's outputs. From the model's outputs it would count a head whose prediction no
+    term reads (a loss weight of 0) as used and then wait for its gradient in vain; from the
+    loss it finds exactly the parameters a step reaches.
+
+    Forward: ``(batch, labeled, silhouette_rows)`` -> ``(total, terms)`` of
+    :func:`compute_losses` for ``model(batch["image"], batch["camera_K"], silhouette_rows)``.
+    """
+
+    def __init__(self, model: nn.Module, cfg: LossConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+
+    def forward(self, batch: dict[str, torch.Tensor], labeled: torch.Tensor,
+                silhouette_rows: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        output = self.model(batch["image"], batch["camera_K"], silhouette_rows)
+        return compute_losses(output, batch, self.cfg, labeled)
+
+
+MESH_TERMS: tuple[str, ...] = ("bone_orientation", "reprojection", "mask_reprojection", "mano_pose", "mano_betas",
+                               "pose_prior", "betas_prior")
+"""The terms on the mesh branch's outputs (the self-supervised pair besides)."""
+
+
+def unused_parameters_possible(model: ModelConfig, loss: LossConfig) -> bool:
+    """Whether a training step of this model under these loss weights may leave a trainable
+    parameter without a gradient (DDP must then search each step's graph for such parameters:
+    ``find_unused_parameters``).
+
+    Which parameters a step reaches depends on the configuration only: a term without labels
+    in the batch, an unlabeled row or the silhouette subset still reaches its outputs with a
+    zero weight. The model leaves out what no output needs, so parameters go unused only where
+    a loss weight of 0 leaves an output unread: a dense task's heads (of the earlier stacks;
+    the last stack's may still feed the mesh branch) or a mesh branch no term reads. Erring on
+    the side of True costs only the search (and torch's note that it found nothing); the
+    search needs :class:`TrainingLoss` as the module DDP wraps.
+    """
+    tasks = set(model.tasks)
+    if any(getattr(loss, task) == 0 for task in DENSE_TASKS if task in tasks):
+        return True
+    if "mesh" not in tasks:
+        return False
+    mesh_terms = list(MESH_TERMS)
+    mesh_terms += ["self_mask"] if "mask" in tasks else []
+    mesh_terms += ["self_keypoints"] if "heatmap" in tasks else []
+    return all(getattr(loss, name) == 0 for name in mesh_terms)
 
 
 def _mesh_terms(output: HIUOutput, batch: dict[str, torch.Tensor], cfg: LossConfig,

@@ -202,19 +202,17 @@ def _update(net: nn.Module, batch: dict[str, torch.Tensor], labeled: torch.Tenso
     losses, backward, gradient clipping, update.
 
     Args:
+        net: the model with its losses (:class:`hiu_model.losses.TrainingLoss`), or DDP around it.
         labeled: (B,) float, 1 for rows of labeled sources.
     Returns:
         the total loss (scalar), the weighted loss terms by name, the global gradient norm before
         clipping, and whether the weights were updated (False when the norm was not finite; with
         a gradient scaler the scaler decides and this is True).
     """
-    from hiu_model.losses import compute_losses
-
     tc = cfg.train
     device_type = batch["image"].device.type
     with torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        output = net(batch["image"], batch["camera_K"], silhouette_rows(labeled, tc.silhouette_samples))
-        total, terms = compute_losses(output, batch, cfg.loss, labeled)
+        total, terms = net(batch, labeled, silhouette_rows(labeled, tc.silhouette_samples))
     if scaler is not None:
         scaler.scale(total).backward()
         scaler.unscale_(optimizer)
@@ -249,6 +247,7 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
         TrainingInterrupted: SIGINT or SIGTERM arrived; the run stopped after the current step and
             saved a checkpoint there (:mod:`hiu_model.interrupt`).
     """
+    from hiu_model.losses import TrainingLoss, unused_parameters_possible
     from hiu_model.model import HIUDMTL
 
     tc = cfg.train
@@ -278,11 +277,16 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
                 state = _restore(resume_from, model, optimizer, scheduler, scaler, info)
         if resume_from is None:
             _start_run_dir(run_dir, cfg, info)
-        net: nn.Module = model
+        net: nn.Module = TrainingLoss(model, cfg.loss)
         if info.distributed:
+            # Searching each step's graph for parameters without a gradient is needed only where
+            # loss weights of 0 leave some (torch notes on every rank when it finds none).
+            # static_graph is not used: it hooks its first step through the outputs as torch's
+            # pytree sees them, and with the model's output dataclass it silently averaged no
+            # gradient at all; a search that is missing fails loudly at the next step instead.
             net = nn.parallel.DistributedDataParallel(
-                model, device_ids=[info.device.index] if info.device.type == "cuda" else None,
-                find_unused_parameters=True)
+                net, device_ids=[info.device.index] if info.device.type == "cuda" else None,
+                find_unused_parameters=unused_parameters_possible(cfg.model, cfg.loss))
         try:
             batches, num_labeled = build_training_data(cfg, run_dir, info)
         except HiuError:

@@ -200,6 +200,7 @@ def test_silhouette_rows_keep_every_unlabeled_row() -> None:
 
 @pytest.mark.parametrize("poison", [False, True])
 def test_a_non_finite_gradient_skips_the_update(poison: bool) -> None:
+    from hiu_model.losses import TrainingLoss
     from hiu_model.model import HIUDMTL
     from hiu_model.optim import make_optimizer
     from tests.model_batches import synthetic_batch
@@ -213,7 +214,8 @@ def test_a_non_finite_gradient_skips_the_update(poison: bool) -> None:
         batch["image"][0, 0, 5, 5] = float("nan")
     before = [p.detach().clone() for p in model.parameters()]
     params = [p for p in model.parameters() if p.requires_grad]
-    total, terms, norm, updated = train_module._update(model, batch, torch.ones(2), cfg, None, optimizer, None, params)
+    total, terms, norm, updated = train_module._update(TrainingLoss(model, cfg.loss), batch, torch.ones(2), cfg,
+                                                       None, optimizer, None, params)
     changed = [not torch.equal(a, p.detach()) for a, p in zip(before, model.parameters())]
     assert updated is (not poison) and bool(torch.isfinite(norm)) is (not poison)
     assert any(changed) is (not poison)
@@ -268,16 +270,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_torchrun_two_processes_keep_equal_parameters(hands: Path, tmp_path: Path) -> None:
+# Every parameter gets a gradient (DDP does not search for unused ones), and: loss.pof=0 leaves
+# the first stack's POF head without one (DDP searches each step's graph).
+@pytest.mark.parametrize("extra", [[], ["model.num_stacks=2", "loss.pof=0"]], ids=["all used", "some unused"])
+def test_torchrun_two_processes_keep_equal_parameters(hands: Path, tmp_path: Path, extra: list[str]) -> None:
     script = tmp_path / "rank.py"
     script.write_text(_RANK_SCRIPT)
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
                "--master_port", str(_free_port()), str(script), str(tmp_path),
-               *SMALL, f"train.datasets=[{hands / 'handmade'}]", "train.steps=2", "train.device=cpu"]
+               *SMALL, f"train.datasets=[{hands / 'handmade'}]", "train.steps=2", "train.device=cpu", *extra]
     done = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
+    # torch's note that a search for unused parameters found none, once per process
+    assert "find_unused_parameters" not in done.stderr, done.stderr[-3000:]
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert rank0.keys() == rank1.keys()
