@@ -6,7 +6,8 @@ cause (:class:`hiu_data.errors.HiuError`, missing files) print one line and exit
 ``HIU_DEBUG=1`` shows the traceback instead. A command stopped by Ctrl-C says so in one line
 (what it kept and how to go on, where it kept something: :class:`hiu_data.errors.Interrupted`)
 and exits 130. In a ``torchrun`` group rank 0 prints what all processes meet alike; the others
-log errors only and exit 1 quietly on :class:`hiu_data.errors.ReportedElsewhere`.
+log errors only and exit 1 quietly on :class:`hiu_data.errors.ReportedElsewhere`, and with the
+usage error's status on a usage error (a wrong option), which rank 0 prints.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from hiu_cli._common import other_process
 from hiu_data.errors import HiuError, Interrupted, ReportedElsewhere
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# The click exceptions typer raises: those of its own copy of click in recent versions, of the
+# click package in older ones. Its BadParameter comes from that module.
+_click_exceptions = importlib.import_module(typer.BadParameter.__module__)
 
 app = typer.Typer(
     name="hiu-data",
@@ -83,10 +87,32 @@ def _one_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+def _run_other_process(argv: list[str] | None) -> int:
+    """Run the app in a process of a ``torchrun`` group other than rank 0; returns the exit code.
+
+    A usage error (an unknown option, a value out of range) comes from the arguments, which
+    every process of the group has alike: rank 0 prints it, this process only exits with its
+    status. Standalone mode would print it here too; this is the same run without it.
+    """
+    try:
+        result = app(args=argv, prog_name="hiu-data", standalone_mode=False)
+    except _click_exceptions.UsageError as e:
+        return e.exit_code
+    except _click_exceptions.ClickException as e:  # not from the arguments alone: said where it was met
+        e.show()
+        return e.exit_code
+    except typer.Abort:
+        return 1
+    # Without standalone mode a typer.Exit (and a Ctrl-C, as 130) comes back as its status.
+    return result if isinstance(result, int) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     debug = os.environ.get("HIU_DEBUG", "") not in ("", "0")
     try:
+        if other_process():
+            return _run_other_process(argv)
         # Standalone mode handles usage errors (exit 2) and --help itself and ends in SystemExit.
         app(args=argv, prog_name="hiu-data")
     except SystemExit as e:

@@ -147,8 +147,8 @@ def _steps_for(cfg: Any, out: Path, overwrite: bool, minutes: float, started: fl
 
 def _usage_error(message: str, param_hint: str) -> Exception:
     """A usage error every process of a ``torchrun`` group meets alike: rank 0 prints it, the
-    others only exit with its status (2)."""
-    return typer.Exit(2) if other_process() else typer.BadParameter(message, param_hint=param_hint)
+    others only exit with its status (2), as for any usage error (:mod:`hiu_cli.main`)."""
+    return typer.BadParameter(message, param_hint=param_hint)
 
 
 def register(app: typer.Typer) -> None:

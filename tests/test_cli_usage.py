@@ -310,3 +310,40 @@ def test_a_long_line_reaches_a_log_file_in_one_piece(capsys: pytest.CaptureFixtu
     line = "step 10/2000  " + "  ".join(f"loss_{k} 0.{k:04d}" for k in range(12))  # wider than 80 columns
     console.print(line, markup=False)
     assert capsys.readouterr().err == line + "\n"
+
+
+@pytest.mark.parametrize("args", [["train", "--no-such-option"], ["train", "--steps", "0"],
+                                  ["train", "--steps", "2"]],  # several processes need --out
+                         ids=["unknown option", "value out of range", "command's own usage error"])
+def test_a_usage_error_in_another_torchrun_process_is_left_to_rank_0(
+        args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert main(args) == 2
+    assert "Usage: hiu-data train" in capsys.readouterr().err
+    monkeypatch.setenv("RANK", "1")
+    assert main(args) == 2
+    assert capsys.readouterr().err == ""
+
+
+def test_another_torchrun_process_runs_commands_and_their_exit_status(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert main(["schema", "--json"]) == 0
+    assert '"sample_id"' in capsys.readouterr().out
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("hiu ")
+    # A command's own exit status (validate: 1 on a failed check) and its errors come through.
+    import json
+
+    from tests.targets.handmade import write_hands
+
+    data = write_hands(tmp_path / "data", 2, seed=1)
+    manifest = json.loads((data / "manifest.json").read_text())
+    manifest["counts"]["train"] += 1
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["validate", str(data), "--skip-images", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["ok"] is False
+    assert main(["info", str(tmp_path / "missing")]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'missing'}: no such folder"

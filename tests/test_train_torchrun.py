@@ -89,3 +89,12 @@ def test_only_rank_0_logs_and_reports(hands: Path, tmp_path: Path) -> None:
     assert sum("train.max_minutes=0.0001 reached at step 1" in line for line in lines) == 1
     assert sum(line.startswith("done:") for line in lines) == 1
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step-000001"]
+
+
+def test_a_usage_error_is_printed_once(tmp_path: Path) -> None:
+    # (other usage errors in-process: tests/test_cli_usage.py)
+    done = _torchrun(2, "train", "--no-such-option", "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert done.returncode != 0
+    assert done.stderr.count("No such option: --no-such-option") == 1, done.stderr[-3000:]
+    assert done.stderr.count("Usage: hiu-data train") == 1, done.stderr[-3000:]
+    assert not (tmp_path / "run").exists()
