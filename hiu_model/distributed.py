@@ -164,3 +164,29 @@ def share_failure(info: DistInfo, failure: BaseException | None) -> None:
     if message is not None:
         raise ReportedElsewhere(message)
 
+
+PEER_GONE: tuple[str, ...] = ("Connection closed by peer", "Connection reset by peer")
+"""What gloo's TCP transport says in a collective whose peer process has gone: it left the
+group after an error of its own, or it was killed."""
+
+
+@contextlib.contextmanager
+def report_lost_peer(info: DistInfo) -> Iterator[None]:
+    """Run a block of collectives; when one fails because another process of the group has
+    gone (:data:`PEER_GONE`), rank 0 raises a one-line :class:`HiuError` and the others
+    :class:`ReportedElsewhere`, from the collective's error.
+
+    The process that left printed its own error (or torchrun's summary names its signal); the
+    traceback of where this process waited for it says nothing more. Any other error, a
+    collective's included, passes through unchanged.
+    """
+    try:
+        yield
+    except RuntimeError as e:
+        if not info.distributed or not any(text in str(e) for text in PEER_GONE):
+            raise
+        message = ("another process of the torchrun group stopped, so this one did too: that process's "
+                   "error, or torchrun's summary of the exit codes, says why")
+        if info.is_main:
+            raise HiuError(message) from e
+        raise ReportedElsewhere(message) from e

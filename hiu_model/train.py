@@ -321,7 +321,8 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
         tick = time.perf_counter()
         window_start = elapsed
         stream = batches.from_step(start)
-        with stop_on_signals() as stop:
+        # A process that stops mid-run (an error of its own, a kill) stops the others in their next collective.
+        with stop_on_signals() as stop, distributed.report_lost_peer(info):
             for step in range(start + 1, tc.steps + 1):
                 seed_step(tc.seed, step, info.rank)
                 batch, labeled = _to_device(next(stream), info.device, num_labeled)

@@ -32,12 +32,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _torchrun(processes: int, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+def _torchrun(processes: int, *args: str, cwd: Path, program: tuple[str, ...] = ("-m", "hiu_cli.main"),
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``torchrun --nproc_per_node N -m hiu_cli.main ARGS`` (stderr of all processes together)."""
     path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(path)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(path), **(env or {})}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "hiu_cli.main", *args]
+               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), *program, *args]
     # A hang (a process left waiting in a collective) fails the test instead of blocking it.
     return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=180)
 
@@ -98,3 +99,65 @@ def test_a_usage_error_is_printed_once(tmp_path: Path) -> None:
     assert done.stderr.count("No such option: --no-such-option") == 1, done.stderr[-3000:]
     assert done.stderr.count("Usage: hiu-data train") == 1, done.stderr[-3000:]
     assert not (tmp_path / "run").exists()
+
+
+# hiu-data with rank 1 stopping at its second training step: over a damaged image (an error of
+# its own, printed by it) or killed (as the kernel's OOM killer would).
+_FAILING_RANK = """
+import os, signal, sys
+from hiu_data.errors import HiuError
+from hiu_model import train
+from hiu_cli.main import main
+
+original, calls = train._to_device, []
+def to_device(*args, **kwargs):
+    calls.append(1)
+    if os.environ["RANK"] == "1" and len(calls) == 2:
+        if os.environ["FAIL_HOW"] == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise HiuError("frame7.png: damaged image (planted)")
+    return original(*args, **kwargs)
+train._to_device = to_device
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("how", ["error", "kill"])
+def test_a_process_stopping_mid_run_stops_rank_0_with_one_line(how: str, hands: Path, tmp_path: Path) -> None:
+    script = tmp_path / "failing_rank.py"
+    script.write_text(_FAILING_RANK)
+    done = _torchrun(2, "train", *SMALL, "--data", str(hands), "--steps", "4", "--out", str(tmp_path / "run"),
+                     cwd=tmp_path, program=(str(script),), env={"FAIL_HOW": how})
+    assert done.returncode != 0
+    stopped = ("error: another process of the torchrun group stopped, so this one did too: that process's error, "
+               "or torchrun's summary of the exit codes, says why")
+    planted = ["error: frame7.png: damaged image (planted)"] if how == "error" else []
+    assert sorted(_error_lines(done.stderr)) == sorted([stopped, *planted]), done.stderr[-3000:]
+    # Not rank 0's traceback of the collective it waited in, with gloo's words for the lost peer.
+    assert "[rank0]" not in done.stderr and "by peer" not in done.stderr, done.stderr[-3000:]
+    if how == "kill":  # what happened to rank 1 is still said, by torchrun
+        assert "(SIGKILL)" in done.stderr, done.stderr[-3000:]
+
+
+def test_only_a_lost_peer_is_turned_into_one_line() -> None:
+    import torch
+
+    from hiu_data.errors import HiuError, ReportedElsewhere
+    from hiu_model.distributed import DistInfo, report_lost_peer
+
+    def info(rank: int, world_size: int = 2) -> DistInfo:
+        return DistInfo(rank=rank, world_size=world_size, local_rank=rank, device=torch.device("cpu"))
+
+    lost = RuntimeError("[gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:4242. GLHF!")
+    for rank, expected in ((0, HiuError), (1, ReportedElsewhere)):
+        with pytest.raises(expected, match="another process of the torchrun group stopped") as raised:
+            with report_lost_peer(info(rank)):
+                raise lost
+        assert raised.value.__cause__ is lost  # HIU_DEBUG=1 still shows it
+    # Another error of a collective, a bug, or a single process: unchanged.
+    for error, where in ((RuntimeError("Timed out waiting 3600000ms"), info(0)), (ValueError("bug"), info(0)),
+                         (lost, info(0, world_size=1))):
+        with pytest.raises(type(error)) as raised:
+            with report_lost_peer(where):
+                raise error
+        assert raised.value is error
