@@ -5,10 +5,16 @@ from __future__ import annotations
 import json
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from hiu_cli._common import DatasetDir, JsonOut, console
+from hiu_cli._common import DatasetDir, JsonOut
 from hiu_data.info import LABEL_COLUMNS, dataset_info
+
+# The summary is the command's result: stdout, so it can be piped or redirected (errors go to
+# stderr). soft_wrap: a long path in a heading stays on one line.
+console = Console(highlight=False, soft_wrap=True)
 
 
 def info(dataset_dir: DatasetDir, json_out: JsonOut = False) -> None:
@@ -21,7 +27,7 @@ def info(dataset_dir: DatasetDir, json_out: JsonOut = False) -> None:
         typer.echo(json.dumps(result, indent=2))
         return
     for d in result["datasets"]:
-        console.print(f"[bold]{d['dataset']}[/bold]  {d['path']}  ({d['rows']} hands, {d['shards']} shards, "
+        console.print(f"[bold]{escape(str(d['dataset']))}[/bold]  {escape(d['path'])}  ({d['rows']} hands, {d['shards']} shards, "
                       f"hiu {d['tool_version']}, schema v{d['schema_version']}, skipped {d['skipped']})")
         table = Table(show_header=True)
         table.add_column("split")
