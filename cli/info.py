@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -11,6 +12,7 @@ from rich.table import Table
 
 from hiu_cli._common import DatasetDir, JsonOut
 from hiu_data.info import LABEL_COLUMNS, dataset_info
+from hiu_data.skeleton import NUM_JOINTS
 
 # The summary is the command's result: stdout, so it can be piped or redirected (errors go to
 # stderr). soft_wrap: a long path in a heading stays on one line.
@@ -18,7 +20,8 @@ console = Console(highlight=False, soft_wrap=True)
 
 
 def info(dataset_dir: DatasetDir, json_out: JsonOut = False) -> None:
-    """Show a converted dataset's manifest, hands per split, and label coverage.
+    """Show a converted dataset's manifest, hands and images per split and side, label coverage
+    (rows and labelled joints), label sources and review status.
 
     Example: hiu-data info ~/hiu/freihand
     """
@@ -27,24 +30,43 @@ def info(dataset_dir: DatasetDir, json_out: JsonOut = False) -> None:
         typer.echo(json.dumps(result, indent=2))
         return
     for d in result["datasets"]:
-        console.print(f"[bold]{escape(str(d['dataset']))}[/bold]  {escape(d['path'])}  ({d['rows']} hands, {d['shards']} shards, "
-                      f"hiu {d['tool_version']}, schema v{d['schema_version']}, skipped {d['skipped']})")
-        table = Table(show_header=True)
-        table.add_column("split")
-        table.add_column("hands", justify="right")
-        for split, n in d["splits"].items():
-            table.add_row(split, str(n))
-        for side, n in d["hand_side"].items():
-            table.add_row(f"{side} hands", str(n))
-        console.print(table)
-        labels = Table(show_header=True, title="label columns present")
-        labels.add_column("column")
-        labels.add_column("rows", justify="right")
-        labels.add_column("share", justify="right")
-        for name in LABEL_COLUMNS:
-            n = d["labels"][name]
-            labels.add_row(name, str(n), f"{n / max(d['rows'], 1):.0%}")
-        console.print(labels)
+        _print_dataset(d)
+
+
+def _print_dataset(d: dict[str, Any]) -> None:
+    shards = f"{d['shards']} shard" + ("" if d["shards"] == 1 else "s")
+    console.print(f"[bold]{escape(str(d['dataset']))}[/bold]  {escape(d['path'])}  ({d['rows']} hands on "
+                  f"{d['images']} images, {shards}, hiu {d['tool_version']}, schema v{d['schema_version']}, "
+                  f"skipped {d['skipped']})")
+    table = Table(show_header=True)
+    table.add_column("split")
+    table.add_column("hands", justify="right")
+    for split, n in d["splits"].items():
+        table.add_row(split, str(n))
+    for side, n in d["hand_side"].items():
+        table.add_row(f"{side} hands", str(n))
+    console.print(table)
+    labels = Table(show_header=True, title="label columns present")
+    labels.add_column("column")
+    labels.add_column("rows", justify="right")
+    labels.add_column("share", justify="right")
+    labels.add_column("joints labelled", justify="right")
+    for name in LABEL_COLUMNS:
+        n = d["labels"][name]
+        joints = ""
+        if name in d["labelled_joints"] and n:
+            # A row can hold some joints only (fingertips, occluded joints left unlabelled).
+            joints = f"{d['labelled_joints'][name] / (n * NUM_JOINTS):.0%} of {n} x {NUM_JOINTS}"
+        labels.add_row(name, str(n), f"{n / max(d['rows'], 1):.0%}", joints)
+    console.print(labels)
+    for title, key in (("label source", "label_source"), ("review status", "review_status")):
+        if d[key]:
+            counts = Table(show_header=True)
+            counts.add_column(title, overflow="fold")  # a pseudo:<sha> source in full
+            counts.add_column("hands", justify="right")
+            for value, n in d[key].items():
+                counts.add_row(escape(value), str(n))
+            console.print(counts)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hiu_cli.main import main
@@ -21,3 +22,60 @@ def test_the_tables_go_to_stdout_and_paths_are_printed_verbatim(tmp_path: Path,
     assert captured.err == ""
     assert str(tmp_path / "hands[v2]" / "synthetic") in captured.out
     assert "keypoints_2d" in captured.out and "train" in captured.out
+
+
+def test_json_counts_images_sources_review_status_and_labelled_joints(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    records = random_records(24)
+    statuses = iter(["accepted", "rejected", "corrected", "accepted"])
+    for r in records:
+        if r.review_status is not None:
+            r.review_status = next(statuses)
+            r.label_source = "human" if r.review_status == "corrected" else r.label_source
+    # Fingertips only, as Dexter+Object labels them: a row with keypoints is not a fully labelled hand.
+    for r in records[:4]:
+        if r.keypoints_3d is not None:
+            r.keypoints_3d[:16] = float("nan")
+    write_dataset(records, tmp_path, "synthetic")
+    assert main(["info", str(tmp_path / "synthetic"), "--json"]) == 0
+    out = capsys.readouterr().out
+    doc = json.loads(out)["datasets"][0]  # one JSON object, nothing else on stdout
+
+    assert doc["images"] == len({r.image_id for r in records})
+    sources: dict[str, int] = {}
+    reviews: dict[str, int] = {}
+    for r in records:
+        sources[r.label_source] = sources.get(r.label_source, 0) + 1
+        if r.review_status is not None:
+            reviews[r.review_status] = reviews.get(r.review_status, 0) + 1
+    assert doc["label_source"] == sources and len(sources) == 3
+    assert doc["review_status"] == reviews and len(reviews) >= 2
+    joints_2d = sum(int((~np.isnan(r.keypoints_2d).any(1)).sum()) for r in records if r.keypoints_2d is not None)
+    joints_3d = sum(int((~np.isnan(r.keypoints_3d).any(1)).sum()) for r in records if r.keypoints_3d is not None)
+    assert doc["labelled_joints"] == {"keypoints_2d": joints_2d, "keypoints_3d": joints_3d}
+    assert joints_3d < 21 * doc["labels"]["keypoints_3d"]
+
+
+def test_the_tables_show_review_status_sources_and_joint_coverage(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    records = random_records(12)
+    for r in records:
+        if r.review_status is not None:
+            r.review_status = "accepted"
+    write_dataset(records, tmp_path, "synthetic")
+    assert main(["info", str(tmp_path / "synthetic")]) == 0
+    out = capsys.readouterr().out
+    assert "pseudo:abc123" in out and "accepted" in out
+    assert f"{len({r.image_id for r in records})} images" in out
+    assert "joints" in out
+
+
+def test_a_dataset_without_3d_has_no_labelled_3d_joints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    records = random_records(6)
+    for r in records:
+        r.keypoints_3d = None  # 2D-only, as CMU's hand labels
+    write_dataset(records, tmp_path, "twod")
+    assert main(["info", str(tmp_path / "twod"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)["datasets"][0]
+    assert doc["labels"]["keypoints_3d"] == 0 and doc["labelled_joints"]["keypoints_3d"] == 0
+    assert doc["labelled_joints"]["keypoints_2d"] > 0
