@@ -79,3 +79,28 @@ def test_a_dataset_without_3d_has_no_labelled_3d_joints(tmp_path: Path, capsys: 
     doc = json.loads(capsys.readouterr().out)["datasets"][0]
     assert doc["labels"]["keypoints_3d"] == 0 and doc["labelled_joints"]["keypoints_3d"] == 0
     assert doc["labelled_joints"]["keypoints_2d"] > 0
+
+
+@pytest.mark.parametrize("damage", [
+    lambda m: m["shards"][0].pop("file"),
+    lambda m: m["shards"].__setitem__(0, m["shards"][0]["file"]),
+    lambda m: m["shards"][0].__setitem__("split", 3),
+    lambda m: m["shards"][0].__setitem__("file", "../other/" + m["shards"][0]["file"]),
+], ids=["no-file", "entry-is-a-string", "split-not-a-string", "file-outside-the-folder"])
+def test_a_damaged_shard_entry_is_a_one_line_error(damage, tmp_path: Path,  # noqa: ANN001
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_dataset(random_records(8), tmp_path, "synthetic")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    damage(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    for command in (["info", str(folder)], ["info", str(folder), "--json"]):
+        assert main(command) == 1
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.count("\n") == 1
+        assert captured.err.startswith(f"error: {folder / 'manifest.json'}: shard entry 0 ")
+    # validate reports it as its failed manifest check instead of stopping
+    assert main(["validate", str(folder), "--json", "--skip-images"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    manifest_check = next(c for c in report["datasets"][0]["checks"] if c["name"] == "manifest")
+    assert manifest_check["status"] == "fail"

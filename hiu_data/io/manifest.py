@@ -165,12 +165,25 @@ def load_manifest(folder: str | Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or not isinstance(manifest.get("shards", []), list) \
             or not isinstance(manifest.get("counts", {}), dict):
         raise SchemaError(f"{path}: not a hiu manifest (a JSON object with 'shards' and 'counts')")
+    for index, entry in enumerate(manifest.get("shards", [])):
+        if not _shard_entry_ok(entry):
+            raise SchemaError(f"{path}: shard entry {index} is not an object with 'file' (a file name in the "
+                              "dataset folder) and 'split' strings; the manifest is damaged")
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise SchemaError(
             f"{path}: schema version {manifest.get('schema_version')} but this hiu reads version {SCHEMA_VERSION}; "
             "re-convert the dataset with this version of hiu"
         )
     return manifest
+
+
+def _shard_entry_ok(entry: Any) -> bool:
+    """A ``shards`` entry as written: ``file`` names a file directly in the dataset folder (a
+    path elsewhere would read another dataset's shard), ``split`` a string."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("split"), str):
+        return False
+    file = entry.get("file")
+    return isinstance(file, str) and file not in ("", ".", "..") and "/" not in file and "\\" not in file
 
 
 def manifest_counts(path: str | Path) -> dict[str, int]:
