@@ -73,6 +73,13 @@ def column_specs() -> list[dict[str, Any]]:
     return list(hiu_schemas.hand_sample()["columns"])
 
 
+def schema_conventions() -> dict[str, Any]:
+    """What a row is (``row``) and the coordinate conventions of the columns (``coordinates``:
+    image, keypoints_2d, keypoints_3d, visibility, mano), as sentences."""
+    spec = hiu_schemas.hand_sample()
+    return {"row": spec["row"], "coordinates": dict(spec["coordinates"])}
+
+
 @lru_cache(maxsize=1)
 def arrow_schema() -> pa.Schema:
     """The pyarrow schema of ``hand_sample`` with hiu's key-value metadata."""

@@ -135,3 +135,16 @@ def test_info_counts_splits_and_labels(tmp_path: Path, capsys: pytest.CaptureFix
     assert doc["labels"]["keypoints_3d"] == sum(r.keypoints_3d is not None for r in records)
     assert doc["labels"]["mask"] == sum(r.mask is not None for r in records)
     assert main(["info", str(tmp_path)]) == 0
+
+
+def test_schema_states_the_coordinate_conventions(capsys: pytest.CaptureFixture[str]) -> None:
+    # Without them a 2D keypoint is off by half a pixel or a 3D one mirrored in another tool.
+    assert main(["schema", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert "pixel centres at +0.5" in doc["coordinates"]["keypoints_2d"]
+    assert "y down, z forward" in doc["coordinates"]["keypoints_3d"]
+    assert "EXIF" in doc["coordinates"]["image"]
+    assert "image_id" in doc["row"]
+    assert main(["schema"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "pixel centres at +0.5" in out and "x right, y down, z forward" in out and "flat_hand_mean" in out
