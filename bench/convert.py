@@ -99,9 +99,13 @@ def read_floor(files: list[Path]) -> tuple[float, float, float]:
     return python_s, python_cpu, cat_s
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--formats", nargs="+", default=list(CASES), choices=list(CASES))
+def main(description: str = __doc__, formats: list[str] | None = None) -> None:
+    """Run the bench; ``description`` and the default ``formats`` (all of :data:`CASES`) let
+    bench/convert_more.py run it as its own script."""
+    formats = list(CASES) if formats is None else formats
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--formats", nargs="+", default=formats, choices=list(CASES),
+                        help=f"default: {' '.join(formats)}")
     parser.add_argument("--samples", type=int, default=20_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=2, help="timed conversions per setting (best is reported)")

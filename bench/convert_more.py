@@ -2,7 +2,7 @@
 ``bench/convert.py`` for those formats, measured the same way (raw tree written by the
 format's writer -> ``convert`` with embedded images, next to the read floor of the same files).
 
-    python bench/convert_more.py [--samples 20000] [--workers 1 2]
+    python bench/convert_more.py [--formats cmu interhand26m] [--samples 20000] [--workers 1 2] [--repeats 2]
 
 ``bench/convert.py`` registers these cases too (``--formats cmu interhand26m``); running this
 file directly benches only them.
@@ -90,9 +90,6 @@ def bench_interhand26m(samples: int, work: Path) -> Path:
 CASES = {"cmu": bench_cmu, "interhand26m": bench_interhand26m}
 
 if __name__ == "__main__":
-    import convert  # bench/convert.py, beside this file
+    import convert  # bench/convert.py, beside this file (it registers these cases too)
 
-    convert.CASES.update(CASES)
-    if "--formats" not in sys.argv:
-        sys.argv += ["--formats", *CASES]
-    convert.main()
+    convert.main(description=__doc__, formats=list(CASES))
