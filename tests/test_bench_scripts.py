@@ -31,3 +31,61 @@ def test_convert_more_help_describes_itself() -> None:
     assert "Converters II formats" in text
     assert "python bench/convert_more.py" in text
     assert "default: cmu interhand26m" in " ".join(text.split())
+
+
+def _quoted_commands() -> list[tuple[str, str, list[str]]]:
+    """(where, program, options) of every ``python bench/X.py ...`` and ``hiu-data CMD ...``
+    command quoted in bench/RESULTS.md (inline code, which may wrap a line) and in the bench
+    scripts' docstrings."""
+    sources = [("bench/RESULTS.md", re.findall(r"`([^`]*)`", (BENCH / "RESULTS.md").read_text()))]
+    for name in SCRIPTS:
+        sources.append((f"bench/{name}", [line for line in (BENCH / name).read_text().splitlines()
+                                          if line.strip().startswith(("python bench/", "hiu-data "))]))
+    found = []
+    for where, spans in sources:
+        for span in spans:
+            # one command ends at ';', '|' or '(' (prose after it); '$(which hiu-data) train' is torchrun's
+            for match in re.finditer(r"(bench/\w+\.py|hiu-data\)? [a-z][\w-]*)([^;|(]*)", span.replace("\n", " ")):
+                program = match.group(1).replace("hiu-data) ", "hiu-data ")
+                options = re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", match.group(2))
+                if options:
+                    found.append((where, program, options))
+    return found
+
+
+COMMANDS = _quoted_commands()
+
+
+def test_the_quoted_commands_were_found() -> None:
+    programs = {program for _, program, _ in COMMANDS}
+    assert {"bench/train_quality.py", "bench/render.py", "hiu-data train", "hiu-data eval"} <= programs
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_script_has_help(name: str) -> None:
+    assert "usage:" in script_help(name)
+
+
+@pytest.mark.parametrize("where,program,options", COMMANDS, ids=[f"{w}:{p}" for w, p, _ in COMMANDS])
+def test_quoted_options_exist(where: str, program: str, options: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    if program.startswith("bench/"):
+        text = script_help(program.removeprefix("bench/"))
+    else:
+        from hiu_cli.main import main
+
+        assert main([*program.split()[1:], "--help"]) == 0
+        text = capsys.readouterr().out
+    missing = [o for o in options if not re.search(rf"(?<![\w-]){re.escape(o)}(?![\w-])", text)]
+    assert not missing, f"{where} quotes {program} with {missing}, which its --help does not list"
+
+
+def test_quoted_config_overrides_exist() -> None:
+    from hiu_model.config import load_config
+
+    text = (BENCH / "RESULTS.md").read_text() + "".join((BENCH / n).read_text() for n in SCRIPTS)
+    keys = set(re.findall(r"(?<![\w.])((?:model|loss|train|data)\.[a-z_]+)=", text))
+    assert "train.max_minutes" in keys
+    config = load_config(None, "tiny", []).to_dict()
+    for key in sorted(keys):
+        section, field = key.split(".")
+        assert field in config[section], f"bench quotes the override {key}, which the config does not have"
