@@ -47,6 +47,7 @@ from hiu_data.errors import CorruptImageError, DatasetFormatError, HiuError, Uns
 from hiu_data.formats import Skipped
 from hiu_data.formats._images import (MAX_IMAGE_SIDE, ImageFile, image_file, image_size,  # noqa: F401
                                       read_image_bytes)
+from hiu_data.io.json_numbers import parse_json
 from hiu_data.schema import HandSample
 
 log = logging.getLogger(__name__)
@@ -94,17 +95,7 @@ def require_file(path: Path, expected: str, sample_id: str | None = None) -> Pat
 def load_json(path: Path, expected: str = "a JSON file") -> Any:
     """Parse a JSON file; a missing, truncated or malformed file raises DatasetFormatError."""
     require_file(path, expected)
-    try:
-        with open(path, "rb") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        size = path.stat().st_size
-        kind = "truncated" if e.pos >= size - 1 else "malformed"
-        raise DatasetFormatError(path, f"{kind} JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
-    except UnicodeDecodeError:
-        raise DatasetFormatError(path, "not a UTF-8 JSON file") from None
-    except RecursionError:
-        raise DatasetFormatError(path, "JSON nested too deeply to be an annotation file") from None
+    return parse_json(path.read_bytes(), path)
 
 
 def load_record_json(path: Path, keys: Sequence[str], sample_id: str) -> dict[str, Any]:

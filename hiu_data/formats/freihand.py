@@ -59,11 +59,11 @@ from pycocotools import mask as mask_utils
 from hiu_data.errors import DatasetFormatError
 from hiu_data.formats import Skipped
 from hiu_data.formats._common import (Failure, ImageFile, UnsupportedSampleError, bboxes_from_keypoints,
-                                      beyond_float32, encoded_image, guarded, image_file, json_floats, load_json,
+                                      beyond_float32, encoded_image, guarded, image_file, json_floats,
                                       parallel_map, project, read_image_bytes, require_dir, require_file,
                                       require_labels, sample_id, select_splits, visibility_in_image)
 from hiu_data.io import images as image_io
-from hiu_data.io.json_numbers import number_lists
+from hiu_data.io.json_numbers import read_number_list
 from hiu_data.io import rle
 from hiu_data.formats._columns import hand_table
 from hiu_data.schema import HandSample, table_to_samples
@@ -91,6 +91,7 @@ class _Labels:
     """The annotation lists of one split as arrays, plus per-entry problems (index -> (file, message))."""
 
     def __init__(self, root: Path, raw: str, split: str) -> None:
+        self.raw = raw
         self.problems: dict[int, tuple[Path, str]] = {}
         self._extras: dict[int, str] = {}
         k_path = root / f"{raw}_K.json"
@@ -121,17 +122,13 @@ class _Labels:
 
     def _load(self, path: Path, shape: tuple[int, ...], what: str, optional: bool = False) -> np.ndarray | None:
         """(n, *shape) float64 of one label file (n from the first file, ``_K.json``); None if
-        optional and absent. Entries with a wrong shape or NaN/inf are NaN and noted in problems;
-        an entry may carry a leading axis of 1 (``[[61 values]]`` in ``*_mano.json``)."""
+        optional and absent. Entries with a wrong shape or NaN/inf are NaN and noted in problems."""
         if optional and not path.is_file():
             return None
-        shapes = (shape, (1,) + shape)
-        try:
-            text = path.read_bytes()
-        except OSError as e:
-            raise DatasetFormatError(path, f"cannot read ({e.strerror})") from None
-        flat = number_lists(text, shapes, self.n if self.n >= 0 else None)
-        arr = flat.reshape((len(flat),) + shape) if flat is not None else self._parse(path, shapes, what)
+        arr, problems = read_number_list(path, shape, what, self.n if self.n >= 0 else None,
+                                         f"the {self.raw}_K.json beside it")
+        for i, problem in problems.items():
+            self.problems.setdefault(i, (path, problem))
         if self.n < 0:
             if len(arr) == 0:
                 raise DatasetFormatError(path, f"an empty list: no {what} entries, so no samples")
@@ -140,27 +137,6 @@ class _Labels:
         bad = ~np.isfinite(entries).all(axis=1) | beyond_float32(entries).any(axis=1)  # float32 columns would hold inf
         for i in np.flatnonzero(bad):
             self.problems.setdefault(int(i), (path, f"entry {i}: {what} contains NaN or inf (or a value beyond float32)"))
-        return arr
-
-    def _parse(self, path: Path, shapes: tuple[tuple[int, ...], ...], what: str) -> np.ndarray:
-        """The slow path: json, then entry by entry to name the entries that are wrong."""
-        entries = load_json(path)
-        if not isinstance(entries, list):
-            raise DatasetFormatError(path, f"expected a JSON list of {what}, found {type(entries).__name__}")
-        if self.n >= 0 and len(entries) != self.n:
-            raise DatasetFormatError(path, f"expected a list of {self.n} entries like the _K.json beside it, "
-                                           f"got {len(entries)}")
-        shape = shapes[0]
-        arr = np.full((len(entries),) + shape, np.nan)
-        for i, entry in enumerate(entries):
-            try:
-                value = np.asarray(entry, dtype=np.float64)
-            except (TypeError, ValueError):
-                value = np.zeros(0)
-            if value.shape not in shapes:
-                self.problems.setdefault(i, (path, f"entry {i}: {what} has shape {value.shape}, expected {shape}"))
-            else:
-                arr[i] = value.reshape(shape)
         return arr
 
 

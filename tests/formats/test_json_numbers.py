@@ -1,10 +1,12 @@
-"""The numpy fast path for JSON number lists: exact structure or None."""
+"""JSON label lists: the numpy fast path (exact structure or None) and the file reader with its errors."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
+import pytest
 
 from hiu_data.io.json_numbers import number_lists
 
@@ -27,3 +29,30 @@ def test_anything_else_is_left_to_json() -> None:
     assert number_lists(b"[[1, 2.2.2, 3]]", [(3,)], None) is None
     assert number_lists(b"[[1, 2, 3]", [(3,)], None) is None  # truncated
     assert number_lists(b'{"a": [1, 2, 3]}', [(3,)], None) is None
+
+
+def test_read_number_list_names_the_entries_of_another_shape(tmp_path) -> None:  # noqa: ANN001
+    from hiu_data.io.json_numbers import read_number_list
+
+    path = tmp_path / "xyz.json"
+    path.write_text(json.dumps([[[1, 2, 3]] * 2, [[1, 2]] * 2, [[[4, 5, 6]] * 2]]))
+    values, problems = read_number_list(path, (2, 3), "xyz", n=3)
+    assert values.shape == (3, 2, 3) and np.isnan(values[1]).all()
+    np.testing.assert_array_equal(values[2], [[4, 5, 6]] * 2)  # a leading axis of 1 is taken
+    assert problems == {1: "entry 1: xyz has shape (2, 2), expected (2, 3)"}
+
+
+@pytest.mark.parametrize("text, n, message", [
+    ('{"a": 1}', None, "expected a JSON list of xyz, found dict"),
+    ("[[1, 2, 3]]", 2, "expected a list of 2 entries like the K file, got 1"),
+    ("[[1, 2, 3]", None, "truncated JSON"),
+])
+def test_read_number_list_errors_name_the_file(tmp_path, text: str, n, message: str) -> None:  # noqa: ANN001
+    from hiu_data.errors import DatasetFormatError
+    from hiu_data.io.json_numbers import read_number_list
+
+    path = tmp_path / "xyz.json"
+    path.write_text(text)
+    with pytest.raises(DatasetFormatError, match=re.escape(message)) as info:
+        read_number_list(path, (3,), "xyz", n=n, n_from="the K file")
+    assert str(path) in str(info.value)
