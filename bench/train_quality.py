@@ -62,18 +62,19 @@ def main() -> None:
     print(f"train hands: {len(HandDataset(train_set))}, held-out hands: {len(HandDataset(heldout))}")
     cfg = load_config(None, "tiny", [f"train.datasets=[{train_set}]", f"train.max_minutes={args.minutes}",
                                      *args.overrides])
-    if not any(o.startswith("train.steps=") for o in args.overrides):
-        # The cosine schedule must end inside the budget: size it from timed steps on this machine
-        # (train.max_minutes stays as the hard stop).
+    sized = not any(o.startswith("train.steps=") for o in args.overrides)
+    if sized:
+        # The cosine schedule must end inside the budget: size it from timed steps on this machine,
+        # then re-size it to the run's own pace (train.max_minutes stays as the hard stop).
         cfg.train.steps = estimate_steps(cfg, args.minutes, cfg.train.batch_size)
         print(f"estimated {cfg.train.steps} steps in {args.minutes:g} min")
     start = time.perf_counter()
-    run = train(cfg, args.out, overwrite=True)
+    run = train(cfg, args.out, overwrite=True, steps_from_budget=sized, notify=print)
     minutes = (time.perf_counter() - start) / 60.0
     model, cfg, info = load_checkpoint(run, which="latest")
     torch.set_num_threads(2)
     report = evaluate(model, cfg, [heldout], batch_size=64)
-    print(f"trained {info['step']} steps (batch {cfg.train.batch_size}) in {minutes:.1f} min; "
+    print(f"trained {info['step']} of {cfg.train.steps} steps (batch {cfg.train.batch_size}) in {minutes:.1f} min; "
           f"evaluated {report['overall']['rows']} held-out hands")
     print_targets(flatten(report["overall"]))
     if args.tta_rotation:

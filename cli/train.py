@@ -37,7 +37,7 @@ def _progress_printer(progress: Progress | None, task: Any, log_every: int):
     def update(step: int, total: int, values: dict[str, float]) -> None:
         shown = "  ".join(f"{k} {values[k]:.4g}" for k in _SHOWN if k in values)
         if progress is not None:
-            progress.update(task, completed=step, losses=shown)
+            progress.update(task, completed=step, total=total, losses=shown)
         elif step % log_every == 0 or step == total:
             console.print(f"step {step}/{total}  {shown}  lr {values.get('lr', float('nan')):.3g}", markup=False)
     return update
@@ -54,7 +54,8 @@ def train(
     minutes: Annotated[float | None, typer.Option(
         "--minutes", "-m", min=0.01, help="Train for about this long: stop at M minutes and, without --steps, size "
         "the schedule to what M minutes hold on this machine (a few steps are timed first; the timing counts "
-        "within M). With --resume: the time limit of the whole run only.")] = None,
+        "within M), then re-size it to the run's own pace as it goes. With --resume: the time limit of the "
+        "whole run.")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", min=1, help="Training samples per step and process (default: train.batch_size).")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (default: train.lr).")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Torch device: auto (CUDA when available, else the CPU), cpu, cuda, cuda:N (default: train.device, which is auto).")] = None,
@@ -94,8 +95,11 @@ def train(
         if not main:  # the same arguments and files give rank 0 the same error, which it prints
             raise ReportedElsewhere(str(e)) from None
         raise
-    if minutes is not None and steps is None and not resume:
-        cfg.train.steps, cfg.train.max_minutes = _steps_for(cfg, out, overwrite, minutes, started)
+    # An explicit step count is never re-sized; without one, a resumed run goes on with its own.
+    explicit = steps is not None or any(o.partition("=")[0].strip() == "train.steps" for o in overrides or [])
+    from_budget = not explicit and (minutes is not None or resume)
+    if from_budget and not resume:
+        cfg.train.steps, cfg.train.max_minutes = _steps_for(cfg, out, overwrite, minutes, started, main)
     columns = [TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}")]
     live = main and console.is_terminal
@@ -111,7 +115,11 @@ def train(
             if printer is not None:
                 printer(step, total, values)
 
-        run = train_model(cfg, out, resume=resume, progress=update if main else None, overwrite=overwrite)
+        def note(text: str) -> None:
+            console.print(text, markup=False)
+
+        run = train_model(cfg, out, resume=resume, progress=update if main else None, overwrite=overwrite,
+                          steps_from_budget=from_budget, notify=note if main else None)
     if main:
         if reached and reached[0] < cfg.train.steps:
             # Asked for (--minutes or train.max_minutes): the expected end, said plainly, not warned.
@@ -123,25 +131,27 @@ def train(
         console.print(f"done: {run}", markup=False)
 
 
-def _steps_for(cfg: Any, out: Path, overwrite: bool, minutes: float, started: float) -> tuple[int, float]:
+def _steps_for(cfg: Any, out: Path, overwrite: bool, minutes: float, started: float, main: bool) -> tuple[int, float]:
     """The schedule's length and training time for a time budget: the steps of ``cfg`` that
     ``minutes`` hold here once the time since ``started`` (``time.perf_counter``; the timing and
-    the checks) is taken off, and the minutes left for them."""
+    the checks) is taken off, and the minutes left for them. Under ``torchrun`` every process
+    times its own steps; training then takes the smallest estimate (``main``: the one that prints)."""
     from hiu_model import budget
+    from hiu_model.schedule import RESIZE_AT
     from hiu_model.train import check_run_dir
     from hiu_model.train_data import check_training_data
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # Each process would time its own steps and could settle on another schedule.
-        raise _usage_error("several processes (torchrun) need --steps beside --minutes", "--minutes")
     # What training would refuse is refused before the timing, not after it.
     check_run_dir(out, resume=False, overwrite=overwrite)
     check_training_data(cfg)
-    console.print(f"timing a few steps to fit the schedule into {minutes:g} minutes", markup=False)
+    if main:
+        console.print(f"timing a few steps to fit the schedule into {minutes:g} minutes", markup=False)
     fit = budget.fit_budget(cfg, minutes, cfg.train.batch_size, spent_seconds=time.perf_counter() - started)
-    console.print(f"{fit.steps} steps of batch {cfg.train.batch_size} (train.steps) in the {fit.train_minutes:.1f} "
-                  f"minutes left after {fit.timing_seconds:.0f} s of timing; the run stops then either way "
-                  f"(train.max_minutes={fit.train_minutes:.4g})", markup=False)
+    if main:
+        console.print(f"{fit.steps} steps of batch {cfg.train.batch_size} (train.steps) in the {fit.train_minutes:.1f} "
+                      f"minutes left after {fit.timing_seconds:.0f} s of timing, re-sized to the measured pace at "
+                      f"{' and '.join(f'{f:.0%}' for f in RESIZE_AT)} of them; the run stops then either way "
+                      f"(train.max_minutes={fit.train_minutes:.4g})", markup=False)
     return fit.steps, fit.train_minutes
 
 

@@ -1,9 +1,11 @@
 """Time budgets: how many optimizer steps fit in a number of minutes on this machine.
 
 ``hiu-data train --minutes M`` (and the demo, and ``bench/train_quality.py``) size the cosine
-schedule so that it ends inside the budget; ``train.max_minutes`` stays the hard stop. A step's
-wall time is estimated from a few timed steps of the real network (random crops, the run's
-precision and memory layout) and, on a GPU, from the real data loader too:
+schedule so that it ends inside the budget; ``train.max_minutes`` stays the hard stop. This is
+the first estimate: ``hiu-data train`` and ``bench/train_quality.py`` then re-size the schedule
+to the pace the run itself measures (:mod:`hiu_model.schedule`). A step's wall time is estimated
+from a few timed steps of the real network (random crops, the run's precision and memory layout)
+and, on a GPU, from the real data loader too:
 
 - on the CPU the loader's workers and the network share the same cores, so the step costs its
   compute plus the loading; the measured factor over the compute alone is 1.36-1.58 on 2 cores
@@ -19,6 +21,7 @@ that ``--minutes 0.3`` is about 0.3 minutes of timing plus training, not 0.3 min
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -117,7 +120,8 @@ def time_step(cfg: Any, batch_size: int, max_seconds: float | None = None) -> fl
     """Expected wall seconds of one training step of ``cfg`` (``batch_size`` per step) on this
     machine's training device (``cfg.train.device``), from a few timed steps (see
     :func:`compute_seconds` for ``max_seconds``)."""
-    device = distributed.pick_device(cfg.train.device)
+    # Under torchrun each process times its own device (LOCAL_RANK), as it will train on it.
+    device = distributed.pick_device(cfg.train.device, int(os.environ.get("LOCAL_RANK", "0")))
     compute = compute_seconds(cfg, batch_size, device, max_seconds=max_seconds)
     load = load_seconds(cfg, batch_size) if device.type == "cuda" else None
     per_step = step_seconds(compute, load, device.type)

@@ -123,6 +123,15 @@ def broadcast_object(value: Any, info: DistInfo) -> Any:
     return box[0]
 
 
+def all_gather(value: Any, info: DistInfo) -> list[Any]:
+    """Every process's ``value`` (picklable), in rank order; ``[value]`` in a single process."""
+    if not info.distributed:
+        return [value]
+    values: list[Any] = [None] * info.world_size
+    dist.all_gather_object(values, value)
+    return values
+
+
 @contextlib.contextmanager
 def fail_together(info: DistInfo) -> Iterator[None]:
     """Run a block that every process runs without collectives; if it raises a user error

@@ -16,18 +16,18 @@ per box of a ``detections.json`` beside the images). The batches are built in
 
 Determinism (CPU): the sampling sequence depends on (seed, epoch) only, augmentation on the
 draw's key, and the torch generator is reseeded from (seed, step, rank) before every step
-(dropout and any other random op). A checkpoint stores weights, optimizer, schedule and
-scaler, so ``resume`` continues with exactly the batches and updates an uninterrupted run
-would have made: the next loss is the same bit for bit on the CPU. That needs the run's number
+(dropout and any other random op). A checkpoint stores weights, optimizer, schedule (with its
+plan) and scaler, so ``resume`` continues with exactly the batches and updates an uninterrupted
+run would have made: the next loss is the same bit for bit on the CPU. That needs the run's number
 of processes (their shares of the sequence and the global batch depend on it): another is refused.
 
-Schedule: linear warm-up over ``warmup_steps`` (at most a tenth of ``steps``) from
-``lr / warmup_steps``, then ``cosine``
-decay to ``min_lr_ratio * lr`` at ``steps`` (or ``step``: x0.1 at 60% and 85%, or
-``constant``). ``optimizer``: AdamW, or Muon on the hidden weights (:mod:`hiu_model.optim`);
-weight decay on conv / linear weights only. Mixed precision (``amp``): on a GPU bf16 where
-supported, else fp16 with a gradient scaler; on a CPU with bf16 matrix units (AMX) bf16.
-A step whose gradient norm is not finite is skipped (counted in ``train/skipped_steps``).
+Schedule (:mod:`hiu_model.schedule`): linear warm-up over ``warmup_steps`` (at most a tenth of
+``steps``), then ``cosine`` decay to ``min_lr_ratio * lr`` at ``steps`` (or ``step``, ``constant``);
+a total sized from ``max_minutes`` is re-sized to the measured pace. ``optimizer``: AdamW, or
+Muon on the hidden weights (:mod:`hiu_model.optim`); weight decay on conv / linear weights only.
+Mixed precision (``amp``): on a GPU bf16 where supported, else fp16 with a gradient scaler; on a
+CPU with bf16 matrix units (AMX) bf16. A step whose gradient norm is not finite is skipped
+(counted in ``train/skipped_steps``).
 """
 
 from __future__ import annotations
@@ -51,28 +51,12 @@ from hiu_model import distributed
 from hiu_model.interrupt import TrainingInterrupted, stop_on_signals
 from hiu_model.optim import make_optimizer
 from hiu_model.run_log import RunLog
+from hiu_model.schedule import Plan, Resizer, agree_budget, lr_factor
 from hiu_model.train_data import build_training_data, check_training_data, parse_sources
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, dict[str, float]], None]
-
-
-def lr_factor(step: int, cfg: Any) -> float:
-    """Multiplier of ``cfg.lr`` at optimizer step ``step`` (0-based) under ``cfg`` (TrainConfig)."""
-    warmup = min(cfg.warmup_steps, cfg.steps // 10)
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    if cfg.schedule == "constant":
-        return 1.0
-    if cfg.schedule == "step":
-        fraction = step / max(cfg.steps, 1)
-        return 0.01 if fraction >= 0.85 else 0.1 if fraction >= 0.6 else 1.0
-    if cfg.schedule == "cosine":
-        span = max(cfg.steps - warmup, 1)
-        progress = min(max(step - warmup, 0) / span, 1.0)
-        return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    raise HiuError(f"train.schedule: {cfg.schedule!r} is not cosine, step or constant")
 
 
 def amp_dtype(cfg: Any, device: torch.device) -> torch.dtype | None:
@@ -232,7 +216,7 @@ def _update(net: nn.Module, batch: dict[str, torch.Tensor], labeled: torch.Tenso
 
 
 def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | None = None,
-          overwrite: bool = False) -> Path:
+          overwrite: bool = False, steps_from_budget: bool = False, notify: Callable[[str], None] | None = None) -> Path:
     """Train ``cfg`` into the run folder ``out`` and return it.
 
     Args:
@@ -242,6 +226,10 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
         progress: called on the main process after every step with ``(step, total_steps,
             latest logged scalars)``.
         overwrite: start over in a folder that holds a run.
+        steps_from_budget: ``cfg.train.steps`` was sized from ``train.max_minutes``: re-size it to
+            the measured pace (:mod:`hiu_model.schedule`; the final total ends in ``cfg.train.steps``).
+            On resume: continue the checkpoint's schedule; False: ``cfg.train.steps`` is explicit.
+        notify: called on the main process with a one-line note when the schedule is re-sized.
     Raises:
         HiuError: no data, bad sources, an existing run, nothing to resume.
         TrainingInterrupted: SIGINT or SIGTERM arrived; the run stopped after the current step and
@@ -252,6 +240,8 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
 
     tc = cfg.train
     info = distributed.setup(tc.device)
+    if steps_from_budget and not resume:
+        agree_budget(tc, info)
     run_dir = Path(out)
     fresh = not run_dir.exists()
     batches: Any = None  # the training stream, whose loader workers are stopped on the way out
@@ -269,12 +259,14 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
             memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
             model = model.to(memory_format=memory_format)
             optimizer = make_optimizer(model, tc, info.device)
-            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, tc))
+            plan = Plan.of(tc, sized=steps_from_budget)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, tc, plan))
             dtype = amp_dtype(tc, info.device)
             scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
             state: dict[str, Any] = {"step": 0, "elapsed_s": 0.0, "best": None, "skipped_steps": 0}
             if resume_from is not None:
                 state = _restore(resume_from, model, optimizer, scheduler, scaler, info)
+                plan.restore(state.get("schedule"), tc, keep_total=steps_from_budget)
         if resume_from is None:
             _start_run_dir(run_dir, cfg, info)
         net: nn.Module = TrainingLoss(model, cfg.loss)
@@ -293,6 +285,7 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
             if fresh and info.is_main:  # bad data: leave no run folder behind
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
+        sizer = Resizer(plan, tc, batches, notify if info.is_main else None)
         logger = RunLog(run_dir, enabled=info.is_main, resume_step=state["step"] if resume_from else None)
         start = int(state["step"])
         if start >= tc.steps:
@@ -310,7 +303,8 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
         def save(step: int, metrics: dict[str, float] | None = None) -> None:
             train_state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                            "scaler": scaler.state_dict() if scaler is not None else None, "best": best,
-                           "elapsed_s": elapsed, "skipped_steps": skipped, "world_size": info.world_size}
+                           "elapsed_s": elapsed, "skipped_steps": skipped, "world_size": info.world_size,
+                           "schedule": plan.state_dict()}
             if info.is_main:
                 ckpt.save_checkpoint(run_dir, step, model, cfg.to_dict(), train_state,
                                      extra={"metrics": metrics or {}}, keep_last=tc.keep_checkpoints,
@@ -323,7 +317,8 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
         stream = batches.from_step(start)
         # A process that stops mid-run (an error of its own, a kill) stops the others in their next collective.
         with stop_on_signals() as stop, distributed.report_lost_peer(info):
-            for step in range(start + 1, tc.steps + 1):
+            while step < tc.steps:  # a re-size moves the end
+                step += 1
                 seed_step(tc.seed, step, info.rank)
                 batch, labeled = _to_device(next(stream), info.device, num_labeled)
                 batch["image"] = batch["image"].contiguous(memory_format=memory_format)
@@ -342,7 +337,8 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
                     values = {k: float(v) / count for k, v in window.items()}
                     values = distributed.mean_across(values, info)
                     values.update(lr=scheduler.get_last_lr()[0], skipped_steps=float(skipped),
-                                  samples_per_s=count * tc.batch_size * info.world_size / max(elapsed - window_start, 1e-9))
+                                  planned_steps=float(tc.steps), samples_per_s=count * tc.batch_size
+                                  * info.world_size / max(elapsed - window_start, 1e-9))
                     window_start = elapsed
                     logger.scalars(step, elapsed, values, prefix="train/")
                     last = values
@@ -360,12 +356,16 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
                         if info.is_main:
                             ckpt.write_best(run_dir, step, tc.best_metric, metric)
                     net.train()
-                late = tc.max_minutes > 0 and elapsed + (time.perf_counter() - tick) > 60.0 * tc.max_minutes
+                now = elapsed + (time.perf_counter() - tick)
+                late = tc.max_minutes > 0 and now > 60.0 * tc.max_minutes
                 # Any process's clock or signal stops them all at this step (torchrun signals each
-                # one); a signal during the last step lets the run simply end.
-                flags = distributed.mean_across({"late": float(late), "stop": float(stop.requested)}, info)
+                # one); a signal during the last step lets the run simply end. So does a re-size.
+                flags = distributed.mean_across({"late": float(late), "stop": float(stop.requested),
+                                                 "resize": float(sizer.step_done(step, now))}, info)
                 out_of_time = flags["late"] > 0
                 stopping = flags["stop"] > 0 and step < tc.steps
+                if flags["resize"] > 0 and not (out_of_time or stopping) and sizer.resize(step, now, info):
+                    stream = batches.from_step(step)  # the batches read ahead had the old switch
                 if step % tc.checkpoint_every == 0 or step == tc.steps or out_of_time or stopping:
                     if not (best and best["step"] == step):
                         save(step, evaluated)

@@ -19,6 +19,7 @@ import torch
 from hiu_data.errors import HiuError
 from hiu_model import distributed
 from hiu_model.sampling import DataSource, as_source, build_loader
+from hiu_model.schedule import first_plain_step
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,8 @@ def _prepare_unlabeled(sources: list[DataSource], run_dir: Path, info: distribut
 
 class _Batches:
     """Endless batches from a training loader, positioned at any step (epochs chained); batches
-    from number ``first_plain`` on (0-based) are not augmented."""
+    from number ``first_plain`` on (0-based) are not augmented. A stream reads ahead: after
+    ``first_plain`` changes, start a new one with :meth:`from_step`."""
 
     def __init__(self, loader: torch.utils.data.DataLoader, steps_per_epoch: int, batch_size: int,
                  first_plain: int | None = None) -> None:
@@ -135,6 +137,5 @@ def build_training_data(cfg: Any, run_dir: Path, info: distributed.DistInfo) -> 
                           pin_memory=info.device.type == "cuda")
     log.info("training data: %d rows, %d sources (%d unlabeled), %d steps per epoch", rows, len(sources),
              len(unlabeled), steps_per_epoch)
-    plain_steps = round(cfg.train.steps * cfg.train.final_plain_fraction)
-    first_plain = cfg.train.steps - plain_steps if plain_steps else None
+    first_plain = first_plain_step(cfg.train.steps, cfg.train.final_plain_fraction)
     return _Batches(loader, steps_per_epoch, cfg.train.batch_size, first_plain), len(labeled)

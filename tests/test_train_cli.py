@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -225,12 +226,49 @@ def test_minutes_size_the_schedule_and_stop_the_run(tmp_path: Path, capsys: pyte
     assert main([*common, "--data", str(data), "--minutes", "1", "--out", str(tmp_path / "a")]) == 1
     assert len(timed) == 1 and "holds a run" in capsys.readouterr().err
 
-    # Every process of a torchrun group must run the same schedule: one they would each time is refused.
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    assert main([*common, "--data", str(data), "--minutes", "1", "--out", str(tmp_path / "d")]) == 2
-    err = capsys.readouterr().err
-    assert "several processes (torchrun)" in err and "need --steps" in err
-    assert len(timed) == 1 and not (tmp_path / "d").exists()
+    # --set train.steps=N is an explicit step count as well: no timing, never re-sized.
+    assert main([*common, "--data", str(data), "--minutes", "5", "--set", "train.steps=2",
+                 "--out", str(tmp_path / "e")]) == 0
+    assert len(timed) == 1 and run_config(tmp_path / "e")["steps"] == 2
+
+
+def test_minutes_resize_the_schedule_to_the_pace_and_say_so(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    import hiu_model.train
+    from hiu_model import budget, schedule
+    from hiu_model.checkpoint import load_train_state, resolve_checkpoint
+    from hiu_model.run_log import read_metrics
+
+    data = write_hands(tmp_path / "data", 4, seed=7)
+    # The timing finds 0.5 s a step, the run's steps take 0.25 s of a fake clock: the run re-sizes.
+    monkeypatch.setattr(budget, "time_step", lambda cfg, batch_size, max_seconds=None: 0.5)
+    clock = [0.0]
+    seed_step = hiu_model.train.seed_step
+
+    def timed_step(seed: int, step: int, rank: int) -> None:
+        clock[0] += 0.25
+        seed_step(seed, step, rank)
+
+    monkeypatch.setattr(hiu_model.train, "seed_step", timed_step)
+    monkeypatch.setattr(hiu_model.train, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(schedule, "MIN_WINDOW_STEPS", 2)
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", *SMALL, "--batch-size", "2", "--workers", "0", "--data", str(data),
+                 "--minutes", "0.1", "--out", str(run)]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    planned = int(re.search(r"(\d+) steps of batch 2 \(train.steps\)", err).group(1))
+    # About 6 s: 11 or so steps of 0.5 s planned; at step 3 (0.75 s, past 10 %) they take 0.25 s.
+    resized = re.search(rf"step 3 \(0.0125 of 0.0\d+ min, 0.25 s a step\): schedule re-sized from {planned} to (\d+) "
+                        r"steps to end inside train.max_minutes", err)
+    assert resized, err
+    total = int(resized.group(1))
+    assert total > 2 * planned - 4  # twice as many steps fit, less the two-step reserve
+    state = load_train_state(resolve_checkpoint(run))
+    assert state["step"] == state["schedule"]["total"] == total
+    assert [r["value"] for r in read_metrics(run) if r["tag"] == "train/planned_steps"][-1] == total
+    assert "stopped at the time limit" not in err
 
 
 def test_a_run_stopped_by_its_time_limit_says_so_plainly(tmp_path: Path, capsys: pytest.CaptureFixture[str],

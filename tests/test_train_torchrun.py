@@ -161,3 +161,19 @@ def test_only_a_lost_peer_is_turned_into_one_line() -> None:
             with report_lost_peer(where):
                 raise error
         assert raised.value is error
+
+
+def test_minutes_without_steps_run_one_agreed_schedule(hands: Path, tmp_path: Path) -> None:
+    # Every process times its own steps; training starts from the smallest estimate, and the
+    # processes re-size together (a total they disagreed on would leave one waiting in a
+    # collective: the timeout would fail the test).
+    done = _torchrun(2, "train", *SMALL, "--data", str(hands), "--minutes", "0.05", "--out", str(tmp_path / "run"),
+                     cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stderr.splitlines()
+    assert sum("timing a few steps" in line for line in lines) == 1
+    assert sum(line.startswith("done:") for line in lines) == 1
+    from hiu_model.checkpoint import load_train_state, resolve_checkpoint
+
+    state = load_train_state(resolve_checkpoint(tmp_path / "run"))
+    assert state["world_size"] == 2 and state["schedule"]["sized"]
