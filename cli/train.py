@@ -151,7 +151,9 @@ def _steps_for(cfg: Any, out: Path, overwrite: bool, minutes: float, started: fl
         console.print(f"{fit.steps} steps of batch {cfg.train.batch_size} (train.steps) in the {fit.train_minutes:.1f} "
                       f"minutes left after {fit.timing_seconds:.0f} s of timing, re-sized to the measured pace at "
                       f"{' and '.join(f'{f:.0%}' for f in RESIZE_AT)} of them; the run stops then either way "
-                      f"(train.max_minutes={fit.train_minutes:.4g})", markup=False)
+                      f"(train.max_minutes={fit.train_minutes:.4g})"
+                      + ("; the processes start from the smallest estimate" if int(os.environ.get("WORLD_SIZE", "1")) > 1
+                         else ""), markup=False)
     return fit.steps, fit.train_minutes
 
 

@@ -25,7 +25,9 @@ the schedule to the budget at :data:`RESIZE_AT` of it:
   plain crops (at 75 % of the steps for ``tiny``), which then lands where the final total puts it.
   Later re-sizes would move that switch while it runs; ``train.max_minutes`` stays the hard stop;
 - the new total (:func:`fit_total`) puts the last step a reserve before the end of the budget:
-  1 % of it (the final checkpoint and evaluation) plus two steps (the jitter of the last steps);
+  1 % of it (the final checkpoint and evaluation), 3 % of the time left (the pace of the rest
+  is not the pace measured: on a shared machine it drifts by several per cent) and two steps (the
+  jitter of the last steps);
 - under ``torchrun`` each process measures its own pace and all take the smallest total.
 
 The maths of a continuous re-size. Past the warm-up ``w`` the schedule is a function of its
@@ -66,6 +68,8 @@ MIN_WINDOW_STEPS = 5
 """Steps the pace must be measured over before a re-size (a re-size point waits for them)."""
 RESERVE_SHARE = 0.01
 """Share of the budget kept after the last step (the final checkpoint and evaluation)."""
+RESERVE_LEFT_SHARE = 0.03
+"""Share of the time left at a re-size also kept (the pace drifts from the one measured)."""
 RESERVE_STEPS = 2.0
 """Steps' worth of time also kept after the last step (the jitter of the last steps)."""
 
@@ -217,7 +221,8 @@ class Resizer:
         # The pace since this session's first step (since the run's start if there is none).
         anchor_step, anchor_s = self.anchor if self.anchor is not None and step > self.anchor[0] else (0, 0.0)
         step_s = (elapsed_s - anchor_s) / max(step - anchor_step, 1)
-        reserve = RESERVE_SHARE * self.budget_s + RESERVE_STEPS * step_s
+        reserve = (RESERVE_SHARE * self.budget_s + RESERVE_LEFT_SHARE * max(self.budget_s - elapsed_s, 0.0)
+                   + RESERVE_STEPS * step_s)
         proposal = fit_total(step, elapsed_s, self.budget_s, step_s, reserve) if step_s > 0 else self.plan.total
         passed = sum(elapsed_s >= f * self.budget_s for f in RESIZE_AT)
         views = distributed.all_gather((proposal, passed, step_s), info)

@@ -122,12 +122,14 @@ def test_resize_points_wait_for_the_pace_and_an_explicit_total_is_never_resized(
     elapsed = {step: 1.0 + step for step in range(1, 101)}
     due = [step for step in range(1, 40) if sizer.step_done(step, elapsed[step])]
     assert due[0] == 5  # 6 s at step 5, 4 steps measured
-    assert sizer.resize(5, elapsed[5], SINGLE)  # 54 s - 0.6 s - 2 steps: 51 more steps
-    assert tc.steps == sizer.plan.total == 56 and batches.first_plain == 56 - 14
+    # 54 s left, less 0.6 s (1 % of 60), 1.62 s (3 % of 54) and 2 steps: 49 more steps.
+    assert sizer.resize(5, elapsed[5], SINGLE)
+    assert tc.steps == sizer.plan.total == 54 and batches.first_plain == 54 - 14
     assert [s for s in range(6, 40) if sizer.step_done(s, elapsed[s])][0] == 29
-    assert not sizer.resize(29, elapsed[29], SINGLE)  # on pace: the same total
-    assert tc.steps == 56 and sizer.plan.resizes == 2
-    assert not any(sizer.step_done(s, elapsed[s]) for s in range(30, 56))
+    # On pace, with less time left to be unsure of: 30 - 0.6 - 0.9 - 2 = 26.5 s, 26 more steps.
+    assert sizer.resize(29, elapsed[29], SINGLE)
+    assert tc.steps == 55 and batches.first_plain == 55 - 14 and sizer.plan.resizes == 2
+    assert not any(sizer.step_done(s, elapsed[s]) for s in range(30, 55))
 
     fixed_tc = _tc("train.max_minutes=1")
     fixed, _ = _resizer(fixed_tc, sized=False)
@@ -142,5 +144,6 @@ def test_a_resize_that_changes_the_total_says_so_in_one_line(monkeypatch: pytest
     for step in range(1, 6):
         sizer.step_done(step, 4.0 + 0.5 * (step - 1))  # a first step of 4 s, then 0.5 s a step
     sizer.resize(5, 6.0, SINGLE)
-    assert notes == ["step 5 (0.1 of 1 min, 0.5 s a step): schedule re-sized from 100 to 109 steps to end "
-                     "inside train.max_minutes, plain crops from step 83"]
+    # 54 s left, less 0.6 s, 1.62 s and 2 steps: 101 steps of 0.5 s; the last 26 of 106 plain.
+    assert notes == ["step 5 (0.1 of 1 min, 0.5 s a step): schedule re-sized from 100 to 106 steps to end "
+                     "inside train.max_minutes, plain crops from step 81"]

@@ -89,20 +89,21 @@ def test_a_budget_run_resizes_twice_and_resumes_exactly(hands: Path, tmp_path: P
     notes: list[str] = []
     full = train(cfg, tmp_path / "full", steps_from_budget=True, notify=notes.append)
     # Step 5 ends 1.5 s in (past 10 % of 12 s): 1.25 s over the 4 steps after the first, 0.3125 s
-    # a step; 12 s - 1.5 s - 0.12 s - 2 steps leave 31 steps: 36 in all, plain from batch 27.
-    # Step 14 ends 6 s in (50 %): 5.75 s / 13 steps; 12 - 6 - 0.12 - 2 steps leave 11 steps: 25.
-    assert cfg.train.steps == 25 and len(notes) == 2
-    assert notes[0].startswith("step 5 ") and "from 10 to 36 steps" in notes[0] and "from step 28" in notes[0]
-    assert notes[1].startswith("step 14 ") and "from 36 to 25 steps" in notes[1] and "from step 20" in notes[1]
-    # 25 of 6.25 s: batches 19-24 plain; each re-size restarted the stream at its step.
-    assert fake_clock == [(0, 8), (5, 27), (14, 19)]
+    # a step; 12 - 1.5 s less 0.12 s (1 %), 0.315 s (3 % of 10.5 s) and 2 steps leave 30 steps:
+    # 35 in all, plain from batch 26 (the last 9). Step 14 ends 6 s in (50 %): 5.75 s / 13 steps;
+    # 12 - 6 less 0.12, 0.18 and 2 steps leave 10 steps: 24, plain from batch 18.
+    assert cfg.train.steps == 24 and len(notes) == 2
+    assert notes[0].startswith("step 5 ") and "from 10 to 35 steps" in notes[0] and "from step 27" in notes[0]
+    assert notes[1].startswith("step 14 ") and "from 35 to 24 steps" in notes[1] and "from step 19" in notes[1]
+    # Each re-size restarted the stream at its step, with the new switch.
+    assert fake_clock == [(0, 8), (5, 26), (14, 18)]
     planned = _series(full, "train/planned_steps")
-    assert [planned[s] for s in (1, 5, 6, 14, 15, 25)] == [10, 10, 36, 36, 25, 25]
+    assert [planned[s] for s in (1, 5, 6, 14, 15, 24)] == [10, 10, 35, 35, 24, 24]
     lr = _series(full, "train/lr")
-    assert sorted(lr) == list(range(1, 26)) and lr[25] == pytest.approx(0.002 * cfg.train.min_lr_ratio)
+    assert sorted(lr) == list(range(1, 25)) and lr[24] == pytest.approx(0.002 * cfg.train.min_lr_ratio)
     assert all(a >= b for a, b in zip(lr.values(), list(lr.values())[1:]))  # decays throughout, no jump
     state = ckpt.load_train_state(ckpt.checkpoint_dir(full, 14))
-    assert state["schedule"]["total"] == 25 and state["schedule"]["resizes"] == 2
+    assert state["schedule"]["total"] == 24 and state["schedule"]["resizes"] == 2
     reference = _series(full, "train/loss")
 
     # After both re-sizes: the resumed run is the same run.
@@ -110,26 +111,26 @@ def test_a_budget_run_resizes_twice_and_resumes_exactly(hands: Path, tmp_path: P
     shutil.copytree(full, cut)
     _drop_checkpoints_after(cut, 16)
     fake_clock.clear()
-    resumed_cfg = _config(hands)  # the configuration's 10 steps: the checkpoint's 25 win
+    resumed_cfg = _config(hands)  # the configuration's 10 steps: the checkpoint's 24 win
     train(resumed_cfg, cut, resume=True, steps_from_budget=True)
-    assert resumed_cfg.train.steps == 25 and fake_clock == [(16, 19)]
+    assert resumed_cfg.train.steps == 24 and fake_clock == [(16, 18)]
     assert _series(cut, "train/loss") == reference
     from safetensors.torch import load_file
 
-    a, b = (load_file(ckpt.checkpoint_dir(run, 25) / "model.safetensors") for run in (full, cut))
+    a, b = (load_file(ckpt.checkpoint_dir(run, 24) / "model.safetensors") for run in (full, cut))
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
 
     # Between the re-sizes: the same steps up to the pending one, which measures its own pace
     # from the resumed steps (0.5 s each after step 11), never the earlier session's:
-    # 12 - 6 - 0.12 - 2 steps leave 9 steps of 0.5 s, 23 in all.
+    # 12 - 6 less 0.12, 0.18 and 2 steps leave 9 steps of 0.5 s: 23 in all, the last 6 plain.
     between = tmp_path / "between"
     shutil.copytree(full, between)
     _drop_checkpoints_after(between, 10)
     fake_clock.clear()
     between_cfg = _config(hands)
     train(between_cfg, between, resume=True, steps_from_budget=True)
-    assert between_cfg.train.steps == 23 and fake_clock == [(10, 27), (14, 17)]
+    assert between_cfg.train.steps == 23 and fake_clock == [(10, 26), (14, 17)]
     losses = _series(between, "train/loss")
     assert [losses[s] for s in range(1, 15)] == [reference[s] for s in range(1, 15)]
 
@@ -225,8 +226,9 @@ def test_torchrun_processes_agree_on_the_resized_total(hands: Path, tmp_path: Pa
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     # Both start from the smaller estimate (10 steps) and re-size at step 3, when rank 1's clock
-    # passes 1.2 s: rank 0 finds room for 45 steps (0.25 s each), rank 1 for 21 (0.5 s each; 12 -
-    # 1.5 - 0.12 - 2 steps leave 18). Both take 21, the slower clock's, and keep it at step 12 (6 s).
+    # passes 1.2 s: rank 0 finds room for 44 steps (0.25 s each), rank 1 for 21 (0.5 s each; 12 -
+    # 1.5 less 0.12, 0.315 and 2 steps leave 18). Both take 21, the slower clock's, and keep it at
+    # step 12 (6 s; rank 1 still finds room for 9 more steps, rank 0 for 32).
     assert rank0.pop("steps") == rank1.pop("steps") == 21
     for name in rank0:
         torch.testing.assert_close(rank0[name], rank1[name], rtol=0, atol=0, msg=name)
