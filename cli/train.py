@@ -138,7 +138,7 @@ def _steps_for(cfg: Any, out: Path, overwrite: bool, minutes: float, started: fl
     times its own steps; training then takes the smallest estimate (``main``: the one that prints)."""
     from hiu_model import budget
     from hiu_model.schedule import RESIZE_AT
-    from hiu_model.train import check_run_dir
+    from hiu_model.checkpoint import check_run_dir
     from hiu_model.train_data import check_training_data
 
     # What training would refuse is refused before the timing, not after it.

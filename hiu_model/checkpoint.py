@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
 
-from hiu_data.errors import HiuError
+from hiu_data.errors import HiuError, OutputExistsError
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,41 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     return sorted(found, key=_step_of)
 
 
+def check_run_dir(run_dir: str | Path, resume: bool, overwrite: bool) -> Path | None:
+    """The checkpoint a run in ``run_dir`` resumes from (None for a fresh run).
+
+    Raises:
+        HiuError: ``resume`` and the folder holds no checkpoint.
+        OutputExistsError: not ``resume`` and the folder holds a run, without ``overwrite``.
+    """
+    run_dir = Path(run_dir)
+    existing = list_checkpoints(run_dir)
+    if resume:
+        if not existing:
+            raise HiuError(f"{run_dir}: nothing to resume (no {CHECKPOINTS_DIR}/step-*/ with weights)")
+        return existing[-1]
+    if existing and not overwrite:
+        raise OutputExistsError(f"{run_dir}: holds a run; pass --resume to continue it or --overwrite to start over")
+    if (run_dir / "metrics.csv").exists() and not overwrite:
+        # --resume cannot help here: the run stopped before its first checkpoint.
+        raise OutputExistsError(f"{run_dir}: holds a run that stopped before its first checkpoint (nothing to "
+                                "resume); pass --overwrite to start over")
+    return None
+
+
+def start_run_dir(run_dir: Path, config: dict[str, Any]) -> None:
+    """Empty the run folder of an earlier run (``--overwrite``) and write the run's config.
+
+    Called by the main process only, after every process has checked the folder
+    (:func:`check_run_dir`)."""
+    for name in (CHECKPOINTS_DIR, "tensorboard"):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+    for name in ("metrics.csv", BEST_FILE):
+        (run_dir / name).unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RUN_CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
+
+
 def write_best(run_dir: str | Path, step: int, metric: str, value: float) -> None:
     """Record the best checkpoint of a run (``best.json``, replaced atomically)."""
     path = Path(run_dir) / BEST_FILE
@@ -240,8 +276,6 @@ def config_from_dict(values: dict[str, Any], source: str | Path = "config") -> A
     Goes through ``load_config`` so that a stored configuration is checked exactly like a
     YAML file a user writes (unknown keys are errors).
     """
-    import yaml
-
     from hiu_model.config import load_config
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -41,10 +41,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import yaml
 from torch import nn
 
-from hiu_data.errors import HiuError, OutputExistsError
+from hiu_data.errors import HiuError
 from hiu_data.io.parquet import find_dataset_dirs
 from hiu_model import checkpoint as ckpt
 from hiu_model import distributed
@@ -101,42 +100,6 @@ def _to_device(batch: dict[str, torch.Tensor], device: torch.device, num_labeled
     for flag in ("has_2d", "has_3d", "has_mask", "has_mano"):
         batch[flag] = batch[flag] * labeled
     return batch, labeled
-
-
-def check_run_dir(run_dir: str | Path, resume: bool, overwrite: bool) -> Path | None:
-    """The checkpoint a run in ``run_dir`` resumes from (None for a fresh run).
-
-    Raises:
-        HiuError: ``resume`` and the folder holds no checkpoint.
-        OutputExistsError: not ``resume`` and the folder holds a run, without ``overwrite``.
-    """
-    run_dir = Path(run_dir)
-    existing = ckpt.list_checkpoints(run_dir)
-    if resume:
-        if not existing:
-            raise HiuError(f"{run_dir}: nothing to resume (no {ckpt.CHECKPOINTS_DIR}/step-*/ with weights)")
-        return existing[-1]
-    if existing and not overwrite:
-        raise OutputExistsError(f"{run_dir}: holds a run; pass --resume to continue it or --overwrite to start over")
-    if (run_dir / "metrics.csv").exists() and not overwrite:
-        # --resume cannot help here: the run stopped before its first checkpoint.
-        raise OutputExistsError(f"{run_dir}: holds a run that stopped before its first checkpoint (nothing to "
-                                "resume); pass --overwrite to start over")
-    return None
-
-
-def _start_run_dir(run_dir: Path, cfg: Any, info: distributed.DistInfo) -> None:
-    """Empty the run folder of an earlier run (``--overwrite``) and write the run's config.
-
-    Called after every process has checked the folder (:func:`check_run_dir`)."""
-    if info.is_main:
-        for name in (ckpt.CHECKPOINTS_DIR, "tensorboard"):
-            shutil.rmtree(run_dir / name, ignore_errors=True)
-        for name in ("metrics.csv", ckpt.BEST_FILE):
-            (run_dir / name).unlink(missing_ok=True)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / ckpt.RUN_CONFIG_FILE).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    distributed.barrier(info)
 
 
 def _better(metric: str, value: float, best: float | None) -> bool:
@@ -249,7 +212,7 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
         # What every process checks alike (the run folder, the data, the checkpoint) comes before
         # the first write and is settled together, so that the error is printed once.
         with distributed.fail_together(info):
-            resume_from = check_run_dir(run_dir, resume, overwrite)
+            resume_from = ckpt.check_run_dir(run_dir, resume, overwrite)
             val_sources = parse_sources(tc.val, None)
             for source in val_sources:  # checked now, not at the first evaluation hours later
                 find_dataset_dirs(source.path)
@@ -268,7 +231,9 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
                 state = _restore(resume_from, model, optimizer, scheduler, scaler, info)
                 plan.restore(state.get("schedule"), tc, keep_total=steps_from_budget)
         if resume_from is None:
-            _start_run_dir(run_dir, cfg, info)
+            if info.is_main:
+                ckpt.start_run_dir(run_dir, cfg.to_dict())
+            distributed.barrier(info)
         net: nn.Module = TrainingLoss(model, cfg.loss)
         if info.distributed:
             # Searching each step's graph for parameters without a gradient is needed only where

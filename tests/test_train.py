@@ -300,7 +300,7 @@ def test_torchrun_two_processes_keep_equal_parameters(hands: Path, tmp_path: Pat
 
 def test_a_run_folder_without_a_checkpoint_says_only_overwrite_helps(tmp_path: Path) -> None:
     from hiu_data.errors import HiuError, OutputExistsError
-    from hiu_model.train import check_run_dir
+    from hiu_model.checkpoint import check_run_dir
 
     run = tmp_path / "run"
     run.mkdir()
