@@ -11,7 +11,8 @@ so tags can come and go (a validation set, a loss switched on later) without bre
 file; ``pandas.read_csv(...).pivot_table(index="step", columns="tag", values="value")`` gives
 the wide table. ``time_s`` is training time since the run started, resumed runs included.
 On resume, rows logged after the checkpoint being resumed are dropped, so the file describes
-exactly one history.
+exactly one history; the TensorBoard event files of the run folder's ``tensorboard/`` show
+the same one (the resumed writer purges the steps after the checkpoint).
 """
 
 from __future__ import annotations
@@ -76,7 +77,10 @@ class RunLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"), purge_step=resume_step)
+                # TensorBoard hides the earlier events at steps >= purge_step; the checkpoint's own
+                # step was logged before it was saved and is kept, as in the CSV.
+                purge = resume_step + 1 if resume_step is not None else None
+                self._writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"), purge_step=purge)
             except ImportError:  # TensorBoard is optional; the CSV carries the same scalars
                 log.debug("tensorboard not installed; logging to %s only", self.path)
 

@@ -1,4 +1,4 @@
-"""metrics.csv: long-form scalars, truncated to the resumed step."""
+"""metrics.csv: long-form scalars, truncated to the resumed step; the TensorBoard events alike."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from hiu_model.run_log import RunLog, read_metrics
+from tests.tensorboard_events import csv_scalars, tensorboard_scalars
 
 
 def test_metrics_csv_rows_and_resume_truncation(tmp_path: Path) -> None:
@@ -31,3 +32,16 @@ def test_disabled_log_writes_nothing(tmp_path: Path) -> None:
     log.scalars(1, 0.0, {"loss": 1.0})
     log.close()
     assert not (tmp_path / "metrics.csv").exists()
+
+
+def test_tensorboard_keeps_the_checkpoint_step_on_resume(tmp_path: Path) -> None:
+    log = RunLog(tmp_path)
+    for step in (1, 2, 3):
+        log.scalars(step, 0.1 * step, {"loss": float(step)}, prefix="train/")
+    log.close()
+    resumed = RunLog(tmp_path, resume_step=2)  # the checkpoint at step 2, saved after step 2 was logged
+    resumed.scalars(3, 0.35, {"loss": 30.0}, prefix="train/")
+    resumed.close()
+    events = tensorboard_scalars(tmp_path)
+    assert events == {("train/loss", 1): 1.0, ("train/loss", 2): 2.0, ("train/loss", 3): 30.0}
+    assert events == csv_scalars(tmp_path)

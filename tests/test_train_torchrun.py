@@ -12,6 +12,7 @@ import pytest
 
 from hiu_cli.main import main
 from tests.targets.handmade import write_hands
+from tests.tensorboard_events import csv_scalars, tensorboard_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--preset", "tiny", "--set", "model.input_size=32", "--set", "model.num_stacks=1",
@@ -81,7 +82,8 @@ def test_resume_with_another_process_count_is_refused(hands: Path, tmp_path: Pat
 
 def test_only_rank_0_logs_and_reports(hands: Path, tmp_path: Path) -> None:
     done = _torchrun(2, "-v", "train", *SMALL, "--data", str(hands), "--steps", "2",
-                     "--set", "train.max_minutes=0.0001", "--out", str(tmp_path / "run"), cwd=tmp_path)
+                     "--set", "train.max_minutes=0.0001", "--set", "train.log_every=1", "--out", str(tmp_path / "run"),
+                     cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stderr.splitlines()
     assert sum("joined the gloo group" in line for line in lines) == 1
@@ -90,6 +92,9 @@ def test_only_rank_0_logs_and_reports(hands: Path, tmp_path: Path) -> None:
     assert sum("train.max_minutes=0.0001 reached at step 1" in line for line in lines) == 1
     assert sum(line.startswith("done:") for line in lines) == 1
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step-000001"]
+    # one writer of the scalars: rank 0's event file, the same as its metrics.csv
+    assert len(list((tmp_path / "run" / "tensorboard").iterdir())) == 1
+    assert tensorboard_scalars(tmp_path / "run") == csv_scalars(tmp_path / "run") != {}
 
 
 def test_a_usage_error_is_printed_once(tmp_path: Path) -> None:
