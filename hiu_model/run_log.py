@@ -103,6 +103,10 @@ class RunLog:
             if self._writer is not None and math.isfinite(value):
                 self._writer.add_scalar(prefix + name, value, int(step))
         self._file.flush()
+        if self._writer is not None:
+            # The writer's own flush is every 2 minutes; a process killed before then (or
+            # leaving on an error without close) would lose scalars the CSV already holds.
+            self._writer.flush()
 
     def close(self) -> None:
         """Close the CSV file and the TensorBoard writer; later calls do nothing."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 from hiu_model.run_log import RunLog, read_metrics
@@ -45,3 +47,15 @@ def test_tensorboard_keeps_the_checkpoint_step_on_resume(tmp_path: Path) -> None
     events = tensorboard_scalars(tmp_path)
     assert events == {("train/loss", 1): 1.0, ("train/loss", 2): 2.0, ("train/loss", 3): 30.0}
     assert events == csv_scalars(tmp_path)
+
+
+def test_a_killed_run_keeps_every_logged_scalar_in_both_files(tmp_path: Path) -> None:
+    # os._exit: no close, no interpreter shutdown, as for a process killed mid-run
+    script = ("import os, sys\nfrom hiu_model.run_log import RunLog\nlog = RunLog(sys.argv[1])\n"
+              "for step in range(1, 6):\n    log.scalars(step, step, {'loss': step, 'lr': 0.1}, prefix='train/')\n"
+              "os._exit(3)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert len(csv_scalars(tmp_path)) == 10
+    assert tensorboard_scalars(tmp_path) == csv_scalars(tmp_path)
