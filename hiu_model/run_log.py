@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -94,13 +93,14 @@ class RunLog:
         tmp.replace(self.path)
 
     def scalars(self, step: int, time_s: float, values: dict[str, float], prefix: str = "") -> None:
-        """Log ``values`` under ``prefix + name`` at ``step``; non-finite values are kept as nan/inf."""
+        """Log ``values`` under ``prefix + name`` at ``step``; non-finite values are kept as nan/inf
+        in both files."""
         if not self.enabled:
             return
         for name, value in values.items():
             value = float(value)
             self._csv.writerow([int(step), f"{time_s:.3f}", prefix + name, repr(value)])
-            if self._writer is not None and math.isfinite(value):
+            if self._writer is not None:
                 self._writer.add_scalar(prefix + name, value, int(step))
         self._file.flush()
         if self._writer is not None:

@@ -59,3 +59,14 @@ def test_a_killed_run_keeps_every_logged_scalar_in_both_files(tmp_path: Path) ->
     assert done.returncode == 3, done.stderr[-2000:]
     assert len(csv_scalars(tmp_path)) == 10
     assert tensorboard_scalars(tmp_path) == csv_scalars(tmp_path)
+
+
+def test_non_finite_scalars_reach_tensorboard_too(tmp_path: Path) -> None:
+    # a diverging loss or an infinite mean error is what the curves must show, not a gap
+    log = RunLog(tmp_path)
+    log.scalars(1, 0.1, {"loss": 1.0, "epe_px": 3.0})
+    log.scalars(2, 0.2, {"loss": float("nan"), "epe_px": float("inf")})
+    log.close()
+    events = tensorboard_scalars(tmp_path)
+    assert sorted(events) == sorted(csv_scalars(tmp_path)) == [("epe_px", 1), ("epe_px", 2), ("loss", 1), ("loss", 2)]
+    assert math.isnan(events[("loss", 2)]) and events[("epe_px", 2)] == math.inf
