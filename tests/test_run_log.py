@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from hiu_model.run_log import RunLog, read_metrics
 from tests.tensorboard_events import csv_scalars, tensorboard_scalars
 
@@ -70,3 +72,13 @@ def test_non_finite_scalars_reach_tensorboard_too(tmp_path: Path) -> None:
     events = tensorboard_scalars(tmp_path)
     assert sorted(events) == sorted(csv_scalars(tmp_path)) == [("epe_px", 1), ("epe_px", 2), ("loss", 1), ("loss", 2)]
     assert math.isnan(events[("loss", 2)]) and events[("epe_px", 2)] == math.inf
+
+
+def test_without_tensorboard_installed_the_csv_alone_is_written(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as when not installed
+    log = RunLog(tmp_path)
+    log.scalars(1, 0.1, {"loss": 1.0})
+    log.close()
+    assert csv_scalars(tmp_path) == {("loss", 1): 1.0}
+    assert not (tmp_path / "tensorboard").exists()
