@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from hiu_cli._common import DatasetDir, JsonOut, Workers, console, progress_bar
+from hiu_cli._common import DatasetDir, JsonOut, Workers, progress_bar
 from hiu_data.validate import rows_to_check, validate as validate_dataset
+
+# The report goes to stdout (progress and errors to stderr), as for eval and info.
+console = Console(highlight=False, soft_wrap=True)
 
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skipped": "dim"}
 
@@ -37,14 +42,15 @@ def validate(
     else:
         for d in report.datasets:
             verdict = "[green]passed[/green]" if d.ok else "[bold red]FAILED[/bold red]"
-            table = Table(title=f"{d.dataset}  {d.path}  ({d.rows} rows)  {verdict}", title_justify="left")
+            table = Table(title=f"{escape(str(d.dataset))}  {escape(str(d.path))}  ({d.rows} rows)  {verdict}",
+                          title_justify="left")
             for column, justify in (("check", "left"), ("status", "left"), ("flagged", "right"), ("checked", "right"),
                                     ("first flagged", "left")):
                 table.add_column(column, justify=justify)  # type: ignore[arg-type]
             for c in d.checks:
                 style = _STATUS_STYLE.get(c.status, "")
                 table.add_row(c.name, f"[{style}]{c.status}[/{style}]", str(c.flagged), str(c.checked),
-                              c.examples[0] if c.examples else c.note)
+                              escape(c.examples[0] if c.examples else c.note))
             console.print(table)
             if d.reprojection_px:
                 r = d.reprojection_px

@@ -125,8 +125,21 @@ def test_cli_exit_codes_and_json(tmp_path: Path, rhd_records, capsys: pytest.Cap
         r.keypoints_3d = r.keypoints_3d * 1000
     bad = write_dataset(records, tmp_path / "bad", "rhd")
     assert main(["validate", str(bad), "--skip-images"]) == 1
-    assert "plausible_3d" in capsys.readouterr().err
+    assert "plausible_3d" in capsys.readouterr().out
     assert main(["validate", str(tmp_path / "missing")]) == 1
+
+
+def test_the_report_goes_to_stdout_and_paths_are_printed_verbatim(tmp_path: Path, rhd_records,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # `hiu-data validate DIR > report.txt` keeps the report, as `eval` and `info` do; a folder name
+    # with brackets, which rich would read as markup and drop.
+    folder = write_dataset(rhd_records, tmp_path / "hands[v2]", "rhd")
+    assert main(["validate", str(folder)]) == 0
+    captured = capsys.readouterr()
+    out = " ".join(captured.out.split())
+    assert str(folder) in out and "passed" in out
+    assert "duplicate_ids" in out and "reprojection error over" in out
+    assert captured.err == ""
 
 
 def test_pseudo_labels_are_not_judged_as_ground_truth(tmp_path: Path, rhd_records) -> None:
