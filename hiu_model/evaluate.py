@@ -22,7 +22,9 @@ mapped back to the stored image (see :mod:`hiu_model.predict`). The protocols ar
 (or a reflection) of the camera frame and leaves every distance unchanged.
 
 Which rows: the split given, else ``test``, else ``val``, else all rows of the folder. Each
-dataset folder gets its own table, and ``overall`` pools the rows of all of them.
+dataset folder gets its own table, and ``overall`` pools the rows of all of them (each metric
+over the rows labelled for it: 2D PCK and EPE over the labelled joints of every dataset, 3D
+over the rows with 3D, ...); a metric no row is labelled for is left out.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ PROTOCOL = {
     "mask": "mask head, crop probability warped to the image, > 0.5; IoU per hand averaged; mIoU of background "
             "and hand pooled over pixels",
     "silhouette": "rendered mesh silhouette, same protocol as mask",
+    "overall": "the hands of all datasets pooled (not a mean of the datasets' numbers); each metric over the "
+               "hands labelled for it, so a 2D-only dataset leaves the 3D numbers as they are",
 }
 
 
@@ -150,22 +154,28 @@ def collect(model: torch.nn.Module, cfg: Any, folder: str | Path, split: str | N
 
 
 def compute_metrics(data: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Metrics of each branch from :func:`collect` output (one dataset, or several concatenated)."""
+    """Metrics of each branch from :func:`collect` output (one dataset, or several concatenated).
+
+    Each metric is computed over the rows that carry its labels; a metric no row has labels for
+    (2D on unlabeled rows, 3D on 2D-only ones, ...) is left out rather than given as NaN.
+    """
     out: dict[str, dict[str, float]] = {}
     if "gt_2d" not in data or len(data["gt_2d"]) == 0:
         return out
     head = data["head_size"] if np.isfinite(data["head_size"]).any() else None
-    if "heatmap_2d" in data:
+    has_2d = bool(data["valid_2d"].any())
+    if "heatmap_2d" in data and has_2d:
         out["heatmap"] = metrics.metrics_2d(data["heatmap_2d"], data["gt_2d"], data["valid_2d"], data["bbox"], head)
     if "mesh_2d" in data:
-        mesh = metrics.metrics_2d(data["mesh_2d"], data["gt_2d"], data["valid_2d"], data["bbox"], head)
+        mesh = metrics.metrics_2d(data["mesh_2d"], data["gt_2d"], data["valid_2d"], data["bbox"], head) if has_2d else {}
         has_3d = data["has_3d"].astype(bool)
         if has_3d.any():
             mesh.update(metrics.metrics_3d(data["pred_3d"][has_3d], data["gt_3d"][has_3d]))
         has_mano = data["has_mano"].astype(bool)
         if has_mano.any():
             mesh.update(metrics.metrics_mesh(data["pred_vertices"][has_mano], data["gt_vertices"][has_mano]))
-        out["mesh"] = mesh
+        if mesh:
+            out["mesh"] = mesh
     for branch, key in (("mask", "mask_counts"), ("silhouette", "silhouette_counts")):
         if key in data:
             labelled = data[key][:, 0] >= 0
@@ -201,7 +211,9 @@ def evaluate(model: torch.nn.Module, cfg: Any, paths: Sequence[str | Path | dict
         max_samples: evaluate at most this many rows per folder (evenly spaced; 0 = all).
     Returns:
         ``{"datasets": {name: {"split", "rows", "heatmap": {...}, "mesh": {...}, "mask": {...},
-        "silhouette": {...}}}, "overall": {...}, "protocol": PROTOCOL}`` (NaN where undefined).
+        "silhouette": {...}}}, "overall": {...}, "protocol": PROTOCOL}``; a branch or metric
+        no row has labels for is absent; a mean error is inf where a labelled joint was
+        predicted non-finite.
     """
     report: dict[str, Any] = {"datasets": {}, "overall": {}, "protocol": PROTOCOL}
     parts = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -93,3 +94,56 @@ def test_a_split_the_folder_lacks_is_named_with_those_it_has(setup) -> None:  # 
     folder, cfg, model = setup
     with pytest.raises(HiuError, match=r"no rows in split 'nosuch' \(it has: .*; choose one with --split\)"):
         evaluate(model, cfg, [folder], split="nosuch")
+
+
+def _strict_json(text: str) -> dict:
+    def refuse(token: str) -> None:
+        raise ValueError(f"{token} is not JSON")
+
+    doc = json.loads(text, parse_constant=refuse)
+    assert isinstance(doc, dict)
+    return doc
+
+
+def test_eval_of_datasets_of_different_kinds(setup, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Full labels, 2D only (no mask, a head size: CMU-like) and unlabeled: each dataset shows the
+    metrics its labels allow, ``overall`` pools the hands, and ``--json`` is one strict object."""
+    from hiu_cli.main import main
+    from hiu_data.io.parquet import write_dataset
+    from hiu_model.checkpoint import save_checkpoint
+    from tests.targets.handmade import make_hand
+
+    _, cfg, model = setup
+    save_checkpoint(tmp_path / "run", 1, model, cfg.to_dict())
+    twod = [make_hand(40 + i, labels="2d", dataset="twod") for i in range(2)]
+    for sample in twod:
+        sample.mask, sample.extras = None, {"head_size": 60.0}
+    folders = [write_hands(tmp_path, 4, seed=7, dataset="full"), write_dataset(twod, tmp_path, "twod"),
+               write_hands(tmp_path, 2, seed=8, dataset="unlabeled", labels="none")]
+    assert main(["eval", str(tmp_path / "run"), *map(str, folders), "--json", "--device", "cpu"]) == 0
+    doc = _strict_json(capsys.readouterr().out)
+    full, two, none = (doc["datasets"][name] for name in ("full", "twod", "unlabeled"))
+    assert [full["rows"], two["rows"], none["rows"]] == [4, 2, 2]
+    assert {"heatmap", "mesh", "mask", "silhouette"} <= set(full) and "pckh@0.7" not in full["heatmap"]
+    assert "mpjpe_mm" in full["mesh"] and "pa_mpvpe_mm" in full["mesh"]
+    # 2D only: no 3D, vertex or mask numbers (not 0, not null); PCKh from its head size
+    assert "mask" not in two and "silhouette" not in two and "pckh@0.7" in two["heatmap"]
+    assert not {"mpjpe_mm", "pa_mpjpe_mm", "pa_mpvpe_mm", "f@5mm"} & set(two["mesh"])
+    # no labels: no metric at all
+    assert not {"heatmap", "mesh", "mask", "silhouette"} & set(none)
+
+    overall = doc["overall"]
+    assert overall["rows"] == 8
+    # pooled over the labelled joints (21 per hand here), not the mean of the two datasets
+    for branch in ("heatmap", "mesh"):
+        for metric in ("pck@0.2", "epe_px"):
+            pooled = (4 * full[branch][metric] + 2 * two[branch][metric]) / 6
+            assert overall[branch][metric] == pytest.approx(pooled), (branch, metric)
+    # a metric only some datasets have is pooled over those
+    assert overall["mesh"]["mpjpe_mm"] == pytest.approx(full["mesh"]["mpjpe_mm"])
+    assert overall["mask"] == pytest.approx(full["mask"])
+    assert overall["heatmap"]["pckh@0.7"] == pytest.approx(two["heatmap"]["pckh@0.7"])
+
+    assert main(["eval", str(tmp_path / "run"), *map(str, folders), "--device", "cpu"]) == 0
+    table = capsys.readouterr().out
+    assert "nan" not in table.lower() and "overall" in table
