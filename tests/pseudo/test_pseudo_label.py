@@ -14,6 +14,7 @@ import torch
 from hiu_cli.main import main
 from hiu_data.io.parquet import HandDataset
 from hiu_model import pseudo_label as pl
+from hiu_model import pseudo_row
 
 IMAGES = {"a.png": [([4, 6, 40, 44], "right")], "b/c.jpg": [([2, 2, 30, 30], "left"), ([30, 20, 30, 36], None)],
           "d.png": [([10, 10, 50, 40], "right")]}
@@ -87,8 +88,8 @@ def test_camera_frame_joints_project_onto_the_weak_perspective_joints() -> None:
     affine = np.array([[-2.0, 0.0, 300.0], [0.0, 2.0, -40.0]], np.float32)  # mirrored crop, 2 crop px per image px
     camera = np.array([900.0, 70.0, 60.0], np.float32)  # s px/m, tx, ty in crop pixels
     prediction = SimpleNamespace(keypoints_3d=joints, camera=camera, crop_affine=affine)
-    K = pl.assumed_camera(320, 240)
-    xyz = pl.camera_frame_joints(prediction, K)
+    K = pseudo_row.assumed_camera(320, 240)
+    xyz = pseudo_row.camera_frame_joints(prediction, K)
     projected = xyz[:, :2] / xyz[:, 2:] * K[0, 0] + K[:2, 2]
     # Predictions give 3D in the image's axes; the mirrored crop saw x flipped.
     crop_points = camera[0] * joints[:, :2] * [-1.0, 1.0] + camera[1:]
@@ -136,7 +137,7 @@ def test_joints_predicted_outside_the_image_are_marked_not_visible() -> None:
     import numpy as np
 
     from hiu_data.schema import HandSample
-    from hiu_model.pseudo_label import labelled_row
+    from hiu_model.pseudo_row import labelled_row
 
     kp = np.full((21, 2), 10.0, np.float32)
     kp[3] = [-5.0, 10.0]
