@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from hiu_data.errors import CorruptImageError
+from hiu_data.io.images import imdecode
 from hiu_data.targets import to_cv2_affine
 from hiu_model.mano import mirror_pose as mano_mirror_pose
 
@@ -162,14 +162,11 @@ def decode_for_crop(data: bytes, side: float, size: int, source: str = "<bytes>"
     factor = 1
     while factor < 8 and side / (2 * factor) >= size:
         factor *= 2
-    buf = np.frombuffer(data, dtype=np.uint8)
     is_jpeg = data[:2] == b"\xff\xd8"
     flag = cv2.IMREAD_COLOR
     if is_jpeg and factor > 1:
         flag = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}[factor]
-    image = cv2.imdecode(buf, flag) if buf.size else None
-    if image is None:
-        raise CorruptImageError(source, "image cannot be decoded (corrupt or not an image)", sample_id)
+    image = imdecode(data, flag, source, sample_id)
     scale = np.ones(2)
     if is_jpeg:
         scale /= factor  # libjpeg's scaled IDCT maps blocks of factor x factor pixels exactly

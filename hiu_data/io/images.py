@@ -8,6 +8,7 @@ decoded raises :class:`~hiu_data.errors.CorruptImageError` naming the sample.
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -28,6 +29,30 @@ cv2.setNumThreads(1)
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
+def imdecode(data: bytes, flag: int, source: str | Path = "<bytes>", sample_id: str | None = None) -> np.ndarray:
+    """``cv2.imdecode`` with its failures as :class:`CorruptImageError` naming the file.
+
+    Returns:
+        the decoded array as OpenCV gives it for ``flag`` (BGR order).
+    Raises:
+        CorruptImageError: the bytes are not a decodable image, or one larger than OpenCV
+            decodes (``CV_IO_MAX_IMAGE_PIXELS``, 2^30 pixels unless set), which says so.
+    """
+    buf = np.frombuffer(data, dtype=np.uint8) if data else np.zeros(0, np.uint8)
+    try:
+        image = cv2.imdecode(buf, flag) if buf.size else None
+    except cv2.error:  # raised rather than returning None for some inputs, oversized ones included
+        image = None
+    if image is None:
+        size = probe_size(data) if data else None
+        limit = int(os.environ.get("CV_IO_MAX_IMAGE_PIXELS", "0") or 0) or 1 << 30
+        if size is not None and size[0] * size[1] > limit:
+            raise CorruptImageError(source, f"{size[0]} x {size[1]} pixels, more than OpenCV decodes ({limit} "
+                                    "pixels; the CV_IO_MAX_IMAGE_PIXELS environment variable raises it)", sample_id)
+        raise CorruptImageError(source, "image cannot be decoded (corrupt or not an image)", sample_id)
+    return image
+
+
 def decode(data: bytes, source: str = "<bytes>", sample_id: str | None = None, grayscale: bool = False) -> np.ndarray:
     """Decode encoded image bytes.
 
@@ -36,22 +61,14 @@ def decode(data: bytes, source: str = "<bytes>", sample_id: str | None = None, g
     Raises:
         CorruptImageError: the bytes are not a decodable image.
     """
-    buf = np.frombuffer(data, dtype=np.uint8) if data else np.zeros(0, np.uint8)
-    flag = cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR
-    image = cv2.imdecode(buf, flag) if buf.size else None
-    if image is None:
-        raise CorruptImageError(source, "image cannot be decoded (corrupt or not an image)", sample_id)
+    image = imdecode(data, cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR, source, sample_id)
     return image if grayscale else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def decode_unchanged(data: bytes, source: str = "<bytes>", sample_id: str | None = None) -> np.ndarray:
     """Decode keeping depth and channels as stored (e.g. 16-bit or label PNGs); BGR order kept,
     EXIF orientation not applied (for label maps, which carry none)."""
-    buf = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
-    if image is None:
-        raise CorruptImageError(source, "image cannot be decoded (corrupt or not an image)", sample_id)
-    return image
+    return imdecode(data, cv2.IMREAD_UNCHANGED, source, sample_id)
 
 
 def read_file(path: str | Path, sample_id: str | None = None, grayscale: bool = False) -> np.ndarray:

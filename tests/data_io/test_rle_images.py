@@ -75,3 +75,22 @@ def test_corrupt_image_names_the_sample() -> None:
         images.decode(b"\xff\xd8 not really a jpeg", "a/b.jpg", "rhd/train/00001")
     with pytest.raises(CorruptImageError, match="missing"):
         images.read_file("/nonexistent/x.png", "s1")
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height (pixel data cut short: decoding stops at the size)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def test_an_image_larger_than_opencv_decodes_is_named_with_its_size() -> None:
+    from hiu_model.crop import decode_for_crop
+
+    data = _png_header_only(40000, 30000)  # 1.2 gigapixels, over OpenCV's 2^30 limit
+    for read in (lambda: images.decode(data, "big.png", "s1"), lambda: images.decode_unchanged(data, "big.png"),
+                 lambda: decode_for_crop(data, 40000.0, 64, "big.png")):
+        with pytest.raises(CorruptImageError, match=r"^big\.png.*: 40000 x 30000 pixels, more than OpenCV decodes"):
+            read()
