@@ -26,11 +26,14 @@ def predict(
     Example: hiu-data predict runs/tiny photos/ --out overlays/
     """
     from hiu_data.errors import HiuError
-    from hiu_model.overlay import find_images, predict_files
+    from hiu_model.overlay import find_images, images_in_sub_folders, predict_files
 
     if side not in ("auto", "left", "right"):
         raise HiuError(f"--side must be auto, left or right, not {side!r}")
     total = len(find_images(images))
+    for folder, count in images_in_sub_folders(images).items():
+        console.print(f"note: {folder}: {count} images in its sub-folders were not read (predict reads the images "
+                      "directly in a folder; pass the sub-folders too, e.g. DIR/*/)", markup=False)
     with progress_bar("predict", total=total, unit="images") as advance:
         result = predict_files(checkpoint, images, out, boxes=boxes, side=side, batch_size=batch_size, device=device,
                                tta_rotation=tta_rotation, overwrite=overwrite, progress=advance)

@@ -93,6 +93,20 @@ def find_images(paths: Sequence[str | Path]) -> list[Path]:
     return found
 
 
+def images_in_sub_folders(paths: Sequence[str | Path]) -> dict[Path, int]:
+    """``{folder: count}`` of the images below the sub-folders of each folder among ``paths``,
+    which :func:`find_images` does not read (hidden files and folders left out, as there)."""
+    counts: dict[Path, int] = {}
+    for folder in map(Path, paths):
+        if folder.is_dir():
+            deeper = sum(1 for p in folder.rglob("*") if len(p.relative_to(folder).parts) > 1
+                         and p.suffix.lower() in IMAGE_SUFFIXES
+                         and not any(part.startswith(".") for part in p.relative_to(folder).parts) and p.is_file())
+            if deeper:
+                counts[folder] = deeper
+    return counts
+
+
 def _load_boxes(path: Path | None, names: Sequence[str]) -> dict[str, list[tuple[list[float], str]]]:
     """``{image file name: [(x, y, w, h), side]}`` from ``--boxes``: a mapping ``{"file name":
     [[x, y, w, h], ...]}`` (side ``auto``) or a COCO-format detections JSON, as ``synth-wild``

@@ -109,6 +109,19 @@ def test_a_broken_image_is_one_line_naming_it_and_nothing_is_written(broken: str
     assert not out.exists()
 
 
+def test_images_in_sub_folders_are_named_as_not_read(run: Path, hand: np.ndarray, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    images = tmp_path / "images"
+    (images / "seq1" / "deeper").mkdir(parents=True)
+    _write(images / "top.png", hand)
+    _write(images / "seq1" / "a.png", hand)
+    _write(images / "seq1" / "deeper" / "b.jpg", hand)
+    assert _predict(run, images, out=tmp_path / "out") == 0
+    err = capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["predictions.json", "top.png"]
+    assert f"note: {images}: 2 images in its sub-folders were not read" in " ".join(err.split())
+
+
 def test_overlays_draw_at_the_predicted_pixels() -> None:
     image = np.zeros((60, 80, 3), np.uint8)
     keypoints = np.stack([np.linspace(10.5, 70.5, 21), np.full(21, 30.5)], 1).astype(np.float32)
