@@ -167,7 +167,9 @@ def compute_metrics(data: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
     if "heatmap_2d" in data and has_2d:
         out["heatmap"] = metrics.metrics_2d(data["heatmap_2d"], data["gt_2d"], data["valid_2d"], data["bbox"], head)
     if "mesh_2d" in data:
-        mesh = metrics.metrics_2d(data["mesh_2d"], data["gt_2d"], data["valid_2d"], data["bbox"], head) if has_2d else {}
+        mesh: dict[str, float] = {}
+        if has_2d:
+            mesh = metrics.metrics_2d(data["mesh_2d"], data["gt_2d"], data["valid_2d"], data["bbox"], head)
         has_3d = data["has_3d"].astype(bool)
         if has_3d.any():
             mesh.update(metrics.metrics_3d(data["pred_3d"][has_3d], data["gt_3d"][has_3d]))

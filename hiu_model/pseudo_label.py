@@ -10,9 +10,9 @@ sorted list, so any launcher can start the ``n`` processes (on one machine or ma
 ``OUT``). Each shard writes its images in chunks of ``chunk_images``, each chunk an atomic
 small dataset under ``OUT/.<name>.parts/``; a restarted shard skips the chunks that exist.
 The plan (folder, its image files' names, sizes and modification times, boxes, checkpoint,
-shard count, chunk size) is recorded in ``plan.json`` there, and a process whose options differ is refused rather than mixing two
-runs. The process that completes the last chunk merges all chunks, in the folder's image
-order, into ``OUT/<name>/`` and removes the parts.
+shard count, chunk size) is recorded in ``plan.json`` there, and a process whose options
+differ is refused rather than mixing two runs. The process that completes the last chunk
+merges all chunks, in the folder's image order, into ``OUT/<name>/`` and removes the parts.
 
 ``--update`` labels only the images that ``OUT/<name>/`` lacks (:mod:`hiu_model.pseudo_update`),
 with shards and resume as above (the plan also records the sha256 of the dataset's manifest),

@@ -72,7 +72,7 @@ def test_odd_sizes_and_pixel_formats_each_get_an_overlay(run: Path, hand: np.nda
     (images / "turned photo.jpg").write_bytes(with_exif(cv2.imencode(".jpg", stored[:, :, ::-1])[1].tobytes(),
                                                   exif_block(6, b"MM")))
     _write(images / "upright.png", hand)
-    files.update({"turned.png": (None, (240, 320)), "turned photo.jpg": (None, (240, 320)), "upright.png": (None, (240, 320))})
+    files.update({name: (None, (240, 320)) for name in ("turned.png", "turned photo.jpg", "upright.png")})
 
     out = tmp_path / "out"
     assert _predict(run, images, out=out) == 0
