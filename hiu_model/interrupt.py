@@ -3,9 +3,11 @@
 A long run that is interrupted (Ctrl-C in the terminal, ``kill``, a cluster scheduler's
 pre-emption, which sends SIGTERM) should lose nothing: :func:`stop_on_signals` turns the first
 SIGINT or SIGTERM into a flag that :func:`hiu_model.train.train` reads after every optimizer
-step; the loop then saves a checkpoint at that step and raises :class:`TrainingInterrupted`, and
-``hiu-data train --out RUN --resume`` continues exactly where it stopped. A second Ctrl-C
-interrupts at once, as usual.
+step; the loop then logs the losses of the steps since the last logged one, saves a checkpoint at
+that step and raises :class:`TrainingInterrupted`, and ``hiu-data train --out RUN --resume``
+continues exactly where it stopped. It does not validate that checkpoint (a run ending at its
+time limit does): a stop signal asks for a quick exit, and a scheduler's grace period after
+SIGTERM is often shorter than a validation. A second Ctrl-C interrupts at once, as usual.
 SIGTERM stays caught until the context ends, because ``torchrun`` answers the terminal's Ctrl-C
 by sending its processes SIGTERM as well.
 

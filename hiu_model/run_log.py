@@ -13,6 +13,10 @@ the wide table. ``time_s`` is training time since the run started, resumed runs 
 On resume, rows logged after the checkpoint being resumed are dropped, so the file describes
 exactly one history; the TensorBoard event files of the run folder's ``tensorboard/`` show
 the same one (the resumed writer purges the steps after the checkpoint).
+
+The ``train/`` scalars at a step are the means over the steps since the previous logged one
+(:class:`LossWindow`): every ``train.log_every`` steps, at the last step, and at whatever step
+ends a run early (the time limit, a stop signal), so that no step's losses go unlogged.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hiu_data.errors import HiuError
+from hiu_model import distributed
 
 log = logging.getLogger(__name__)
 
@@ -116,3 +121,38 @@ class RunLog:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+class LossWindow:
+    """The training scalars of the steps since the last logged one, logged as their means.
+
+    The sums stay on the device (one synchronisation per logged step, not per step).
+
+    Args:
+        logger: where the means go, under ``train/``.
+        info: the processes, whose means are averaged (:func:`hiu_model.distributed.mean_across`).
+        samples_per_step: samples of one optimizer step over all processes (``samples_per_s``).
+        start_s: the training clock (seconds since the run started) where the window opens.
+    """
+
+    def __init__(self, logger: RunLog, info: distributed.DistInfo, samples_per_step: int, start_s: float) -> None:
+        self.logger, self.info, self.samples_per_step, self.start_s = logger, info, samples_per_step, start_s
+        self.sums: dict[str, Any] = {}
+        self.steps = 0
+
+    def add(self, values: dict[str, Any]) -> None:
+        """Add one step's scalars (0-d tensors, e.g. the loss terms and the gradient norm)."""
+        for name, value in values.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value.detach().float()
+        self.steps += 1
+
+    def log(self, step: int, elapsed_s: float, extra: dict[str, float]) -> dict[str, float]:
+        """Log the window's means at ``step`` (every process calls it: a collective), then
+        ``extra`` and ``samples_per_s``; open a new window at ``elapsed_s`` and return what was
+        logged (the means over all processes)."""
+        values = {name: float(total) / max(self.steps, 1) for name, total in self.sums.items()}
+        values = distributed.mean_across(values, self.info)
+        values.update(extra, samples_per_s=self.steps * self.samples_per_step / max(elapsed_s - self.start_s, 1e-9))
+        self.logger.scalars(step, elapsed_s, values, prefix="train/")
+        self.sums, self.steps, self.start_s = {}, 0, elapsed_s
+        return values

@@ -5,7 +5,9 @@ in :mod:`hiu_model.checkpoint`). One code path serves one CPU, one GPU and ``tor
 (``torchrun --nproc_per_node N $(which hiu-data) train ...``): every process builds the same
 model from the same seed, DDP averages the gradients (gloo on CPU, NCCL on GPU), and each rank
 reads its own positions of one shared sampling sequence (:class:`hiu_model.sampling.MixedSampler`).
-Rank 0 logs, evaluates and saves.
+Rank 0 logs, evaluates and saves. However a run ends (its last step, the time limit
+``max_minutes``, a stop signal) it logs the losses of its last steps; at the last step and the
+time limit it also validates the weights it saves last (``best.json``), a signal skips that.
 
 Data: ``cfg.train.datasets`` (labeled) and ``cfg.train.unlabeled`` are drawn with their
 weights from one sequence; rows of unlabeled sources have every ``has_*`` flag cleared, so
@@ -49,7 +51,7 @@ from hiu_model import checkpoint as ckpt
 from hiu_model import distributed
 from hiu_model.interrupt import TrainingInterrupted, stop_on_signals
 from hiu_model.optim import make_optimizer
-from hiu_model.run_log import RunLog
+from hiu_model.run_log import LossWindow, RunLog
 from hiu_model.schedule import Plan, Resizer, agree_budget, lr_factor
 from hiu_model.train_data import build_training_data, check_training_data, parse_sources
 
@@ -195,8 +197,8 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
         notify: called on the main process with a one-line note when the schedule is re-sized.
     Raises:
         HiuError: no data, bad sources, an existing run, nothing to resume.
-        TrainingInterrupted: SIGINT or SIGTERM arrived; the run stopped after the current step and
-            saved a checkpoint there (:mod:`hiu_model.interrupt`).
+        TrainingInterrupted: SIGINT or SIGTERM arrived; the run stopped after the current step,
+            logged its last losses and saved a checkpoint there (:mod:`hiu_model.interrupt`).
     """
     from hiu_model.losses import TrainingLoss, unused_parameters_possible
     from hiu_model.model import HIUDMTL
@@ -260,8 +262,7 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
         best = state.get("best")
         skipped = int(state.get("skipped_steps", 0))
         params = [p for p in model.parameters() if p.requires_grad]
-        window: dict[str, torch.Tensor] = {}
-        count = 0
+        window = LossWindow(logger, info, tc.batch_size * info.world_size, elapsed)
         last: dict[str, float] = {}
         step = start
 
@@ -276,9 +277,29 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
                                      protect=(best["step"],) if best else ())
             distributed.barrier(info)
 
+        def log_losses(step: int) -> None:
+            nonlocal elapsed, tick, last
+            now = time.perf_counter()
+            elapsed += now - tick
+            tick = now
+            last = window.log(step, elapsed, {"lr": scheduler.get_last_lr()[0], "skipped_steps": float(skipped),
+                                              "planned_steps": float(tc.steps)})
+
+        def validate(step: int) -> dict[str, float] | None:
+            nonlocal best
+            evaluated = _validate(model, cfg, val_sources, info, logger, step, elapsed)
+            metric = evaluated.get(tc.best_metric, float("nan")) if evaluated is not None else float("nan")
+            metric = distributed.broadcast_object(metric, info)
+            if _better(tc.best_metric, metric, best["value"] if best else None):
+                best = {"step": step, "value": metric, "metric": tc.best_metric}
+                save(step, evaluated)
+                if info.is_main:
+                    ckpt.write_best(run_dir, step, tc.best_metric, metric)
+            net.train()
+            return evaluated
+
         net.train()
         tick = time.perf_counter()
-        window_start = elapsed
         stream = batches.from_step(start)
         # A process that stops mid-run (an error of its own, a kill) stops the others in their next collective.
         with stop_on_signals() as stop, distributed.report_lost_peer(info):
@@ -292,35 +313,15 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
                     skipped += 1
                     log.warning("step %d: non-finite gradient norm; update skipped", step)
                 scheduler.step()
-                for name, value in {"loss": total, **terms, "grad_norm": norm}.items():
-                    window[name] = window.get(name, 0.0) + value.detach().float()
-                count += 1
+                window.add({"loss": total, **terms, "grad_norm": norm})
                 if step % tc.log_every == 0 or step == tc.steps:
-                    now = time.perf_counter()
-                    elapsed += now - tick
-                    tick = now
-                    values = {k: float(v) / count for k, v in window.items()}
-                    values = distributed.mean_across(values, info)
-                    values.update(lr=scheduler.get_last_lr()[0], skipped_steps=float(skipped),
-                                  planned_steps=float(tc.steps), samples_per_s=count * tc.batch_size
-                                  * info.world_size / max(elapsed - window_start, 1e-9))
-                    window_start = elapsed
-                    logger.scalars(step, elapsed, values, prefix="train/")
-                    last = values
-                    window, count = {}, 0
+                    log_losses(step)
                 if progress is not None and info.is_main:
                     progress(step, tc.steps, last)
                 evaluated: dict[str, float] | None = None
-                if val_sources and (step % tc.eval_every == 0 or step == tc.steps):
-                    evaluated = _validate(model, cfg, val_sources, info, logger, step, elapsed)
-                    metric = evaluated.get(tc.best_metric, float("nan")) if evaluated is not None else float("nan")
-                    metric = distributed.broadcast_object(metric, info)
-                    if _better(tc.best_metric, metric, best["value"] if best else None):
-                        best = {"step": step, "value": metric, "metric": tc.best_metric}
-                        save(step, evaluated)
-                        if info.is_main:
-                            ckpt.write_best(run_dir, step, tc.best_metric, metric)
-                    net.train()
+                validated = bool(val_sources) and (step % tc.eval_every == 0 or step == tc.steps)
+                if validated:
+                    evaluated = validate(step)
                 now = elapsed + (time.perf_counter() - tick)
                 late = tc.max_minutes > 0 and now > 60.0 * tc.max_minutes
                 # Any process's clock or signal stops them all at this step (torchrun signals each
@@ -329,6 +330,13 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
                                                  "resize": float(sizer.step_done(step, now))}, info)
                 out_of_time = flags["late"] > 0
                 stopping = flags["stop"] > 0 and step < tc.steps
+                # A run that ends before its last step logs its last stretch of losses and, at the
+                # time limit, validates the weights it saves last (best.json); a signal asks for a
+                # quick exit: no validation, which can take minutes.
+                if (out_of_time or stopping) and window.steps:
+                    log_losses(step)
+                if out_of_time and not stopping and val_sources and not validated:
+                    evaluated = validate(step)
                 if flags["resize"] > 0 and not (out_of_time or stopping) and sizer.resize(step, now, info):
                     stream = batches.from_step(step)  # the batches read ahead had the old switch
                 if step % tc.checkpoint_every == 0 or step == tc.steps or out_of_time or stopping:
