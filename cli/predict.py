@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from hiu_cli._common import BatchSize, Checkpoint, Device, Overwrite, TtaRotation, console, progress_bar
+from hiu_cli._common import BatchSize, Checkpoint, Device, OnError, Overwrite, TtaRotation, console, progress_bar
 
 
 def predict(
@@ -19,11 +19,15 @@ def predict(
     batch_size: BatchSize = 16,
     device: Device = "auto",
     tta_rotation: TtaRotation = 0.0,
+    on_error: OnError = "fail",
     overwrite: Overwrite = False,
 ) -> None:
     """Predict hands and draw them: skeleton (heat-map branch), mask, mesh silhouette and mesh joints.
 
     Example: hiu-data predict runs/tiny photos/ --out overlays/
+
+    An image file that cannot be read stops the run with nothing written; with --on-error skip it
+    is named in a warning, gets no overlay and no entry in predictions.json, and is counted.
     """
     from hiu_data.errors import HiuError
     from hiu_model.overlay import find_images, images_in_sub_folders, predict_files
@@ -36,8 +40,12 @@ def predict(
                       "directly in a folder; pass the sub-folders too, e.g. DIR/*/)", markup=False)
     with progress_bar("predict", total=total, unit="images") as advance:
         result = predict_files(checkpoint, images, out, boxes=boxes, side=side, batch_size=batch_size, device=device,
-                               tta_rotation=tta_rotation, overwrite=overwrite, progress=advance)
-    console.print(f"wrote {total} overlays and {result}", markup=False)
+                               tta_rotation=tta_rotation, overwrite=overwrite, progress=advance, on_error=on_error,
+                               warn=lambda line: console.print(f"warning: {line}", markup=False))
+    skipped = len(result.skipped)
+    console.print(f"wrote {result.images} overlays and {result.path}"
+                  + (f"; skipped {skipped} image{'s' if skipped > 1 else ''} that could not be read (named above)"
+                     if skipped else ""), markup=False)
 
 
 def register(app: typer.Typer) -> None:

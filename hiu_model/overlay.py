@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
 
-from hiu_data.errors import HiuError
+from hiu_data.errors import DatasetFormatError, HiuError
+from hiu_data.formats._common import ON_ERROR
 from hiu_data.io.images import IMAGE_SUFFIXES
 from hiu_data.skeleton import BONES, bone_colors, joint_colors
 from hiu_model.predict import Prediction
@@ -153,9 +155,20 @@ def prediction_record(pred: Prediction) -> dict[str, Any]:
             "mask_area": None if pred.mask is None else int(pred.mask.sum())}
 
 
+@dataclass
+class PredictedFiles:
+    """What :func:`predict_files` wrote: ``path`` (``predictions.json``), the number of images
+    drawn, and the files skipped under ``on_error="skip"`` as ``(file, one-line reason)``."""
+
+    path: Path
+    images: int
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
 def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str | Path, boxes: Path | None = None,
                   side: str = "auto", batch_size: int = 16, device: str = "cpu", tta_rotation: float = 0.0,
-                  overwrite: bool = False, progress: Callable[[int], None] | None = None) -> Path:
+                  overwrite: bool = False, progress: Callable[[int], None] | None = None, on_error: str = "fail",
+                  warn: Callable[[str], None] | None = None) -> PredictedFiles:
     """Predict hands on image files and write ``OUT/<image stem>.png`` overlays + ``predictions.json``.
 
     ``out`` is written whole: everything goes to a folder beside it first, which replaces it at
@@ -173,15 +186,23 @@ def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str 
         tta_rotation: average the heat-maps and masks over crops turned by 0 and +-this many
             degrees (:mod:`hiu_model.tta`; 0 = one plain pass).
         overwrite: replace an ``out`` that exists and is not empty (else an error).
+        on_error: ``fail``: an image file that cannot be read (corrupt, truncated, too large,
+            gone) stops the run, nothing written; ``skip``: it gets no overlay and no entry in
+            ``predictions.json``, is passed to ``warn`` and counted in the result.
+        warn: called with one line (the file and the reason) for each skipped file; default
+            a logged warning.
     Returns:
-        The ``predictions.json`` path.
+        The ``predictions.json`` path, the images drawn and the files skipped.
     Raises:
         OutputExistsError: ``out`` holds files and ``overwrite`` is False.
+        CorruptImageError: an image cannot be read and ``on_error`` is ``fail``.
     """
     from hiu_data.io.manifest import check_output_folder, staged_folder
     from hiu_model.checkpoint import load_checkpoint
     from hiu_model.tta import with_rotation_tta
 
+    if on_error not in ON_ERROR:
+        raise HiuError(f"--on-error must be one of {', '.join(ON_ERROR)}, not {on_error!r}")
     files = find_images(paths)
     _check_unique_stems(files)  # before the model is loaded: a slip in the inputs fails at once
     out = Path(out)
@@ -189,10 +210,11 @@ def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], out: str 
     model, cfg, info = load_checkpoint(checkpoint, device=device)
     model = with_rotation_tta(model, tta_rotation)
     by_name = _load_boxes(boxes, [path.name for path in files])
+    result = PredictedFiles(out / "predictions.json", 0)
     with staged_folder(out) as staging:
-        result = _write_predictions(model, cfg, info, files, by_name, staging, side, batch_size, tta_rotation,
-                                    progress)
-    return out / result.name
+        _write_predictions(model, cfg, info, files, by_name, staging, side, batch_size, tta_rotation, progress,
+                           result, on_error, warn or (lambda line: log.warning("%s", line)))
+    return result
 
 
 def _check_unique_stems(files: Sequence[Path]) -> None:
@@ -207,17 +229,37 @@ def _check_unique_stems(files: Sequence[Path]) -> None:
                            "separate --out folders")
 
 
+def _read_images(files: Sequence[Path], on_error: str, result: PredictedFiles,
+                 warn: Callable[[str], None]) -> tuple[list[Path], list[np.ndarray]]:
+    """The files that decode and their (H, W, 3) uint8 RGB pixels; with ``on_error="skip"`` the
+    others are warned about and added to ``result.skipped``."""
+    from hiu_data.io.images import read_file
+
+    read, images = [], []
+    for path in files:
+        try:
+            images.append(read_file(path))
+        except DatasetFormatError as e:
+            if on_error != "skip":
+                raise
+            result.skipped.append((path, e.problem))
+            warn(f"{e}; skipped (--on-error skip)")
+            continue
+        read.append(path)
+    return read, images
+
+
 def _write_predictions(model: Any, cfg: Any, info: dict[str, Any], files: list[Path], by_name: dict[str, Any],
                        out: Path, side: str, batch_size: int, tta_rotation: float,
-                       progress: Callable[[int], None] | None) -> Path:
-    """The overlays and ``predictions.json`` of :func:`predict_files`, written into ``out``."""
-    from hiu_data.io.images import read_file
+                       progress: Callable[[int], None] | None, result: PredictedFiles, on_error: str,
+                       warn: Callable[[str], None]) -> None:
+    """The overlays and ``predictions.json`` of :func:`predict_files`, written into ``out``;
+    counts go to ``result``."""
     from hiu_model.predict import predict_images
 
     records: dict[str, Any] = {}
     for start in range(0, len(files), batch_size):
-        chunk = files[start:start + batch_size]
-        images = [read_file(path) for path in chunk]
+        chunk, images = _read_images(files[start:start + batch_size], on_error, result, warn)
         listed = [by_name.get(path.name) for path in chunk]
         chunk_boxes = [[box for box, _ in hands] if hands else None for hands in listed]
         # A side given on the command line wins; with "auto" a side the detections name is kept.
@@ -232,11 +274,11 @@ def _write_predictions(model: Any, cfg: Any, info: dict[str, Any], files: list[P
                 raise HiuError(f"{target}: cannot write the overlay")
             records[path.name] = [prediction_record(p) for p in hands]
         if progress is not None:
-            progress(len(chunk))
-    result = out / "predictions.json"
-    result.write_text(json.dumps({"checkpoint": info["path"], "step": info["step"], "sha256": info["sha256"],
-                                  "tta_rotation_deg": tta_rotation,
-                                  "frames": "keypoints_2d: image px (heat-map branch); mesh_keypoints_2d: image px "
-                                            "(projected mesh); keypoints_3d: metres, wrist-relative, camera axes",
-                                  "images": records}, indent=1))
-    return result
+            progress(min(batch_size, len(files) - start))
+    result.images = len(records)
+    document = {"checkpoint": info["path"], "step": info["step"], "sha256": info["sha256"],
+                "tta_rotation_deg": tta_rotation,
+                "frames": "keypoints_2d: image px (heat-map branch); mesh_keypoints_2d: image px "
+                          "(projected mesh); keypoints_3d: metres, wrist-relative, camera axes",
+                "images": records}
+    (out / result.path.name).write_text(json.dumps(document, indent=1))

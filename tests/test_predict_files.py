@@ -47,8 +47,9 @@ def _write(path: Path, pixels: np.ndarray) -> Path:
     return path
 
 
-def _predict(run: Path, *inputs: Path, out: Path) -> int:
-    return main(["predict", str(run), *map(str, inputs), "--out", str(out), "--device", "cpu", "--side", "right"])
+def _predict(run: Path, *inputs: Path, out: Path, extra: list[str] | None = None) -> int:
+    return main(["predict", str(run), *map(str, inputs), "--out", str(out), "--device", "cpu", "--side", "right",
+                 *(extra or [])])
 
 
 def test_odd_sizes_and_pixel_formats_each_get_an_overlay(run: Path, hand: np.ndarray, tmp_path: Path,
@@ -107,6 +108,49 @@ def test_a_broken_image_is_one_line_naming_it_and_nothing_is_written(broken: str
     assert len(err) == 1 and err[0].startswith(f"error: {images / broken}: "), err
     assert ("40000 x 30000 pixels" if broken == "huge.png" else "cannot be decoded") in err[0]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("broken", ["truncated.png", "text.png", "empty.jpg", "huge.png"])
+def test_on_error_skip_names_and_counts_a_broken_image_and_draws_the_others(broken: str, run: Path,
+                                                                           hand: np.ndarray, tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    _write(images / "a good one.png", hand)
+    _write(images / "z good.png", hand[:200])
+    encoded = cv2.imencode(Path(broken).suffix, hand[:, :, ::-1])[1].tobytes()
+    (images / broken).write_bytes({"truncated.png": encoded[:len(encoded) // 2], "text.png": b"not an image\n",
+                                   "empty.jpg": b"", "huge.png": _png_header_only(40000, 30000)}[broken])
+    out = tmp_path / "out"
+    assert _predict(run, images, out=out, extra=["--on-error", "skip", "--batch-size", "2"]) == 0
+    err = [" ".join(line.split()) for line in capsys.readouterr().err.strip().splitlines()]
+    warnings = [line for line in err if line.startswith("warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: {images / broken}: "), err
+    assert "skipped" in warnings[0]
+    assert any("wrote 2 overlays" in line and "skipped 1 image" in line for line in err), err
+    assert sorted(p.name for p in out.iterdir()) == ["a good one.png", "predictions.json", "z good.png"]
+    predictions = json.loads((out / "predictions.json").read_text())["images"]
+    assert sorted(predictions) == ["a good one.png", "z good.png"]
+    # The good images get what a run without the broken one gives them (one crop a forward pass
+    # in both runs: the broken file left the good one beside it alone in its batch).
+    (images / broken).unlink()
+    assert _predict(run, images, out=tmp_path / "alone", extra=["--batch-size", "1"]) == 0
+    assert json.loads((tmp_path / "alone" / "predictions.json").read_text())["images"] == predictions
+    capsys.readouterr()
+
+    # fail, the default, named outright: the one-line error, nothing written
+    (images / broken).write_bytes(b"not an image\n")
+    assert _predict(run, images, out=tmp_path / "failed", extra=["--on-error", "fail"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {images / broken}: ") and not (tmp_path / "failed").exists()
+
+
+def test_on_error_takes_fail_or_skip(run: Path, hand: np.ndarray, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    _write(tmp_path / "hand.png", hand)
+    assert _predict(run, tmp_path / "hand.png", out=tmp_path / "out", extra=["--on-error", "ignore"]) == 1
+    assert capsys.readouterr().err.strip() == "error: --on-error must be one of fail, skip, not 'ignore'"
+    assert not (tmp_path / "out").exists()
 
 
 def test_images_in_sub_folders_are_named_as_not_read(run: Path, hand: np.ndarray, tmp_path: Path,
