@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 
 _MASK_COLOUR = np.array([40, 220, 90], np.float32)
 _SILHOUETTE_COLOUR = (255, 215, 0)
+TINT_STRIP_PIXELS = 1 << 18
+"""Pixels of the float32 strips the mask tint is blended in (about 24 bytes each while one is
+blended): the tint never needs a float copy of the whole image (12 bytes a pixel, 24 while it
+was made)."""
 
 
 def _point(p: np.ndarray) -> tuple[int, int]:
@@ -41,19 +45,16 @@ def draw_prediction(image: np.ndarray, predictions: Sequence[Prediction]) -> np.
         image: (H, W, 3) uint8 RGB.
         predictions: the hands of this image (image pixels).
     Returns:
-        (H, W, 3) uint8 RGB overlay (a new array).
+        (H, W, 3) uint8 RGB overlay (a new array). Besides it, drawing needs about one byte a
+        pixel at most (the masks are blended in float strips, the outlines traced in their box).
     """
-    canvas = image.astype(np.float32).copy()
-    for pred in predictions:
-        if pred.mask is not None:
-            canvas[pred.mask] = 0.6 * canvas[pred.mask] + 0.4 * _MASK_COLOUR
-    canvas = np.clip(canvas, 0, 255).astype(np.uint8)
+    canvas = np.array(image, np.uint8, copy=True)
+    _tint_masks(canvas, [pred.mask for pred in predictions if pred.mask is not None])
     scale = max(image.shape[:2]) / 400.0
     thickness = max(1, int(round(2 * scale)))
     for pred in predictions:
         if pred.silhouette is not None and pred.silhouette.any():
-            contours, _ = cv2.findContours(pred.silhouette.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-            cv2.drawContours(canvas, contours, -1, _SILHOUETTE_COLOUR, thickness, cv2.LINE_AA)
+            cv2.drawContours(canvas, _outline(pred.silhouette), -1, _SILHOUETTE_COLOUR, thickness, cv2.LINE_AA)
         keypoints = pred.keypoints_2d
         if np.isfinite(keypoints).all():
             for (parent, child), colour in zip(BONES, bone_colors()):
@@ -66,6 +67,52 @@ def draw_prediction(image: np.ndarray, predictions: Sequence[Prediction]) -> np.
             for point in pred.mesh_keypoints_2d:
                 cv2.circle(canvas, _point(point), int(16 * 3 * scale) + 16, (255, 255, 255), 1, cv2.LINE_AA, 4)
     return canvas
+
+
+def _box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Rows ``[top, bottom)`` and columns ``[left, right)`` of a (H, W) bool mask's True pixels."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not rows.size:
+        return None
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def _tint_masks(canvas: np.ndarray, masks: Sequence[np.ndarray]) -> None:
+    """Blend the mask colour into ``canvas`` ((H, W, 3) uint8, in place) at 40 % over each (H, W)
+    bool mask in turn, in float32 strips of at most :data:`TINT_STRIP_PIXELS` pixels of the masks'
+    common box: the same pixels as one float canvas (overlaps tinted twice before the one rounding
+    down), without its memory."""
+    boxes = [box for box in map(_box, masks) if box is not None]
+    if not boxes:
+        return
+    top, bottom = min(b[0] for b in boxes), max(b[1] for b in boxes)
+    left, right = min(b[2] for b in boxes), max(b[3] for b in boxes)
+    rows = max(1, TINT_STRIP_PIXELS // (right - left))
+    for start in range(top, bottom, rows):
+        window = (slice(start, min(start + rows, bottom)), slice(left, right))
+        strip = canvas[window].astype(np.float32)
+        for mask in masks:
+            inside = mask[window]
+            values = strip[inside]
+            values *= 0.6
+            values += 0.4 * _MASK_COLOUR
+            strip[inside] = values
+        canvas[window] = np.clip(strip, 0, 255).astype(np.uint8)
+
+
+def _outline(silhouette: np.ndarray) -> Sequence[np.ndarray]:
+    """The outer contours of a (H, W) bool silhouette as OpenCV traces them on the whole image
+    (int32 image pixels), traced in its box only (a uint8 copy of the box, not of the image). A
+    pixel of margin keeps the shape off the box's edge wherever it is off the image's edge, so
+    that what OpenCV does at an image's border happens where it did on the whole image."""
+    box = _box(silhouette)
+    if box is None:
+        return []
+    height, width = silhouette.shape
+    top, bottom, left, right = max(box[0] - 1, 0), min(box[1] + 1, height), max(box[2] - 1, 0), min(box[3] + 1, width)
+    contours, _ = cv2.findContours(silhouette[top:bottom, left:right].astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_NONE, offset=(left, top))
+    return contours
 
 
 def find_images(paths: Sequence[str | Path]) -> list[Path]:
