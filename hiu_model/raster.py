@@ -188,27 +188,6 @@ def signed_sq_dist(p: Tensor, tri: Tensor, inside: Tensor | None = None) -> Tens
     return torch.where(inside, -d2, d2)
 
 
-def perspective_depth(bary: Tensor, tri_z: Tensor, clip: bool = True) -> Tensor:
-    """Camera depth at a pixel from screen barycentrics, as PyTorch3D's rasteriser computes it.
-
-    Screen barycentrics are made perspective-correct (``w_i / z_i`` renormalised); with
-    ``clip`` a point outside the face is first pulled onto it (negative weights set to 0 and
-    renormalised), so faces in the blur band get the depth of their nearest boundary.
-
-    Args:
-        bary: (P, 3) screen-space barycentrics.
-        tri_z: (P, 3) corner depths, metres (> 0).
-    Returns:
-        (P,) depth in metres.
-    """
-    w = bary / tri_z
-    w = w / w.sum(-1, keepdim=True)
-    if clip:
-        w = w.clamp_min(0.0)
-        w = w / w.sum(-1, keepdim=True).clamp_min(1e-30)
-    return (w * tri_z).sum(-1)
-
-
 def pixel_centres(px: Tensor, py: Tensor, dtype: torch.dtype) -> Tensor:
     """(P, 2) pixel-centre coordinates of integer columns / rows."""
     return torch.stack([px.to(dtype) + 0.5, py.to(dtype) + 0.5], dim=-1)

@@ -2,9 +2,10 @@
 
 **Dense reference** (:func:`soft_silhouette_dense`, :func:`dense_log_miss`): every face
 against every pixel, no culling or chunking, plain autograd; the straightforward transcription
-of PyTorch3D's rasterise-then-blend semantics. The tests compare the fast renderer with it
-and ``bench/render.py`` times it as the baseline. Memory grows as ``B * F * pixels``: use it
-on small meshes or a few pixels at a time (``pixels``).
+of PyTorch3D's rasterise-then-blend semantics, except which K faces a crowded pixel keeps (the
+smallest distances, not the nearest depths; see :mod:`hiu_model.render`). The tests compare
+the fast renderer with it and ``bench/render.py`` times it as the baseline. Memory grows as
+``B * F * pixels``: use it on small meshes or a few pixels at a time (``pixels``).
 
 **PyTorch3D backend** (:func:`soft_silhouette_pytorch3d`, used only when PyTorch3D imports).
 Conventions are translated so both backends see the same scene:
@@ -16,6 +17,11 @@ Conventions are translated so both backends see the same scene:
   pixel centres are at +0.5 like ours, so K passes unchanged;
 - sigma and blur radius: pixels squared here, NDC squared there, where one NDC unit is
   ``min(H, W) / 2`` pixels.
+
+The one difference left is on purpose: where more than ``faces_per_pixel`` faces reach a pixel,
+PyTorch3D keeps the nearest in depth and the torch backend those with the smallest distance, so
+there PyTorch3D's alpha is lower (it is never higher than the untruncated alpha, to which the
+torch backend is closer).
 
 PyTorch3D is not installable on the development machines (no Linux wheel on PyPI), so that
 path is exercised only by ``tests/test_render.py::test_pytorch3d_backend_agrees``, which is
@@ -42,7 +48,11 @@ def _seg_sq(p: Tensor, a: Tensor, b: Tensor) -> Tensor:
 
 def dense_log_miss(xy: Tensor, z: Tensor, faces: Tensor, pixels: Tensor, sigma: float, blur: float,
                    faces_per_pixel: int) -> Tensor:
-    """Per-pixel ``sum_k log(1 - sigmoid(-d_k / sigma))`` over the K nearest candidate faces.
+    """Per-pixel ``sum_k log(1 - sigmoid(-d_k / sigma))`` over the K candidates with the smallest d.
+
+    Faces tied in d at the K-th place are picked in ``torch.topk``'s order, not by face index
+    as :func:`hiu_model.render.soft_silhouette` does; tied faces have equal terms, so alpha is
+    the same either way (only which vertices receive the gradient can differ).
 
     Args:
         xy: (B, V, 2) projected vertices, pixels; z: (B, V) depths, metres.
@@ -64,18 +74,12 @@ def dense_log_miss(xy: Tensor, z: Tensor, faces: Tensor, pixels: Tensor, sigma: 
     inside = (w > 0).all(-1)
     dist = torch.where(inside, -d2, d2)
     with torch.no_grad():
-        tzb = tz[:, None]  # (B, 1, F, 3)
-        wp = w / tzb
-        wp = wp / wp.sum(-1, keepdim=True)
-        wp = wp.clamp_min(0.0)
-        wp = wp / wp.sum(-1, keepdim=True).clamp_min(1e-30)
-        depth = (wp * tzb).sum(-1)
-        valid = (tzb > Z_NEAR).all(-1) & (area2.abs() > AREA_EPS) & (inside | (d2 < blur))
-        key = torch.where(valid, depth, torch.full_like(depth, float("inf")))
+        valid = (tz[:, None] > Z_NEAR).all(-1) & (area2.abs() > AREA_EPS) & (inside | (d2 < blur))
+        key = torch.where(valid, dist, torch.full_like(dist, float("inf")))
         k = min(faces_per_pixel, key.shape[-1])
-        near_key, near = torch.topk(key, k, dim=-1, largest=False)
+        near_key, strongest = torch.topk(key, k, dim=-1, largest=False)
         chosen = torch.isfinite(near_key)
-    log_miss = F.logsigmoid(torch.gather(dist, -1, near) / sigma)
+    log_miss = F.logsigmoid(torch.gather(dist, -1, strongest) / sigma)
     return torch.where(chosen, log_miss, torch.zeros_like(log_miss)).sum(-1)
 
 

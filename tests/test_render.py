@@ -187,8 +187,12 @@ def test_render_rgb_depth_buffer_and_mask():
 def test_pytorch3d_backend_agrees():
     pytest.importorskip("pytorch3d.renderer")
     hand, verts, K = _hand_scene(48)
-    ours = soft_silhouette(verts, hand.faces, K, (48, 48), sigma=0.5, faces_per_pixel=20)
-    theirs = soft_silhouette(verts, hand.faces, K, (48, 48), sigma=0.5, faces_per_pixel=20, backend="pytorch3d")
+    # Up to 316 faces reach a pixel here; with K above that neither backend truncates (where
+    # they do, they keep different faces on purpose: see test_truncation_keeps_the_largest_terms).
+    k = 400
+    ours = soft_silhouette(verts, hand.faces, K, (48, 48), sigma=0.5, faces_per_pixel=k)
+    assert torch.equal(ours, soft_silhouette(verts, hand.faces, K, (48, 48), sigma=0.5, faces_per_pixel=None))
+    theirs = soft_silhouette(verts, hand.faces, K, (48, 48), sigma=0.5, faces_per_pixel=k, backend="pytorch3d")
     assert (ours - theirs).abs().mean().item() < 1e-3
 
 
@@ -207,3 +211,47 @@ def test_pair_tests_match_the_plain_barycentric_and_boundary_distance():
     assert torch.equal(inside, signed < 0)
     assert torch.allclose(d2, signed.abs(), rtol=1e-9, atol=1e-9)
     assert torch.allclose(bary, reference_bary, rtol=1e-9, atol=1e-9)
+
+
+def _coverage_terms(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, size: int, sigma: float) -> np.ndarray:
+    """Independent numpy float64 transcription: (B, pixels, F) coverage probabilities
+    sigmoid(-d / sigma) of every face in the blur band, 0 for the others."""
+    uv = project(verts.double(), K.double()).numpy()
+    tri = uv[:, faces.numpy()]  # (B, F, 3, 2)
+    ys, xs = np.mgrid[0:size, 0:size] + 0.5
+    p = np.stack([xs.ravel(), ys.ravel()], -1)[None, :, None]  # (1, P, 1, 2)
+    t = tri[:, None]  # (B, 1, F, 3, 2)
+    area = _cross2(t[..., 1, :] - t[..., 0, :], t[..., 2, :] - t[..., 0, :])
+    inside, d2 = np.ones(area.shape[:1] + (p.shape[1],) + area.shape[2:], bool), np.inf
+    for k in range(3):
+        a, b = t[..., k, :], t[..., (k + 1) % 3, :]
+        inside &= _cross2(b - a, p - a) * area > 0
+        s = np.clip(((p - a) * (b - a)).sum(-1) / ((b - a) ** 2).sum(-1), 0.0, 1.0)
+        d2 = np.minimum(d2, (((p - a) - s[..., None] * (b - a)) ** 2).sum(-1))
+    signed = np.where(inside, -d2, d2)
+    band = inside | (d2 < blur_for_sigma(sigma))
+    return np.where(band, np.exp(-np.logaddexp(0.0, signed / sigma)), 0.0)
+
+
+@pytest.mark.parametrize("k", [8, 50])
+def test_truncation_keeps_the_largest_terms(k):
+    """With more than K faces at a pixel, alpha = 1 - prod(1 - p) over the K largest p.
+
+    That subset is the closest to the untruncated alpha. A hand close to the camera at 24 px,
+    sigma 0.5 px^2, has hundreds of faces in the band at most pixels; keeping the K nearest in
+    depth instead drops covering faces behind the front faces in the band, and alpha falls by
+    up to about 1 (thin fingers vanish).
+    """
+    size, sigma = 24, 0.5
+    hand, verts, K = _hand_scene(size)
+    verts = verts.double()
+    terms = _coverage_terms(verts, hand.faces, K, size, sigma)
+    crowded = (terms > 0).sum(-1) > k
+    assert crowded.sum() > 200  # truncation happens at most covered pixels
+    largest = -np.sort(-terms, axis=-1)[..., :k]
+    expected = 1.0 - np.prod(1.0 - largest, axis=-1)
+    everything = 1.0 - np.prod(1.0 - terms, axis=-1)
+    alpha = soft_silhouette(verts, hand.faces, K, (size, size), sigma=sigma, faces_per_pixel=k)
+    assert np.abs(alpha.reshape(len(expected), -1).numpy() - expected).max() < 1e-9
+    untruncated = soft_silhouette(verts, hand.faces, K, (size, size), sigma=sigma, faces_per_pixel=None)
+    assert np.abs(untruncated.reshape(len(expected), -1).numpy() - everything).max() < 1e-9
