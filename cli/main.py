@@ -6,8 +6,8 @@ cause (:class:`hiu_data.errors.HiuError`, missing files) print one line and exit
 ``HIU_DEBUG=1`` shows the traceback instead. A command stopped by Ctrl-C says so in one line
 (what it kept and how to go on, where it kept something: :class:`hiu_data.errors.Interrupted`)
 and exits 130. In a ``torchrun`` group rank 0 prints what all processes meet alike; the others
-log errors only and exit 1 quietly on :class:`hiu_data.errors.ReportedElsewhere`, and with the
-usage error's status on a usage error (a wrong option), which rank 0 prints.
+log errors only and exit 1 quietly on :class:`hiu_data.errors.ReportedElsewhere`, and with status
+0 on a usage error (a wrong option), which rank 0 prints and exits with.
 """
 
 from __future__ import annotations
@@ -91,13 +91,16 @@ def _run_other_process(argv: list[str] | None) -> int:
     """Run the app in a process of a ``torchrun`` group other than rank 0; returns the exit code.
 
     A usage error (an unknown option, a value out of range) comes from the arguments, which
-    every process of the group has alike: rank 0 prints it, this process only exits with its
-    status. Standalone mode would print it here too; this is the same run without it.
+    every process of the group has alike: rank 0 prints it and exits with its status; this
+    process exits with 0. torchrun stops the whole group at the first process that fails, so a
+    failing exit here, when it came first (rank 0 still importing on a loaded machine), would
+    have rank 0 killed before it printed anything; the group's status is rank 0's failure either
+    way. Standalone mode would print the error here too; this is the same run without it.
     """
     try:
         result = app(args=argv, prog_name="hiu-data", standalone_mode=False)
-    except _click_exceptions.UsageError as e:
-        return e.exit_code
+    except _click_exceptions.UsageError:
+        return 0
     except _click_exceptions.ClickException as e:  # not from the arguments alone: said where it was met
         e.show()
         return e.exit_code
