@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from hiu_model.config import Config, ConfigError, load_config, tiny
+from hiu_model.config import Config, ConfigError, load_config
+from hiu_model.presets import tiny
 
 
 def test_presets_differ_and_default_is_paper() -> None:
