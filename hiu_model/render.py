@@ -101,7 +101,7 @@ def soft_silhouette(
     image_size: tuple[int, int],
     sigma: float | None = None,
     blur_radius: float | None = None,
-    faces_per_pixel: int | None = 8,
+    faces_per_pixel: int | None = None,
     hard: bool = False,
     backend: str = "torch",
     max_pairs: int = SILHOUETTE_MAX_PAIRS,
