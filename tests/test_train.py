@@ -257,10 +257,21 @@ def recording_init(self, *args, **kwargs):
     built.append(self)
 model_module.HIUDMTL.__init__ = recording_init
 
-out, overrides = Path(sys.argv[1]), sys.argv[2:]
-train(load_config(None, "tiny", overrides), out / "run")
+# One run per configuration, one after the other in the group the first one joins (left only
+# at the end): argv is OUT, then the shared overrides, then "--" and each run's folder name and
+# extra overrides ("name:a=1,b=2").
+from hiu_model import distributed
+teardown, distributed.teardown = distributed.teardown, lambda: None
+out, rest = Path(sys.argv[1]), sys.argv[2:]
+cut = rest.index("--")
+shared, runs = rest[:cut], rest[cut + 1:]
 rank = int(__import__("os").environ["RANK"])
-torch.save({k: v.detach().clone() for k, v in built[0].named_parameters()}, out / f"rank{rank}.pt")
+for run in runs:
+    name, _, extra = run.partition(":")
+    built.clear()
+    train(load_config(None, "tiny", [*shared, *filter(None, extra.split(","))]), out / name / "run")
+    torch.save({k: v.detach().clone() for k, v in built[0].named_parameters()}, out / name / f"rank{rank}.pt")
+teardown()
 """
 
 
@@ -272,29 +283,43 @@ def _free_port() -> int:
 
 # Every parameter gets a gradient (DDP does not search for unused ones), and: loss.pof=0 leaves
 # the first stack's POF head without one (DDP searches each step's graph).
-@pytest.mark.parametrize("extra", [[], ["model.num_stacks=2", "loss.pof=0"]], ids=["all used", "some unused"])
-def test_torchrun_two_processes_keep_equal_parameters(hands: Path, tmp_path: Path, extra: list[str]) -> None:
-    script = tmp_path / "rank.py"
+TORCHRUN_CASES = {"all used": [], "some unused": ["model.num_stacks=2", "loss.pof=0"]}
+
+
+@pytest.fixture(scope="module")
+def torchrun_runs(hands: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """Both cases trained in one 2-process torchrun group (starting a group costs seconds): the
+    folder of the runs (one sub-folder per case) and the stderr of all processes."""
+    out = tmp_path_factory.mktemp("torchrun")
+    script = out / "rank.py"
     script.write_text(_RANK_SCRIPT)
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    runs = [f"{i}:{','.join(extra)}" for i, extra in enumerate(TORCHRUN_CASES.values())]
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(_free_port()), str(script), str(tmp_path),
-               *SMALL, f"train.datasets=[{hands / 'handmade'}]", "train.steps=2", "train.device=cpu", *extra]
+               "--master_port", str(_free_port()), str(script), str(out),
+               *SMALL, f"train.datasets=[{hands / 'handmade'}]", "train.steps=2", "train.device=cpu", "--", *runs]
     done = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
+    return out, done.stderr
+
+
+@pytest.mark.parametrize("case", list(TORCHRUN_CASES))
+def test_torchrun_two_processes_keep_equal_parameters(torchrun_runs: tuple[Path, str], case: str) -> None:
+    out, stderr = torchrun_runs
+    folder = out / str(list(TORCHRUN_CASES).index(case))
     # torch's note that a search for unused parameters found none, once per process
-    assert "find_unused_parameters" not in done.stderr, done.stderr[-3000:]
-    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert "find_unused_parameters" not in stderr, stderr[-3000:]
+    rank0 = torch.load(folder / "rank0.pt", weights_only=True)
+    rank1 = torch.load(folder / "rank1.pt", weights_only=True)
     assert rank0.keys() == rank1.keys()
     for name in rank0:
         torch.testing.assert_close(rank0[name], rank1[name], rtol=0, atol=0, msg=name)
     # Rank 0's checkpoint holds exactly those weights.
-    saved = ckpt.load_checkpoint(tmp_path / "run")[0].state_dict()
+    saved = ckpt.load_checkpoint(folder / "run")[0].state_dict()
     for name in rank0:
         torch.testing.assert_close(saved[name], rank0[name], rtol=0, atol=0)
-    state = ckpt.load_train_state(ckpt.resolve_checkpoint(tmp_path / "run"))
+    state = ckpt.load_train_state(ckpt.resolve_checkpoint(folder / "run"))
     assert state["world_size"] == 2 and state["step"] == 2
 
 
