@@ -9,12 +9,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from hiu_cli.main import main
 from hiu_data.io.parquet import HandDataset
 from hiu_model import pseudo_label as pl
 from hiu_model import pseudo_row
+from tests.pseudo.tiny import tiny_checkpoint
 
 IMAGES = {"a.png": [([4, 6, 40, 44], "right")], "b/c.jpg": [([2, 2, 30, 30], "left"), ([30, 20, 30, 36], None)],
           "d.png": [([10, 10, 50, 40], "right")]}
@@ -22,15 +22,7 @@ IMAGES = {"a.png": [([4, 6, 40, 44], "right")], "b/c.jpg": [([2, 2, 30, 30], "le
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from hiu_model.checkpoint import save_checkpoint
-    from hiu_model.config import load_config
-    from hiu_model.model import HIUDMTL
-
-    torch.manual_seed(0)
-    cfg = load_config(None, "tiny", [])
-    run = tmp_path_factory.mktemp("run")
-    save_checkpoint(run, 0, HIUDMTL(cfg.model), cfg.to_dict())
-    return run
+    return tiny_checkpoint(tmp_path_factory.mktemp("run"), 0)
 
 
 @pytest.fixture(scope="module")
