@@ -3,6 +3,7 @@ the scripts' docstrings quote still name options that exist (not run: they take 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -17,13 +18,41 @@ BENCH = ROOT / "bench"
 SCRIPTS = sorted(p.name for p in BENCH.glob("*.py") if p.name != "timing.py")  # timing.py: a helper module
 
 
+# Runs each script given as ``python bench/NAME.py --help`` would, one after the other in one
+# interpreter: each as ``__main__`` with its folder first on sys.path, as for a script. Several
+# scripts import torch, which takes seconds per process. Prints {name: [exit code, stdout, stderr]}.
+_HELP_DRIVER = """
+import contextlib, io, json, os, runpy, sys, traceback
+path, found = list(sys.path), {}
+for script in sys.argv[1:]:
+    sys.argv, sys.path[:] = [script, "--help"], [os.path.dirname(script), *path[1:]]
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            runpy.run_path(script, run_name="__main__")
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else int(e.code is not None)
+        except BaseException:
+            code = 1
+            traceback.print_exc()
+    found[os.path.basename(script)] = [code, out.getvalue(), err.getvalue()]
+json.dump(found, sys.__stdout__)
+"""
+
+
 @lru_cache(maxsize=None)
-def script_help(name: str) -> str:
+def _helps() -> dict[str, list]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, str(BENCH / name), "--help"], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=300)
-    assert proc.returncode == 0, f"{name} --help failed:\n{proc.stderr[-2000:]}"
-    return proc.stdout
+    proc = subprocess.run([sys.executable, "-c", _HELP_DRIVER, *(str(BENCH / name) for name in SCRIPTS)],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def script_help(name: str) -> str:
+    code, out, err = _helps()[name]
+    assert code == 0, f"{name} --help failed:\n{err[-2000:]}"
+    return out
 
 
 def test_convert_more_help_describes_itself() -> None:
