@@ -19,7 +19,7 @@ from hiu_model.config import load_config
 from hiu_model.interrupt import TrainingInterrupted
 from hiu_model.run_log import read_metrics
 from hiu_model.train import train
-from tests.targets.handmade import write_hands
+from tests.targets.handmade import write_train_and_val
 
 SMALL = ["model.input_size=32", "model.num_stacks=1", "model.decoder_channels=16", "model.regressor_hidden=64",
          "train.batch_size=2", "train.num_workers=0", "train.warmup_steps=1", "train.lr=0.002",
@@ -33,10 +33,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def hands(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("hands")
-    write_hands(root, 8, seed=3, dataset="handmade")
-    write_hands(root, 4, seed=4, dataset="handval", split="val")
-    return root
+    return write_train_and_val(tmp_path_factory.mktemp("hands"))
 
 
 @pytest.fixture

@@ -107,3 +107,11 @@ def write_hands(out: Path, n: int, seed: int = 0, dataset: str = "handmade", **k
     """Write ``n`` hands (alternating right / left) as ``out/<dataset>/``; returns the folder."""
     samples = (make_hand(seed * 100003 + i, "left" if i % 2 else "right", dataset=dataset, **kwargs) for i in range(n))
     return write_dataset(samples, out, dataset)
+
+
+def write_train_and_val(root: Path) -> Path:
+    """8 training hands as ``root/handmade/`` and 4 validation hands as ``root/handval/``
+    (split ``val``), the data of the training tests; returns ``root``."""
+    write_hands(root, 8, seed=3, dataset="handmade")
+    write_hands(root, 4, seed=4, dataset="handval", split="val")
+    return root
