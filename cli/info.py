@@ -71,3 +71,5 @@ def _print_dataset(d: dict[str, Any]) -> None:
 
 def register(app: typer.Typer) -> None:
     app.command("info")(info)
+    # The design notes and older scripts call it `stats`: the same command, not listed twice.
+    app.command("stats", hidden=True)(info)

@@ -24,6 +24,14 @@ def test_the_tables_go_to_stdout_and_paths_are_printed_verbatim(tmp_path: Path,
     assert "keypoints_2d" in captured.out and "train" in captured.out
 
 
+def test_stats_is_the_same_command_as_info(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_dataset(random_records(6), tmp_path, "synthetic")
+    assert main(["info", str(tmp_path / "synthetic"), "--json"]) == 0
+    as_info = capsys.readouterr().out
+    assert main(["stats", str(tmp_path / "synthetic"), "--json"]) == 0
+    assert capsys.readouterr().out == as_info
+
+
 def test_json_counts_images_sources_review_status_and_labelled_joints(tmp_path: Path,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     records = random_records(24)
