@@ -1,6 +1,7 @@
 """RHD, the Rendered Hand Pose Dataset (Zimmermann & Brox, ICCV 2017): reader and writer.
 
-Layout read (``RAW_ROOT`` = the unpacked ``RHD_published_v2`` folder)::
+Layout read (``RAW_ROOT`` = the ``RHD_published_v2`` folder ``RHD_v1-1.zip`` unpacks to, or the
+folder holding it; a folder inside it is refused with the one to give instead)::
 
     training/color/%05d.png  training/mask/%05d.png  training/anno_training.pickle      41,258 images
     evaluation/color/%05d.png  evaluation/mask/%05d.png  evaluation/anno_evaluation.pickle  2,728 images
@@ -43,6 +44,7 @@ import numpy as np
 
 from hiu_data.errors import CorruptImageError, DatasetFormatError
 from hiu_data.formats import Skipped
+from hiu_data.formats._layout import dataset_folder, relative_prefix
 from hiu_data.formats._common import (UnsupportedSampleError, as_array, bbox_from_keypoints, emit, encoded_image,
                                       guarded, image_file, parallel_map, read_image_bytes, require_dir, require_file,
                                       require_labels, sample_id, select_splits)
@@ -80,13 +82,13 @@ def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embe
     Without ``splits`` every split whose annotation pickle exists is read; a requested split
     must exist. Colour images are read (not decoded); mask PNGs are decoded into per-hand RLEs.
     """
-    root = Path(root)
+    user_root = Path(root)
     chosen = select_splits(NAME, SPLITS, splits, images, on_error)
+    root = dataset_folder(user_root, _holds_rhd, "RHD", "not an RHD folder; expected training/anno_training.pickle "
+                                                        "and/or evaluation/anno_evaluation.pickle here")
+    prefix = relative_prefix(user_root, root)
     if not splits:
         chosen = tuple(s for s in chosen if _pickle_path(root, RAW_SPLIT[s]).is_file())
-        if not chosen:
-            raise DatasetFormatError(root, "not an RHD folder; expected training/anno_training.pickle "
-                                           "and/or evaluation/anno_evaluation.pickle here")
     for split in chosen:
         raw = RAW_SPLIT[split]
         path = require_file(_pickle_path(root, raw), f"the RHD {raw} annotations (a pickled dict)")
@@ -98,8 +100,13 @@ def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embe
         has_masks = (folder / "mask").is_dir()
         if not has_masks:
             log.warning("%s: no mask folder; RHD rows get no masks", folder / "mask")
-        jobs = [(str(root), raw, split, key, value, str(path), images, has_masks) for key, value in _sorted(anno, path)]
+        jobs = [(str(user_root), prefix + raw, split, key, value, str(path), images, has_masks)
+                for key, value in _sorted(anno, path)]
         yield from emit(parallel_map(guarded(_read_image), jobs, workers, chunksize=32), on_error)
+
+
+def _holds_rhd(folder: Path) -> bool:
+    return any(_pickle_path(folder, raw).is_file() for raw in RAW_SPLIT.values())
 
 
 def _sorted(anno: dict[Any, Any], path: Path) -> list[tuple[int, Any]]:
@@ -110,7 +117,7 @@ def _sorted(anno: dict[Any, Any], path: Path) -> list[tuple[int, Any]]:
 
 
 def _read_image(job: tuple[Any, ...]) -> list[HandSample]:
-    root_str, raw, split, key, entry, pickle_path, images, has_masks = job
+    root_str, folder, split, key, entry, pickle_path, images, has_masks = job  # folder: root-relative split folder
     root, number = Path(root_str), f"{key:05d}"
     image_id = sample_id(NAME, split, number)
     if not isinstance(entry, dict):
@@ -120,10 +127,10 @@ def _read_image(job: tuple[Any, ...]) -> list[HandSample]:
         if name not in entry:
             raise DatasetFormatError(pickle_path, f"entry {key} has no {name!r}", image_id)
         values[name] = as_array(entry[name], shape, pickle_path, f"entry {key} {name!r}", image_id, dtype=np.float32)
-    image = image_file(root, f"{raw}/color/{number}.png", images, image_id)
-    classes = _mask_classes(root / raw / "mask" / f"{number}.png", image_id) if has_masks else None
+    image = image_file(root, f"{folder}/color/{number}.png", images, image_id)
+    classes = _mask_classes(root / folder / "mask" / f"{number}.png", image_id) if has_masks else None
     if classes is not None and classes.shape != (image.height, image.width):
-        raise CorruptImageError(root / raw / "mask" / f"{number}.png",
+        raise CorruptImageError(root / folder / "mask" / f"{number}.png",
                                 f"mask is {classes.shape[1]}x{classes.shape[0]}, the image {image.width}x{image.height}", image_id)
     rows = []
     for side, table, ids in HANDS:

@@ -248,3 +248,16 @@ def test_a_python2_pickle_as_released_loads(tmp_path: Path) -> None:
     left, right = read_all(root)
     assert left.keypoints_3d[JOINT_INDEX["index_tip"]].tolist() == pytest.approx([0.005, 200.5, 0.5])
     assert right.camera_K[0, 0] == 300
+
+
+def test_raw_root_above_or_inside_the_archive_folder(tmp_path: Path) -> None:
+    # RHD_v1-1.zip unpacks to RHD_published_v2/: users give that folder or the one they unpacked into
+    records = make_records(n_train=2, n_test=1)
+    rhd.write(records, tmp_path / "RHD_published_v2")
+    assert_records_equal(records, read_all(tmp_path))
+    got = read_all(tmp_path, splits=["test"], images="reference")
+    assert got[0].image_path == "RHD_published_v2/evaluation/color/00000.png"
+    assert (tmp_path / got[0].image_path).read_bytes() == records[-1].image_bytes
+    inside = tmp_path / "RHD_published_v2" / "training"
+    with pytest.raises(DatasetFormatError, match=r"training: a folder inside the RHD dataset; give .*RHD_published_v2 as"):
+        list(rhd.read(inside))
