@@ -1,7 +1,8 @@
 """FreiHAND v2 (Zimmermann et al., ICCV 2019): reader and writer of the released layout.
 
-Layout read (``RAW_ROOT`` = the unpacked ``FreiHAND_pub_v2`` folder, with the evaluation
-annotation release unpacked into it)::
+Layout read (``RAW_ROOT`` = the unpacked ``FreiHAND_pub_v2`` folder, or the folder holding it;
+the evaluation labels of ``FreiHAND_pub_v2_eval.zip`` are read from the base folder or from
+their own folder beside it, e.g. ``RAW_ROOT/FreiHAND_pub_v2_eval/``, see :func:`split_folders`)::
 
     training/rgb/%08d.jpg      4 x N images, file id = annotation index + N * version
     training/mask/%08d.jpg     N masks, one per annotation, shared by its 4 versions (optional)
@@ -9,8 +10,7 @@ annotation release unpacked into it)::
     training_K.json  training_xyz.json  training_mano.json   (lists of N entries)
     evaluation_K.json  [evaluation_xyz.json  evaluation_mano.json]   (lists of M entries)
 
-N = 32,560 and M = 3,960 in the release; the reader takes N and M from the length of the
-``*_K.json`` lists, so cut-down trees with the same layout read the same way.
+N = 32,560 and M = 3,960 in the release; the reader takes N and M from the ``*_K.json`` lists.
 
 - **Versions** (``subset``): ``gs`` (green screen), ``hom``, ``sample``, ``auto``; file id
   ``idx + N * v``. The versions present are those with at least one file in ``training/rgb``;
@@ -34,10 +34,8 @@ N = 32,560 and M = 3,960 in the release; the reader takes N and M from the lengt
   where the centred hand is). ``*_verts.json`` (778 mesh vertices) and ``*_scale.json`` are
   not read: the schema has no vertex column (meshes are recomputed from the MANO parameters)
   and the scale is ``|xyz[9] - xyz[10]|``.
-- **Hands**: all right hands (MANO_RIGHT).
-- **Box**: tight box of the projected keypoints, clipped to the image (``_common``).
-- **Licence**: FreiHAND is for research only (see the dataset's website); nothing of it is
-  bundled here.
+- **Hands**: all right hands (MANO_RIGHT). **Box**: tight box of the projected keypoints,
+  clipped to the image (``_common``). **Licence**: research only; nothing of it is bundled.
 
 Sample ids ``freihand/<split>/<file id %08d>``; the image id is the same (one hand per image).
 """
@@ -50,7 +48,7 @@ import os
 import re
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -62,10 +60,10 @@ from hiu_data.formats._common import (Failure, ImageFile, UnsupportedSampleError
                                       beyond_float32, encoded_image, guarded, image_file, json_floats,
                                       parallel_map, project, read_image_bytes, require_dir, require_file,
                                       require_labels, sample_id, select_splits, visibility_in_image)
-from hiu_data.io import images as image_io
+from hiu_data.io import images as image_io, rle
 from hiu_data.io.json_numbers import read_number_list
-from hiu_data.io import rle
 from hiu_data.formats._columns import hand_table
+from hiu_data.formats._layout import dataset_folder, one_folder, relative_prefix
 from hiu_data.schema import HandSample, table_to_samples
 from hiu_data.skeleton import NUM_JOINTS
 
@@ -168,24 +166,19 @@ def read_tables(root: Path, *, splits: Sequence[str] | None = None, images: str 
                 batch_rows: int = BATCH_ROWS) -> Iterator[pa.Table | Skipped]:
     """Read FreiHAND v2 as ``hand_sample`` Arrow tables of up to ``batch_rows`` rows (``convert``'s path).
 
-    Without ``splits`` every split whose ``<raw>_K.json`` exists is read; a requested split must
-    exist. Labels are computed for a whole split at once; image files are read (not decoded)
-    and training masks decoded in ``workers`` threads (both release the GIL).
-    """
+    Without ``splits`` every split found (:func:`split_folders`) is read; a requested one must
+    exist. Image files are read and training masks decoded in ``workers`` threads."""
     root = Path(root)
     chosen = select_splits(NAME, SPLITS, splits, images, on_error)
+    folders = split_folders(root)
     if not splits:
-        chosen = tuple(s for s in chosen if (root / f"{RAW_SPLIT[s]}_K.json").is_file())
-        if not chosen:
-            raise DatasetFormatError(root, "not a FreiHAND v2 folder; expected training_K.json and/or evaluation_K.json here")
+        chosen = tuple(s for s in chosen if s in folders)
     for split in chosen:
-        for item in _read_split(root, split, images, workers, mask_threshold, batch_rows):
-            if not isinstance(item, Failure):
-                yield item
-            elif on_error == "skip":
-                yield item.skipped()
-            else:
+        folder = folders.get(split, next(iter(folders.values())))
+        for item in _read_split(root, folder, split, images, workers, mask_threshold, batch_rows):
+            if isinstance(item, Failure) and on_error != "skip":
                 raise item.exception()
+            yield item.skipped() if isinstance(item, Failure) else item
 
 
 def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embed", on_error: str = "fail",
@@ -193,18 +186,37 @@ def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embe
     """Read FreiHAND v2 into HandSample records (see the module docstring; rows of :func:`read_tables`)."""
     for item in read_tables(root, splits=splits, images=images, on_error=on_error, workers=workers,
                             mask_threshold=mask_threshold):
-        if isinstance(item, Skipped):
-            yield item
-        else:
-            yield from table_to_samples(item)
+        yield from [item] if isinstance(item, Skipped) else table_to_samples(item)
 
 
-def _read_split(root: Path, split: str, images: str, workers: int, threshold: int,
+def split_folders(root: Path) -> dict[str, Path]:
+    """The folder of each split present: ``RAW_ROOT`` or one folder directly below it. The
+    evaluation labels come from the folder with ``evaluation_xyz.json`` (the evaluation release,
+    in the base folder or beside it), else from the training folder, else from the one folder
+    with ``evaluation_K.json``. No FreiHAND folder, or two candidates, is a DatasetFormatError."""
+    def has(*names: str) -> Callable[[Path], bool]:
+        return lambda folder: all((folder / name).is_file() for name in names)
+
+    train = one_folder(root, has("training_K.json"), "FreiHAND training labels")
+    test = (one_folder(root, has("evaluation_xyz.json", "evaluation_K.json"), "FreiHAND evaluation labels")
+            or (train if train is not None and has("evaluation_K.json")(train) else None)
+            or one_folder(root, has("evaluation_K.json"), "FreiHAND evaluation intrinsics"))
+    found = {split: folder for split, folder in (("train", train), ("test", test)) if folder is not None}
+    if not found:  # raises, naming the folder to give when ``root`` lies inside the dataset
+        dataset_folder(root, lambda f: has("training_K.json")(f) or has("evaluation_K.json")(f), "FreiHAND",
+                       "not a FreiHAND v2 folder; expected training_K.json and/or evaluation_K.json here")
+    return found
+
+
+def _read_split(user_root: Path, root: Path, split: str, images: str, workers: int, threshold: int,
                 batch_rows: int) -> Iterator[pa.Table | Failure]:
     raw = RAW_SPLIT[split]
     labels = _Labels(root, raw, split)
     if split == "train" and labels.xyz is None:
         raise DatasetFormatError(root / "training_xyz.json", "missing file; expected the FreiHAND training keypoints here")
+    if split == "test" and labels.xyz is None:
+        log.warning("%s: no evaluation_xyz.json, so no evaluation keypoints; they are in FreiHAND_pub_v2_eval.zip: "
+                    "unpack it beside %s and give the folder holding both as RAW_ROOT", root, root.name)
     rgb = require_dir(root / raw / "rgb", f"the FreiHAND {raw} images {raw}/rgb/%08d.jpg")
     n = labels.n
     versions = _versions_present(rgb, n) if split == "train" else [0]
@@ -212,7 +224,8 @@ def _read_split(root: Path, split: str, images: str, workers: int, threshold: in
     mask_dir = root / raw / "mask"
     with_masks = split == "train" and mask_dir.is_dir()
     file_ids = [idx + n * v for v in versions for idx in range(n)]
-    jobs = [(str(root), f"{raw}/rgb/{fid:08d}.jpg", images, sample_id(NAME, split, f"{fid:08d}"),
+    prefix = relative_prefix(user_root, root)
+    jobs = [(str(user_root), f"{prefix}{raw}/rgb/{fid:08d}.jpg", images, sample_id(NAME, split, f"{fid:08d}"),
              str(mask_dir / f"{fid % n:08d}.jpg") if with_masks and fid // n == versions[0] else None, threshold)
             for fid in file_ids]
     results = parallel_map(_image_job, jobs, workers, chunksize=16, threads=True)
@@ -365,8 +378,7 @@ def _write_split(raw: str, groups: list[list[HandSample]], versions: list[int], 
             data = image_io.encode(np.repeat(grey[:, :, None], 3, axis=2), ".jpg", quality=quality)
             (root / raw / "mask" / f"{idx:08d}.jpg").write_bytes(data)
     elif raw == "evaluation" and any(s.mask is not None for s in reps):
-        # The layout has no evaluation masks to write (their release format is not documented),
-        # as STB has no masks at all: expected, not a loss to warn about.
+        # the layout has no evaluation masks (their release format is not documented): no loss to warn about
         log.info("FreiHAND evaluation: masks not written (no documented format)")
     elif any(s.mask is not None for s in reps):
         log.warning("FreiHAND %s: masks not written (only some records have one)", raw)

@@ -255,3 +255,28 @@ def test_writer_warns_only_about_masks_it_unexpectedly_drops(tmp_path: Path, cap
         freihand.write(partial, tmp_path / "b")  # training masks lost for every record: a warning
     assert [r.levelno for r in caplog.records if "masks not written" in r.message] == [logging.WARNING]
     assert not (tmp_path / "b" / "training" / "mask").exists()
+
+
+def test_evaluation_release_unpacked_beside_the_base_archive(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # FreiHAND_pub_v2.zip has evaluation/rgb and evaluation_K.json but no evaluation labels; those
+    # come in FreiHAND_pub_v2_eval.zip, which unpacks to a folder of its own (rgb and K again).
+    records = make_records(2, versions=("gs", "hom"), n_eval=2)
+    base, release = tmp_path / "FreiHAND_pub_v2", tmp_path / "FreiHAND_pub_v2_eval"
+    freihand.write(records, base)
+    freihand.write([r for r in records if r.split == "test"], release)
+    for name in ("evaluation_xyz.json", "evaluation_mano.json"):
+        (base / name).unlink()
+    assert_records_equal(records, read_all(tmp_path))
+    got = read_all(tmp_path, images="reference")
+    assert got[0].image_path == "FreiHAND_pub_v2/training/rgb/00000000.jpg"
+    assert got[-1].image_path == "FreiHAND_pub_v2_eval/evaluation/rgb/00000001.jpg"
+    with caplog.at_level("WARNING"):
+        unlabelled = read_all(base, splits=["test"])
+    assert unlabelled[0].keypoints_3d is None
+    assert "evaluation_xyz.json" in caplog.text and "FreiHAND_pub_v2_eval" in caplog.text
+
+
+def test_raw_root_inside_the_dataset_names_the_folder_to_give(tmp_path: Path) -> None:
+    freihand.write(make_records(1, versions=("gs",), n_eval=0), tmp_path / "FreiHAND_pub_v2")
+    with pytest.raises(DatasetFormatError, match=r"training: a folder inside the FreiHAND dataset; give .*FreiHAND_pub_v2 as"):
+        list(freihand.read(tmp_path / "FreiHAND_pub_v2" / "training"))
