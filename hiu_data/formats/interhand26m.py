@@ -9,6 +9,10 @@ Layout read (v1.0; the 5 fps subset and the 30 fps release differ only in which 
     <root>/annotations/<split>/InterHand2.6M_<split>_MANO_NeuralAnnot.json   optional MANO fits
     split in train, val, test
 
+``RAW_ROOT`` is the folder holding ``annotations/`` (or the folder above it). The image tars
+unpack to a batch folder, ``InterHand2.6M_5fps_batch1/images/<split>/...``: ``images/`` is
+read from ``RAW_ROOT`` or from the one folder directly below it that has it.
+
 Conversion:
 
 - 3D: ``X_cam = camrot @ (X_world - campos)`` in mm, divided by 1000 -> metres in the frame
@@ -53,6 +57,7 @@ from hiu_data.formats import Skipped
 from hiu_data.formats._common import (UnsupportedSampleError, as_array, bbox_from_keypoints, emit, encoded_image,
                                       guarded, id_key, image_file, load_json, parallel_map, project, require_dir,
                                       require_labels, sample_id, select_splits, visibility_in_image)
+from hiu_data.formats._layout import dataset_folder, one_folder, relative_prefix
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import INTERHAND_LEFT_TO_HAND21, INTERHAND_RIGHT_TO_HAND21, NUM_JOINTS, scatter
 
@@ -142,8 +147,9 @@ def _load_image(job: tuple[str, str, str, dict[str, Any]]) -> list[HandSample]:
     return rows
 
 
-def _image_jobs(root: Path, split: str, images: str) -> tuple[list[tuple], int]:
-    """One job per annotated image whose file exists, and the number of annotated frames without one."""
+def _image_jobs(root: Path, split: str, images: str, user_root: Path, image_prefix: str) -> tuple[list[tuple], int]:
+    """One job per annotated image whose file exists, and the number of annotated frames without one;
+    image paths are ``image_prefix + images/<split>/<file_name>`` under ``user_root``."""
     paths = {kind: annotation_path(root, split, kind) for kind in ("data", "camera", "joint_3d", "MANO_NeuralAnnot")}
     data = load_json(paths["data"], f"the InterHand2.6M {split} image list")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("annotations"), list):
@@ -158,8 +164,8 @@ def _image_jobs(root: Path, split: str, images: str) -> tuple[list[tuple], int]:
         if not isinstance(entry, dict) or not isinstance(entry.get("file_name"), str):
             raise DatasetFormatError(paths["data"], f"image entry without a file_name: {str(entry)[:80]}")
         stem = entry["file_name"].rsplit(".", 1)[0]
-        rel_image = f"images/{split}/{entry['file_name']}"
-        if not (root / rel_image).is_file():
+        rel_image = f"{image_prefix}images/{split}/{entry['file_name']}"
+        if not (user_root / rel_image).is_file():
             absent += 1
             continue
         meta: dict[str, Any] = {
@@ -195,7 +201,7 @@ def _image_jobs(root: Path, split: str, images: str) -> tuple[list[tuple], int]:
             meta["problem"] = (str(paths["data"]), f"malformed entry ({e})")
         except DatasetFormatError as e:
             meta["problem"] = (e.path, e.problem)
-        jobs.append((str(root), rel_image, images, meta))
+        jobs.append((str(user_root), rel_image, images, meta))
     return jobs, absent
 
 
@@ -211,8 +217,10 @@ def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embe
         DatasetFormatError: missing annotation files, the v0.0 layout, malformed entries.
     """
     wanted = select_splits(NAME, SPLITS, splits, images, on_error)
-    root = Path(root)
-    annotations = require_dir(root / "annotations", "the InterHand2.6M annotations/<split>/ folders (v1.0 layout)")
+    user_root = Path(root)
+    root = dataset_folder(user_root, lambda folder: (folder / "annotations").is_dir(), "InterHand2.6M",
+                          "no annotations/ folder; expected the InterHand2.6M annotations/<split>/ folders (v1.0) here")
+    annotations = root / "annotations"
     present = [s for s in wanted if (annotations / s).is_dir()]
     if not present:
         if any((annotations / old).is_dir() for old in ("all", "human_annot", "machine_annot")):
@@ -223,10 +231,13 @@ def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embe
         for split in wanted:
             require_dir(annotations / split, f"the InterHand2.6M {split} annotations")
     for split in present:
-        require_dir(root / "images" / split, f"the InterHand2.6M {split} images")
-        jobs, absent = _image_jobs(root, split, images)
+        # the image tars unpack to a batch folder (InterHand2.6M_5fps_batch1/images/...) beside annotations/
+        batch = one_folder(root, lambda folder: (folder / "images" / split).is_dir(), f"InterHand2.6M {split} images")
+        if batch is None:
+            require_dir(root / "images" / split, f"the InterHand2.6M {split} images (or <image batch folder>/images/{split})")
+        jobs, absent = _image_jobs(root, split, images, user_root, relative_prefix(user_root, batch or root))
         if not jobs:
-            raise DatasetFormatError(root / "images" / split, f"none of the {absent} annotated {split} images exists")
+            raise DatasetFormatError((batch or root) / "images" / split, f"none of the {absent} annotated {split} images exists")
         if absent:
             log.info("interhand26m %s: %d annotated frames have no image (a frame subset such as 5 fps)", split, absent)
         yield from emit(parallel_map(guarded(_load_image), jobs, workers, chunksize=16), on_error)

@@ -218,3 +218,19 @@ def test_workers_give_the_same_rows_in_order(tmp_path: Path) -> None:
     one, two = _read(tmp_path), _read(tmp_path, workers=2)
     assert [a.sample_id for a in one] == [b.sample_id for b in two]
     assert all(a.equals(b) for a, b in zip(one, two))
+
+
+def test_image_batch_folder_beside_the_annotations(tmp_path: Path) -> None:
+    # The image tars unpack to InterHand2.6M_5fps_batch1/images/<split>/..., the annotation zip to
+    # annotations/: users keep both in one folder and give that one.
+    records = interhand_records(2, cameras=1)
+    dataset = tmp_path / "InterHand2.6M"
+    ih.write(records, dataset)
+    (dataset / "InterHand2.6M_5fps_batch1").mkdir()
+    (dataset / "images").rename(dataset / "InterHand2.6M_5fps_batch1" / "images")
+    got = _read(dataset, images="reference")
+    assert len(got) == len(records)
+    assert got[0].image_path == "InterHand2.6M_5fps_batch1/images/train/Capture1/ROM03_test_seq/cam400000/image1000.jpg"
+    assert len(_read(tmp_path)) == len(records)  # RAW_ROOT one level above the dataset folder
+    with pytest.raises(DatasetFormatError, match=r"annotations: a folder inside the InterHand2.6M dataset; give .*InterHand2.6M as"):
+        _read(dataset / "annotations")
