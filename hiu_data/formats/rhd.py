@@ -15,9 +15,11 @@ folder holding it; a folder inside it is refused with the one to give instead)::
 - **Joint order**: 42 joints, left hand 0-20 then right hand 21-41; per hand the wrist, then
   per finger (thumb, index, middle, ring, little) **tip -> MCP**. Reordered to HAND21 with
   ``skeleton.RHD_LEFT_TO_HAND21`` / ``RHD_RIGHT_TO_HAND21``.
-- **Rows**: two per image (``/left`` and ``/right``), sharing ``image_id``; both hands are
-  annotated in every released frame, even off-screen. A hand whose 21 ``xyz`` are all exactly
-  0 is treated as absent (never the case in the release; the writer uses it for one-hand images).
+- **Rows**: one per hand seen in the image (``/left``, ``/right``, sharing ``image_id``). RHD
+  labels both hands of the character in every frame, also a hand outside the picture or hidden
+  behind the body; a hand with no keypoint flagged visible and no mask pixel is not a row
+  (it would be a crop of nothing; hand3d and Minimal-Hand likewise keep only the hand seen).
+  A hand whose 21 ``xyz`` are all exactly 0 is absent (the writer's one-hand images).
 - **Units / frames**: ``xyz`` metres in the camera frame; ``uv`` pixels (stored as given,
   they equal the projection of ``xyz`` with ``K`` to < 0.1 px); ``K`` per sample (fx = fy, the
   principal point at (160, 160) of the 320 x 320 image; not constant across samples).
@@ -138,8 +140,12 @@ def _read_image(job: tuple[Any, ...]) -> list[HandSample]:
         if not xyz.any():
             continue
         uv = values["uv_vis"][table, :2]
-        vis = np.where(values["uv_vis"][table, 2] > 0.5, 2, 1).astype(np.uint8)
-        mask = None if classes is None else rle.encode((classes >= ids.start) & (classes < ids.stop))
+        visible = values["uv_vis"][table, 2] > 0.5
+        pixels = None if classes is None else (classes >= ids.start) & (classes < ids.stop)
+        if not visible.any() and (pixels is None or not pixels.any()):
+            continue  # labelled but not in the picture (off-screen or hidden): no instance of this image
+        vis = np.where(visible, 2, 1).astype(np.uint8)
+        mask = None if pixels is None else rle.encode(pixels)
         rows.append(HandSample(
             sample_id=sample_id(NAME, split, number, side), dataset=NAME, split=split, image_id=image_id,
             image_bytes=image.data, image_path=image.path, width=image.width, height=image.height, hand_side=side,

@@ -261,3 +261,28 @@ def test_raw_root_above_or_inside_the_archive_folder(tmp_path: Path) -> None:
     inside = tmp_path / "RHD_published_v2" / "training"
     with pytest.raises(DatasetFormatError, match=r"training: a folder inside the RHD dataset; give .*RHD_published_v2 as"):
         list(rhd.read(inside))
+
+
+def test_a_hand_not_seen_in_the_image_is_not_a_row(tmp_path: Path) -> None:
+    # RHD labels both hands of the character in every frame, also a hand outside the picture or
+    # hidden behind the body: such a hand (no keypoint flagged visible, no mask pixel) would be
+    # a crop of nothing. Image 0: the right hand is off-screen; image 1: the right hand has no
+    # visible keypoint but mask pixels (seen), so it stays.
+    records = make_records(n_train=2, n_test=0)
+    off = records[1]
+    off.keypoints_2d = off.keypoints_2d + np.float32([W, 0])
+    off.visibility = np.ones(21, np.uint8)
+    off.mask = rle.encode(np.zeros((H, W), np.uint8))
+    off.bbox = bbox_from_keypoints(off.keypoints_2d, off.visibility, W, H)
+    records[3].visibility = np.ones(21, np.uint8)
+    records[3].bbox = bbox_from_keypoints(records[3].keypoints_2d, records[3].visibility, W, H)
+    rhd.write(records, tmp_path)
+    got = read_all(tmp_path)
+    assert [s.sample_id for s in got] == ["rhd/train/00000/left", "rhd/train/00001/left", "rhd/train/00001/right"]
+    assert_records_equal([records[0], records[2], records[3]], got)
+    masks = tmp_path / "training" / "mask"
+    for path in masks.iterdir():
+        path.unlink()
+    masks.rmdir()
+    # without masks only the visibility flags tell: image 1's right hand has none visible
+    assert [s.sample_id for s in read_all(tmp_path)] == ["rhd/train/00000/left", "rhd/train/00001/left"]
