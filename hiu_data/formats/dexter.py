@@ -6,7 +6,8 @@ Layout read (the original release; Minimal-Hand's ``DO_supp`` files are ignored)
     <root>/data/<SEQ>/depth/*.png            320 x 240 depth frames (not read)
     <root>/data/<SEQ>/annotations/<SEQ>3D.txt  one line per colour frame: 5 fields "x, y, z"; mm
     <root>/data/<SEQ>/annotations/<SEQ>2D.txt  one line per frame: 5 fields "u, v" (depth pixels)
-    SEQ in Grasp1, Grasp2, Occlusion, Pinch, Rigid, Rotate  (``root`` may also be ``data/``)
+    SEQ in Grasp1, Grasp2, Occlusion, Pinch, Rigid, Rotate  (``root`` may also be ``data/``,
+    or the folder holding the dataset's folder)
 
 Fields are separated by ``;`` and are the fingertips thumb, index, middle, ring, little; a
 missing fingertip has ``z == 32001``. Every row is a **left** hand in split ``test``
@@ -43,6 +44,7 @@ from hiu_data.formats import Skipped
 from hiu_data.formats._common import (UnsupportedSampleError, bbox_from_keypoints, beyond_float32, emit,
                                       encoded_image, guarded, image_file, parallel_map, project, require_dir,
                                       sample_id, select_splits, visibility_in_image)
+from hiu_data.formats._layout import dataset_folder, subfolders
 from hiu_data.io.images import encode
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import DEXTER_TIPS_TO_HAND21_SLOTS, NUM_JOINTS
@@ -103,14 +105,17 @@ def _parse_lines(path: Path, values: int) -> list[np.ndarray]:
     return rows
 
 
+def _sequences_in(folder: Path) -> list[Path]:
+    """The sequence folders of ``folder/data/`` (or of ``folder`` itself, the ``data`` folder)."""
+    data = folder / "data" if (folder / "data").is_dir() else folder
+    return [p for p in subfolders(data) if (p / "annotations" / f"{p.name}3D.txt").is_file()]
+
+
 def _sequence_dirs(root: Path) -> list[Path]:
-    data = root / "data" if (root / "data").is_dir() else root
-    found = sorted(p for p in data.iterdir() if p.is_dir() and (p / "annotations" / f"{p.name}3D.txt").is_file()) \
-        if data.is_dir() else []
-    if not found:
-        raise DatasetFormatError(root, "no Dexter+Object sequence found; expected data/<SEQ>/annotations/<SEQ>3D.txt "
-                                       f"(SEQ one of {', '.join(SEQUENCES)}) here")
-    return found
+    found = dataset_folder(root, lambda folder: bool(_sequences_in(folder)), "Dexter+Object",
+                           "no Dexter+Object sequence found; expected data/<SEQ>/annotations/<SEQ>3D.txt "
+                           f"(SEQ one of {', '.join(SEQUENCES)}) here")
+    return _sequences_in(found)
 
 
 def _check_convention(path: Path, raw3d: list[np.ndarray], raw2d: list[np.ndarray]) -> None:

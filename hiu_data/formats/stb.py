@@ -1,6 +1,7 @@
 """STB, the Stereo Hand Pose Tracking Benchmark (Zhang et al., ICIP 2017): reader and writer.
 
-Layout read (``RAW_ROOT`` = the unpacked release; images may also sit directly in ``<SEQ>/``)::
+Layout read (``RAW_ROOT`` = the unpacked release, or the folder holding it; images may also sit
+directly in ``<SEQ>/``)::
 
     images/<SEQ>/BB_left_%d.png  BB_right_%d.png  SK_color_%d.png  (SK_depth_%d.png, not read)
     labels/<SEQ>_BB.mat  labels/<SEQ>_SK.mat          handPara: float64 3 x 21 x N, millimetres
@@ -47,6 +48,7 @@ from hiu_data.formats import Skipped
 from hiu_data.formats._common import (Failure, ImageFile, UnsupportedSampleError, bboxes_from_keypoints,
                                       beyond_float32, emit, encoded_image, guarded, image_file, parallel_map, project,
                                       require_labels, select_splits, visibility_in_image)
+from hiu_data.formats._layout import dataset_folder
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import JOINT_INDEX, NUM_JOINTS, STB_TO_HAND21, gather, scatter
 
@@ -155,9 +157,10 @@ def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embe
     unknown = [c for c in streams if c not in STREAMS]
     if unknown:
         raise HiuError(f"stb has no camera {unknown[0]!r}; it has: {', '.join(STREAMS)}")
+    user_root = Path(root)
+    root = dataset_folder(user_root, lambda folder: (folder / "labels").is_dir(), "STB",
+                          "no labels/ folder; expected the STB label files labels/<SEQ>_BB.mat / <SEQ>_SK.mat here")
     labels = root / "labels"
-    if not labels.is_dir():
-        raise DatasetFormatError(labels, "missing folder; expected the STB label files <SEQ>_BB.mat / <SEQ>_SK.mat here")
     found = [(seq, kind) for seq in SEQUENCES if split_of(seq) in chosen for kind in ("BB", "SK")
              if (labels / f"{seq}_{kind}.mat").is_file() and any(LABEL_KIND[s] == kind for s in streams)]
     for split in chosen if splits else ():
@@ -167,17 +170,17 @@ def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embe
     if not found:
         raise DatasetFormatError(labels, "no STB label files (<SEQ>_BB.mat / <SEQ>_SK.mat, SEQ e.g. B1Counting) here")
     for seq, kind in found:
-        yield from emit(_read_labels(root, seq, kind, [s for s in streams if LABEL_KIND[s] == kind], images, workers),
-                        on_error)
+        yield from emit(_read_labels(user_root, root, seq, kind, [s for s in streams if LABEL_KIND[s] == kind],
+                                     images, workers), on_error)
 
 
-def _read_labels(root: Path, seq: str, kind: str, streams: list[str], images: str,
+def _read_labels(user_root: Path, root: Path, seq: str, kind: str, streams: list[str], images: str,
                  workers: int) -> Iterator[HandSample | Failure]:
     path = root / "labels" / f"{seq}_{kind}.mat"
     para_m = _load_hand_para(path) / 1000.0
     bad = ~np.isfinite(para_m).all(axis=(1, 2)) | beyond_float32(para_m).any(axis=(1, 2))
     folder = _image_folder(root, seq)
-    relative = folder.relative_to(root).as_posix()
+    relative = folder.relative_to(user_root).as_posix()
     split = split_of(seq)
     for stream in streams:
         points = to_stream_frame(gather(np.where(bad[:, None, None], 0.0, para_m), STB_TO_HAND21), stream)
@@ -189,7 +192,7 @@ def _read_labels(root: Path, seq: str, kind: str, streams: list[str], images: st
         boxes = bboxes_from_keypoints(kp2d, vis, *IMAGE_SIZE)
         xyz32, K32 = xyz.astype(np.float32), K.astype(np.float32)
         sids = [f"{NAME}/{split}/{seq}/{stream}_{i}" for i in range(len(para_m))]
-        jobs = [(str(root), f"{relative}/{stream}_{i}.png", images, sid) for i, sid in enumerate(sids)]
+        jobs = [(str(user_root), f"{relative}/{stream}_{i}.png", images, sid) for i, sid in enumerate(sids)]
         for i, image in enumerate(parallel_map(guarded(_image_job), jobs, workers, chunksize=16, threads=True)):
             if bad[i]:
                 yield Failure(str(path), f"frame {i}: handPara contains NaN or inf (or a value beyond float32)", sids[i])

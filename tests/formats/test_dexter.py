@@ -163,3 +163,10 @@ def test_missing_colour_folder(tmp_path: Path) -> None:
     (tmp_path / "data" / "Grasp1" / "color").rmdir()
     with pytest.raises(DatasetFormatError, match="color"):
         list(dexter.read(tmp_path))
+
+
+def test_raw_root_above_the_dataset_folder(tmp_path: Path) -> None:
+    dexter.write(dexter_records(2), tmp_path / "dexter+object")
+    got = list(dexter.read(tmp_path, images="reference"))
+    assert len(got) == 2 and all(s.image_path.startswith("dexter+object/data/") for s in got)
+    assert (tmp_path / got[0].image_path).is_file()

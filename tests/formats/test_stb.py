@@ -142,7 +142,7 @@ def test_writer_without_palm_or_camera_extras(tmp_path: Path) -> None:
 
 
 def test_missing_folders_and_files(tmp_path: Path) -> None:
-    with pytest.raises(DatasetFormatError, match="labels: missing folder"):
+    with pytest.raises(DatasetFormatError, match="no labels/ folder; expected the STB label files"):
         list(stb.read(tmp_path))
     root = _hand_para_tree(tmp_path)
     with pytest.raises(DatasetFormatError, match="no label file of the train split"):
@@ -191,3 +191,12 @@ def test_unknown_camera_or_split(tmp_path: Path) -> None:
         list(stb.read(tmp_path, cameras=["SK_depth"]))
     with pytest.raises(HiuError, match="no split 'val'"):
         list(stb.read(tmp_path, splits=["val"]))
+
+
+def test_raw_root_above_or_inside_the_dataset_folder(tmp_path: Path) -> None:
+    records = make_records({"B1Counting": 1})
+    stb.write(records, tmp_path / "STB")
+    got = read_all(tmp_path, images="reference", cameras=["SK_color"])
+    assert [s.image_path for s in got] == ["STB/images/B1Counting/SK_color_0.png"]
+    with pytest.raises(DatasetFormatError, match=r"labels: a folder inside the STB dataset; give .*STB as RAW_ROOT"):
+        list(stb.read(tmp_path / "STB" / "labels"))
