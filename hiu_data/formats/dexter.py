@@ -9,6 +9,10 @@ Layout read (the original release; Minimal-Hand's ``DO_supp`` files are ignored)
     SEQ in Grasp1, Grasp2, Occlusion, Pinch, Rigid, Rotate  (``root`` may also be ``data/``,
     or the folder holding the dataset's folder)
 
+Frame ``i`` is line ``i`` of the label files. The frame file names are not documented: frames
+are taken in name order with numbers compared as numbers (``2.png`` before ``10.png``), the
+order of a plain sort (Minimal-Hand's) when the names are zero-padded.
+
 Fields are separated by ``;`` and are the fingertips thumb, index, middle, ring, little; a
 missing fingertip has ``z == 32001``. Every row is a **left** hand in split ``test``
 (Dexter+Object is an evaluation set); ``subset`` is the sequence.
@@ -81,6 +85,12 @@ def color_mm_to_raw(points: np.ndarray) -> np.ndarray:
 
 
 # --- reading ----------------------------------------------------------------------------
+
+
+def frame_order(name: str) -> tuple[Any, ...]:
+    """Sort key of a frame file name: its digit runs compared as numbers (``2.png`` before
+    ``10.png``), the same order as a name sort for zero-padded names."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
 def _parse_lines(path: Path, values: int) -> list[np.ndarray]:
@@ -173,7 +183,8 @@ def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embe
         path3d = seq_dir / "annotations" / f"{seq}3D.txt"
         raw3d = _parse_lines(path3d, 3)
         color = require_dir(seq_dir / "color", f"the colour frames of {seq}")
-        frames = sorted(p for p in color.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        frames = sorted((p for p in color.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")),
+                        key=lambda p: frame_order(p.name))
         if len(frames) != len(raw3d):
             raise DatasetFormatError(path3d, f"{len(raw3d)} labelled frames but {len(frames)} images in {color}")
         path2d = seq_dir / "annotations" / f"{seq}2D.txt"
@@ -254,6 +265,6 @@ def write(samples: Iterable[HandSample], root: Path, *, source_root: Path | None
     for seq, frames in lines.items():
         annotations = root / "data" / seq / "annotations"
         annotations.mkdir(parents=True, exist_ok=True)
-        ordered = [frames[stem] for stem in sorted(frames, key=lambda s: f"{s}.png")]
+        ordered = [frames[stem] for stem in sorted(frames, key=lambda s: frame_order(f"{s}.png"))]
         (annotations / f"{seq}3D.txt").write_text("".join(f"{a}\n" for a, _ in ordered))
         (annotations / f"{seq}2D.txt").write_text("".join(f"{b}\n" for _, b in ordered))

@@ -170,3 +170,22 @@ def test_raw_root_above_the_dataset_folder(tmp_path: Path) -> None:
     got = list(dexter.read(tmp_path, images="reference"))
     assert len(got) == 2 and all(s.image_path.startswith("dexter+object/data/") for s in got)
     assert (tmp_path / got[0].image_path).is_file()
+
+
+def test_frames_numbered_without_zero_padding_keep_their_labels(tmp_path: Path) -> None:
+    # The file names are not documented; numbered frames (1.png ... 12.png) are taken in number
+    # order, where a plain name sort would put 10.png before 2.png and shift every label.
+    records = dexter_records(24)
+    for i, r in enumerate(records):
+        r.sample_id = f"dexter/test/{r.subset}/{i // 2 + 1}"
+    dexter.write(records, tmp_path)
+    for seq in dexter.SEQUENCES[:2]:  # label files as released: one line per frame, in number order
+        frames = sorted((r for r in records if r.subset == seq), key=lambda r: int(r.sample_id.rsplit("/", 1)[1]))
+        lines = [dexter._frame_line(r) for r in frames]
+        for kind, column in (("3D", 0), ("2D", 1)):
+            path = tmp_path / "data" / seq / "annotations" / f"{seq}{kind}.txt"
+            path.write_text("".join(line[column] + "\n" for line in lines))
+    back = {r.sample_id: r for r in dexter.read(tmp_path)}
+    assert set(back) == {r.sample_id for r in records}
+    for r in records:
+        np.testing.assert_allclose(back[r.sample_id].keypoints_3d, r.keypoints_3d, atol=2e-6)
