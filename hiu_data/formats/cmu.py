@@ -1,7 +1,8 @@
 """CMU Panoptic HandDB (Simon et al., CVPR 2017): 2D hand keypoints, left and right hands.
 
 Layout read (any of the three downloads may be present under ``root``; ``root`` may also be
-one of the three folders itself)::
+one of the three folders itself, or the folder holding a folder of them; a subset folder such
+as ``manual_train`` is refused with the folder to give, ``--split`` chooses splits)::
 
     hand_labels/manual_train/<name>.jpg + <name>.json        1,912 hands  -> split train
     hand_labels/manual_test/<name>.jpg + <name>.json           846 hands  -> split test
@@ -47,6 +48,7 @@ from hiu_data.formats import Skipped
 from hiu_data.formats._common import (UnsupportedSampleError, as_array, bbox_from_keypoints, emit, encoded_image,
                                       guarded, image_file, load_json, load_record_json, parallel_map, require_labels,
                                       sample_id, select_splits, visibility_in_image)
+from hiu_data.formats._layout import dataset_folder
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import CMU_TO_HAND21, NUM_JOINTS, gather, scatter
 
@@ -189,10 +191,11 @@ def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embe
     """
     wanted = select_splits(NAME, SPLITS, splits, images, on_error)
     root = Path(root)
-    folders = _subset_dirs(root)
-    if not folders:
-        raise DatasetFormatError(root, "no CMU HandDB folder found; expected hand_labels/manual_train, "
-                                       "hand_labels_synth/synth1 or hand143_panopticdb/ here")
+    # image paths stay relative to ``root``; the downloads may sit in the one folder below it
+    found = dataset_folder(root, lambda folder: bool(_subset_dirs(folder)), "CMU HandDB",
+                           "no CMU HandDB folder found; expected hand_labels/manual_train, "
+                           "hand_labels_synth/synth1 or hand143_panopticdb/ here")
+    folders = _subset_dirs(found)
     for subset, folder in folders.items():
         split = SUBSET_SPLIT[subset]
         if split not in wanted:

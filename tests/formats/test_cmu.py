@@ -197,3 +197,13 @@ def test_workers_give_the_same_rows_in_order(tmp_path: Path) -> None:
     one, two = _read_all(tmp_path), _read_all(tmp_path, workers=2)
     assert [a.sample_id for a in one] == [b.sample_id for b in two]
     assert all(a.equals(b) for a, b in zip(one, two))
+
+
+def test_raw_root_above_or_inside_the_downloads(tmp_path: Path) -> None:
+    records = cmu_records(8)
+    cmu.write(records, tmp_path / "CMU")
+    got = _read_all(tmp_path, images="reference")
+    assert len(got) == len(records) and all(s.image_path.startswith("CMU/") for s in got)
+    assert (tmp_path / got[0].image_path).is_file()
+    with pytest.raises(DatasetFormatError, match=r"manual_train: a folder inside the CMU HandDB dataset; give .*hand_labels as"):
+        _read_all(tmp_path / "CMU" / "hand_labels" / "manual_train")
