@@ -34,15 +34,57 @@ def _folder_hint(path: Path) -> str:
     return "pass a .yaml file, or only flags (--preset, --data ...)"
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """The safe loader, refusing a mapping key given twice (PyYAML keeps the last one silently,
+    so a second ``train:`` section would drop every value of the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the base class names it
+                break
+            if first is not None:
+                raise _DuplicateKey(f"{key!r} is given twice (first at line {first.start_mark.line + 1})",
+                                    key_node.start_mark)
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, problem: str, mark: yaml.Mark) -> None:
+        super().__init__(problem)
+        self.problem, self.problem_mark = problem, mark
+
+
+def _yaml_problem(path: Path, error: yaml.YAMLError) -> str:
+    """One line for a YAML error: where (line and column, 1-based) and what."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    if isinstance(error, _DuplicateKey):
+        return f"{path}: {where}{problem}"
+    context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
+    if context and context_mark is not None and mark is not None and context_mark.line != mark.line:
+        problem += f", {context} that starts at line {context_mark.line + 1}"
+    if "'\\t'" in problem:
+        problem += "; indent with spaces: a tab cannot indent YAML"
+    return f"{path}: {where}not valid YAML ({problem})"
+
+
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
-    """The top-level mapping of a YAML file ({} when empty); errors name the file."""
+    """The top-level mapping of a YAML file ({} when empty); errors name the file and the line."""
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        values = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 (a safe loader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a folder, expected a YAML config file; {_folder_hint(path)}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+    except yaml.YAMLError as error:
+        raise ConfigError(_yaml_problem(path, error)) from None
+    except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read the config ({str(error).splitlines()[0]})") from None
     if values is None:
         return {}

@@ -90,7 +90,7 @@ def test_file_errors_name_the_file(tmp_path) -> None:
         load_config(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: [1, 2\n")
-    with pytest.raises(ConfigError, match="bad.yaml: cannot read"):
+    with pytest.raises(ConfigError, match="bad.yaml: line 2, column 1: not valid YAML"):
         load_config(bad)
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("model:\n  decoder_channel: 8\n")
@@ -114,3 +114,26 @@ def test_numbers_in_exponent_notation() -> None:
 def test_off_stays_a_word_in_text_fields() -> None:
     # YAML 1.1 reads off/on as booleans; a text field gets the word back.
     assert load_config(preset="tiny", overrides=["train.amp=off"]).train.amp == "off"
+
+
+def test_a_yaml_syntax_error_names_its_line(tmp_path) -> None:
+    path = tmp_path / "mix.yaml"
+    path.write_text("preset: tiny\ntrain:\n  datasets:\n    - path: data/freihand\n     weight: 2\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value).startswith(f"{path}: line 5, column 6: not valid YAML (")
+    assert "\n" not in str(error.value)
+    path.write_text("train:\n\tsteps: 2\n")  # a tab cannot indent YAML
+    with pytest.raises(ConfigError, match=r"mix.yaml: line 2, column 1: not valid YAML \(.*tab"):
+        load_config(path)
+
+
+def test_a_key_given_twice_is_an_error_not_a_silent_override(tmp_path) -> None:
+    # PyYAML keeps the last of two equal keys: a second train: section would drop the first.
+    path = tmp_path / "twice.yaml"
+    path.write_text("train:\n  steps: 2\nmodel:\n  num_stacks: 1\ntrain:\n  lr: 0.1\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml: line 5, column 1: 'train' is given twice \(first at line 1\)"):
+        load_config(path)
+    path.write_text("train:\n  steps: 2\n  steps: 3\n")
+    with pytest.raises(ConfigError, match=r"line 3, column 3: 'steps' is given twice \(first at line 2\)"):
+        load_config(path)
