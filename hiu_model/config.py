@@ -24,6 +24,7 @@ from typing import Any, Iterable
 import yaml
 
 from hiu_data.targets import DEFAULT_SOFTARGMAX_BETA
+from hiu_model.config_sources import check_sources
 from hiu_model.config_values import ConfigError, check_ranges, merge_into, plain, read_yaml_mapping
 from hiu_model.data import DataOptions
 from hiu_model.optim import OPTIMIZERS
@@ -155,7 +156,8 @@ class LossConfig:
 @dataclass
 class TrainConfig:
     """Training options (see :mod:`hiu_model.train`). A data source is a path or a mapping
-    ``{path, weight, split}``; ``weight`` is its relative drawing probability (default 1)."""
+    ``{path, weight, split}``; ``weight`` is its relative drawing probability (default 1, per
+    source, not per row); :mod:`hiu_model.config_sources` has the rules and checks them."""
 
     datasets: list[Any] = field(default_factory=list)
     """Labeled sources: converted dataset folders (default split ``train``)."""
@@ -261,7 +263,9 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
         raise ConfigError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
     config = PRESETS[preset]() if preset else paper()
     explicit: set[str] = set()
-    merge_into(config, values, f"{path}: " if path else "", explicit)
+    where = f"{path}: " if path else ""
+    merge_into(config, values, where, explicit)
+    check_sources(config.train, where)
     for override in overrides:
         key, sep, text = override.partition("=")
         if not sep or not key.strip():
@@ -274,6 +278,7 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
         for part in reversed(key.strip().split(".")):
             nested = {part: nested}
         merge_into(config, nested, f"--set {override}: ", explicit)
+        check_sources(config.train, f"--set {override}: ")
     _sync_sizes(config, explicit)
     validate(config)
     return config

@@ -155,8 +155,8 @@ def as_source(entry: Any, split: str | None) -> DataSource:
     ``(path[, weight[, split]])`` sequence or a :class:`DataSource`; ``split`` fills a missing split.
 
     Raises:
-        HiuError: a mapping without ``path`` or with other keys, a weight that is not a number,
-            or an entry of any other type.
+        HiuError: a mapping without ``path`` or with other keys, a weight that is not a finite
+            number > 0, or an entry of any other type.
     """
     if isinstance(entry, DataSource):
         return entry if entry.split is not None or split is None else DataSource(entry.path, entry.weight, split)
@@ -174,10 +174,14 @@ def as_source(entry: Any, split: str | None) -> DataSource:
         path, weight, entry_split = entry, 1.0, split
     else:
         raise HiuError(f"data source {entry!r}: expected a path or a mapping with 'path' (and 'weight', 'split')")
+    from hiu_model.config_sources import source_weight
+
     try:
-        return DataSource(str(path), float(weight), entry_split)
-    except (TypeError, ValueError):
-        raise HiuError(f"data source {path}: weight {weight!r} is not a number") from None
+        checked = source_weight(weight, "weight")
+    except HiuError:
+        raise HiuError(f"data source {path}: weight {weight!r} is not a number > 0 (a relative drawing "
+                       "probability)") from None
+    return DataSource(str(path), checked, entry_split)
 
 
 def no_rows_error(path: str | Path, split: str | None,
