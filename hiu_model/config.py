@@ -17,6 +17,7 @@ other.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -257,13 +258,16 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
     values: dict[str, Any] = {}
     if path is not None:
         values = read_yaml_mapping(Path(path))
-    preset = preset or values.pop("preset", None)
-    values.pop("preset", None)
+    where = f"{path}: " if path else ""
+    from_file = values.pop("preset", None)
+    # The argument (--preset) wins over the file's preset; an error names where the name came from.
+    preset, origin = (preset, "") if preset else (from_file, where)
     if preset is not None and preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
+        close = difflib.get_close_matches(str(preset), PRESETS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; available: {', '.join(PRESETS)}"
+        raise ConfigError(f"{origin}unknown preset {preset!r}{hint}")
     config = PRESETS[preset]() if preset else paper()
     explicit: set[str] = set()
-    where = f"{path}: " if path else ""
     merge_into(config, values, where, explicit)
     check_sources(config.train, where)
     for override in overrides:

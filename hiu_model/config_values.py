@@ -108,6 +108,8 @@ def merge_into(target: Any, values: dict[str, Any], where: str, explicit: set[st
             raise ConfigError(f"{where}unknown key {dotted!r}{hint}")
         current = getattr(target, key)
         if dataclasses.is_dataclass(current):
+            if value is None:  # a section left empty (its lines commented out) changes nothing
+                continue
             merge_into(current, value, where, explicit, dotted + ".")
         else:
             setattr(target, key, coerce(value, hints[key], f"{where}{dotted}"))

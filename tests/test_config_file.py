@@ -50,3 +50,15 @@ def test_a_source_weight_that_cannot_be_drawn_is_refused(weight: float) -> None:
     with pytest.raises(HiuError, match="weight .* is not a number > 0"):
         as_source({"path": "a", "weight": weight}, "train")
 
+
+def test_an_empty_section_changes_nothing(tmp_path: Path) -> None:
+    # Every line of a section commented out leaves `loss:` with no value (None in YAML).
+    path = _write(tmp_path, "preset: tiny\nloss:\n  # heatmap: 2\ntrain:\n  steps: 7\n")
+    config = load_config(path)
+    assert config.loss == load_config(preset="tiny").loss and config.train.steps == 7
+
+
+def test_an_unknown_preset_in_a_file_names_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "preset: tiyn\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: unknown preset 'tiyn'; did you mean 'tiny'\?"):
+        load_config(path)
