@@ -85,12 +85,15 @@ def train(
             # Each process would pick its own time stamp: the run folder must be named.
             raise _usage_error("several processes (torchrun) need --out RUN_DIR", "--out")
         out = Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = config
+    base, relative_to = config, None
     if resume and base is None and (out / RUN_CONFIG_FILE).exists():
-        base = out / RUN_CONFIG_FILE  # the run's own configuration, then the flags on top
+        # The run's own configuration, then the flags on top. Its paths are absolute; a relative
+        # one (a run started before they were stored absolute) meant the current folder then.
+        base, relative_to = out / RUN_CONFIG_FILE, Path.cwd()
     try:
         cfg = load_config(base, preset, [*(overrides or []), *flag_overrides(data, unlabeled, val, steps, batch_size,
-                                                                            lr, device, workers, minutes)])
+                                                                            lr, device, workers, minutes)],
+                          relative_to=relative_to)
     except HiuError as e:
         if not main:  # the same arguments and files give rank 0 the same error, which it prints
             raise ReportedElsewhere(str(e)) from None

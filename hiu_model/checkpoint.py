@@ -282,7 +282,8 @@ def config_from_dict(values: dict[str, Any], source: str | Path = "config") -> A
         path = Path(tmp) / "config.yaml"
         path.write_text(yaml.safe_dump(values, sort_keys=False))
         try:
-            return load_config(path, None, [])
+            # Paths are stored absolute; relative ones (older runs) meant the current folder.
+            return load_config(path, None, [], relative_to=Path.cwd())
         except HiuError as e:
             raise CheckpointError(source, f"stored configuration does not load: {e}") from e
 

@@ -25,7 +25,7 @@ from typing import Any, Iterable
 import yaml
 
 from hiu_data.targets import DEFAULT_SOFTARGMAX_BETA
-from hiu_model.config_sources import check_sources
+from hiu_model.config_sources import absolute_path, check_sources
 from hiu_model.config_values import ConfigError, check_ranges, merge_into, plain, read_yaml_mapping
 from hiu_model.data import DataOptions
 from hiu_model.optim import OPTIMIZERS
@@ -239,8 +239,12 @@ class Config:
 
 
 def load_config(path: str | Path | None = None, preset: str | None = None,
-                overrides: Iterable[str] = ()) -> Config:
+                overrides: Iterable[str] = (), *, relative_to: str | Path | None = None) -> Config:
     """Build a :class:`Config`: preset, then the YAML file at ``path``, then ``overrides``.
+
+    Paths (the data sources of ``train``, ``model.mano_dir``) come out absolute: relative ones
+    in the file are relative to the file's folder, those of ``overrides`` to the current folder
+    (the rule and why: :mod:`hiu_model.config_sources`).
 
     Args:
         path: YAML file with sections ``model``, ``data``, ``loss``, ``train`` and optionally
@@ -249,6 +253,8 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
             (the paper values).
         overrides: ``section.key=value`` strings; values are parsed as YAML (``3``, ``0.5``,
             ``true``, ``[1, 2]``, ``null``).
+        relative_to: the folder relative paths of the file are relative to, instead of the
+            file's own (a stored configuration written before paths were stored absolute).
     Raises:
         ConfigError: unreadable file, unknown key (with a suggestion), wrong value type, or
             inconsistent sizes.
@@ -269,7 +275,7 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
     config = PRESETS[preset]() if preset else paper()
     explicit: set[str] = set()
     merge_into(config, values, where, explicit)
-    check_sources(config.train, where)
+    _absolute_paths(config, where, Path(relative_to) if relative_to is not None else Path(path or ".").parent)
     for override in overrides:
         key, sep, text = override.partition("=")
         if not sep or not key.strip():
@@ -282,7 +288,7 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
         for part in reversed(key.strip().split(".")):
             nested = {part: nested}
         merge_into(config, nested, f"--set {override}: ", explicit)
-        check_sources(config.train, f"--set {override}: ")
+        _absolute_paths(config, f"--set {override}: ", Path.cwd())
     _sync_sizes(config, explicit)
     validate(config)
     return config
@@ -325,6 +331,14 @@ def validate(config: Config) -> None:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _absolute_paths(config: Config, where: str, base: Path) -> None:
+    """Check the data sources and make every path absolute, relative ones relative to ``base``
+    (paths made absolute before stay as they are)."""
+    check_sources(config.train, where, base)
+    if config.model.mano_dir is not None:
+        config.model.mano_dir = absolute_path(config.model.mano_dir, base)
 
 
 def _sync_sizes(config: Config, explicit: set[str]) -> None:

@@ -17,12 +17,23 @@ source is a path or a mapping ``{path, weight, split}``:
 :func:`check_sources` checks every entry here, so that a mistake is named with the file and
 the entry (``mix.yaml: train.datasets[1].weight: ...``) when the config is read, not by the
 data loader later (where nothing says which file or entry it came from).
+
+Relative paths. DECISION: a relative path written in a config file is relative to the folder
+of that file, as in a compose file or a build manifest, so that the file means the same data
+from whatever folder training is started; a path given on the command line (``--data``,
+``--unlabeled``, ``--val``, ``--set``) is relative to the current folder, as any argument is.
+``~`` is expanded. The loaded configuration holds absolute paths: the run folder's
+``config.yaml`` and each checkpoint's ``config.json`` name the same folders wherever
+``--resume``, ``eval`` or ``predict`` are run from. Training from a config relative to the
+current folder instead would make a file work from one folder only, and a stored one, read
+from its run folder, from none.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +47,15 @@ SOURCE_KEYS: tuple[str, ...] = ("path", "weight", "split")
 """The keys of a source mapping."""
 
 
-def check_sources(train: Any, where: str) -> None:
-    """Check the source lists of ``train`` (a ``TrainConfig``) in place.
+def absolute_path(value: str, base: Path) -> str:
+    """``value`` (``~`` expanded) as an absolute, normalised path; a relative one is taken
+    relative to the folder ``base`` (itself relative to the current folder when relative)."""
+    return os.path.abspath(os.path.join(base, os.path.expanduser(value)))
+
+
+def check_sources(train: Any, where: str, base: Path) -> None:
+    """Check the source lists of ``train`` (a ``TrainConfig``) in place, and make their paths
+    absolute (relative ones relative to the folder ``base``).
 
     Args:
         where: the prefix of an error message, e.g. ``"mix.yaml: "``.
@@ -48,12 +66,12 @@ def check_sources(train: Any, where: str) -> None:
     """
     for name in SOURCE_LISTS:
         entries = getattr(train, name)
-        setattr(train, name, [_source(entry, f"{where}train.{name}[{i}]") for i, entry in enumerate(entries)])
+        setattr(train, name, [_source(entry, f"{where}train.{name}[{i}]", base) for i, entry in enumerate(entries)])
 
 
-def _source(entry: Any, where: str) -> Any:
+def _source(entry: Any, where: str, base: Path) -> Any:
     if isinstance(entry, (str, Path)):
-        return _path(entry, where)
+        return absolute_path(_path(entry, where), base)
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: expected a path or a mapping {{path, weight, split}}, got {entry!r}")
     for key in entry:
@@ -64,7 +82,7 @@ def _source(entry: Any, where: str) -> Any:
     if "path" not in entry:
         raise ConfigError(f"{where}: a source mapping needs 'path' (and optionally 'weight', 'split'), got {entry!r}")
     checked = dict(entry)
-    checked["path"] = _path(entry["path"], f"{where}.path")
+    checked["path"] = absolute_path(_path(entry["path"], f"{where}.path"), base)
     if "weight" in entry:
         checked["weight"] = source_weight(entry["weight"], f"{where}.weight")
     if entry.get("split") is not None:

@@ -62,3 +62,42 @@ def test_an_unknown_preset_in_a_file_names_the_file(tmp_path: Path) -> None:
     path = _write(tmp_path, "preset: tiyn\n")
     with pytest.raises(ConfigError, match=rf"^{path}: unknown preset 'tiyn'; did you mean 'tiny'\?"):
         load_config(path)
+
+
+def test_relative_paths_in_a_file_are_relative_to_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    configs, elsewhere, home = tmp_path / "configs", tmp_path / "elsewhere", tmp_path / "home"
+    for folder in (configs, elsewhere, home):
+        folder.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(elsewhere)
+    path = _write(configs, "train:\n  datasets:\n    - ../data/freihand\n    - {path: data/rhd, weight: 2}\n"
+                           f"  unlabeled: [~/wild]\n  val: [{tmp_path / 'held'}/]\nmodel:\n  mano_dir: ../mano\n")
+    for given in (path, Path("../configs/mix.yaml")):  # the file named by an absolute or a relative path
+        train = load_config(given).train
+        assert train.datasets == [str(tmp_path / "data" / "freihand"),
+                                  {"path": str(configs / "data" / "rhd"), "weight": 2.0}]
+        assert train.unlabeled == [str(home / "wild")] and train.val == [str(tmp_path / "held")]
+        assert load_config(given).model.mano_dir == str(tmp_path / "mano")
+
+
+def test_paths_on_the_command_line_are_relative_to_the_current_folder(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "configs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    path = _write(tmp_path / "configs", "train:\n  datasets: [a]\n  val: [b]\n")
+    train = load_config(path, overrides=["train.val=[{path: c, split: test}]", "train.unlabeled=[d]"]).train
+    assert train.datasets == [str(tmp_path / "configs" / "a")]
+    assert train.val == [{"path": str(tmp_path / "c"), "split": "test"}] and train.unlabeled == [str(tmp_path / "d")]
+
+
+def test_a_stored_config_loads_with_the_same_paths_from_anywhere(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from hiu_model.checkpoint import config_from_dict
+
+    (tmp_path / "a").mkdir()
+    path = _write(tmp_path / "a", "train:\n  datasets: [{path: data, split: test}]\nmodel:\n  mano_dir: mano\n")
+    stored = load_config(path).to_dict()
+    monkeypatch.chdir(tmp_path)
+    again = config_from_dict(stored)  # as eval and predict read a checkpoint's config.json
+    assert again.train.datasets == [{"path": str(tmp_path / "a" / "data"), "split": "test"}]
+    assert again.model.mano_dir == str(tmp_path / "a" / "mano")

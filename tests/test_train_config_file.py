@@ -1,0 +1,35 @@
+"""``hiu-data train CONFIG.yaml`` end to end: a config file run from any folder, flags on top of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hiu_cli.main import main
+from tests.targets.handmade import write_train_and_val
+from tests.test_train_cli import SMALL
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+QUICK = [*SMALL, "--batch-size", "2", "--workers", "0", "--set", "train.eval_samples=2"]
+
+
+def test_a_config_file_trains_from_any_folder_and_its_run_resumes_from_any_other(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    project = tmp_path / "project"
+    write_train_and_val(project / "data")
+    (project / "configs").mkdir()
+    (project / "configs" / "run.yaml").write_text(
+        "preset: tiny\ntrain:\n  datasets: [../data/handmade]\n  val: [{path: ../data/handval, split: val}]\n"
+        "  steps: 1\n")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)  # neither the config's folder nor the data's
+    assert main(["train", "project/configs/run.yaml", *QUICK, "--out", "runs/a"]) == 0, capsys.readouterr().err
+    stored = yaml.safe_load((tmp_path / "runs" / "a" / "config.yaml").read_text())["train"]
+    assert stored["datasets"] == [str(project / "data" / "handmade")]
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["train", "--out", str(tmp_path / "runs" / "a"), "--resume", "--steps", "2"]) == 0, \
+        capsys.readouterr().err
+    assert (tmp_path / "runs" / "a" / "checkpoints" / "step-000002").is_dir()
