@@ -46,14 +46,13 @@ import torch
 from torch import nn
 
 from hiu_data.errors import HiuError
-from hiu_data.io.parquet import find_dataset_dirs
 from hiu_model import checkpoint as ckpt
 from hiu_model import distributed
 from hiu_model.interrupt import TrainingInterrupted, stop_on_signals
 from hiu_model.optim import make_optimizer
 from hiu_model.run_log import LossWindow, RunLog
 from hiu_model.schedule import Plan, Resizer, agree_budget, lr_factor
-from hiu_model.train_data import build_training_data, check_training_data, parse_sources
+from hiu_model.train_data import build_training_data, check_training_data, check_val_sources, parse_sources
 
 log = logging.getLogger(__name__)
 
@@ -216,8 +215,7 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
         with distributed.fail_together(info):
             resume_from = ckpt.check_run_dir(run_dir, resume, overwrite)
             val_sources = parse_sources(tc.val, None)
-            for source in val_sources:  # checked now, not at the first evaluation hours later
-                find_dataset_dirs(source.path)
+            check_val_sources(val_sources)  # now, not at the first evaluation hours later
             check_training_data(cfg)
             torch.manual_seed(tc.seed)
             model = HIUDMTL(cfg.model).to(info.device)

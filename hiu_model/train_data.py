@@ -18,7 +18,7 @@ import torch
 
 from hiu_data.errors import HiuError
 from hiu_model import distributed
-from hiu_model.sampling import DataSource, as_source, build_loader
+from hiu_model.sampling import DataSource, as_source, build_loader, no_rows_error
 from hiu_model.schedule import first_plain_step
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,22 @@ def check_training_data(cfg: Any) -> None:
         build_loader(labeled, cfg.data, batch_size=1, train=True, num_samples=1, seed=cfg.train.seed)
     for src in unlabeled:
         _unlabeled_folder(src)
+
+
+def check_val_sources(sources: list[DataSource]) -> None:
+    """Raise the error the first validation would meet for a missing folder, or a split named
+    by a source that one of its dataset folders lacks (manifests only); a source without a split
+    takes ``val``, else ``test``, else every row, and cannot lack it."""
+    from hiu_data.io.manifest import find_dataset_dirs, load_manifest
+
+    for source in sources:
+        for folder in find_dataset_dirs(source.path):
+            if source.split is None:
+                continue
+            wanted = [source.split] if isinstance(source.split, str) else list(source.split)
+            counts = load_manifest(folder).get("counts", {})
+            if not any(int(counts.get(split, 0)) > 0 for split in wanted):
+                raise no_rows_error(folder, source.split)
 
 
 def build_training_data(cfg: Any, run_dir: Path, info: distributed.DistInfo) -> tuple[_Batches, int]:

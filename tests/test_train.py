@@ -142,6 +142,11 @@ def test_bad_data_leaves_no_run_folder(hands: Path, tmp_path: Path) -> None:
     with pytest.raises(HiuError, match="novalset: no such folder"):
         train(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+    # So is a validation split the folder does not have (it was found after the last step).
+    cfg = _config(hands, "train.steps=1", f"train.val=[{{path: {hands / 'handval'}, split: test}}]")
+    with pytest.raises(HiuError, match=r"handval: no rows in split 'test' \(it has: val 4; a source picks its split"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("bad", ["train.datasets", "train.val"])
