@@ -94,6 +94,9 @@ def train(
         cfg = load_config(base, preset, [*(overrides or []), *flag_overrides(data, unlabeled, val, steps, batch_size,
                                                                             lr, device, workers, minutes)],
                           relative_to=relative_to)
+        if config is not None and not cfg.train.datasets and not cfg.train.unlabeled:
+            raise HiuError(f"{config}: no training data: train.datasets is empty; list converted dataset folders "
+                           "there or pass --data DIR")
     except HiuError as e:
         if not main:  # the same arguments and files give rank 0 the same error, which it prints
             raise ReportedElsewhere(str(e)) from None

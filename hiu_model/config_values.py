@@ -131,6 +131,8 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
             except ConfigError as error:
                 errors.append(str(error))
         raise ConfigError(errors[0] if errors else f"{where}: {value!r} is not allowed")
+    if origin is list and value is None:
+        return []  # a list key with every entry commented out (null in YAML): none
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")

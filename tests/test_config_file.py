@@ -101,3 +101,9 @@ def test_a_stored_config_loads_with_the_same_paths_from_anywhere(tmp_path: Path,
     again = config_from_dict(stored)  # as eval and predict read a checkpoint's config.json
     assert again.train.datasets == [{"path": str(tmp_path / "a" / "data"), "split": "test"}]
     assert again.model.mano_dir == str(tmp_path / "a" / "mano")
+
+
+def test_a_source_list_left_empty_is_an_empty_list(tmp_path: Path) -> None:
+    # `datasets:` with its entries commented out is null in YAML.
+    path = _write(tmp_path, "train:\n  datasets:\n  # - data/freihand\n  val: []\n")
+    assert load_config(path).train.datasets == []

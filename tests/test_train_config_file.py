@@ -33,3 +33,16 @@ def test_a_config_file_trains_from_any_folder_and_its_run_resumes_from_any_other
     assert main(["train", "--out", str(tmp_path / "runs" / "a"), "--resume", "--steps", "2"]) == 0, \
         capsys.readouterr().err
     assert (tmp_path / "runs" / "a" / "checkpoints" / "step-000002").is_dir()
+
+
+@pytest.mark.parametrize("datasets", ["[]", "", "[{path: ../data/handmade, weight: 0}]"])
+def test_a_config_without_training_data_is_one_line_naming_the_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], datasets: str) -> None:
+    path = tmp_path / "configs" / "empty.yaml"
+    path.parent.mkdir()
+    path.write_text(f"preset: tiny\ntrain:\n  datasets: {datasets}\n  steps: 1\n")
+    assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: ") and err.count("\n") == 1, err
+    assert ("no training data: train.datasets is empty" if "weight" not in datasets else "must be a number > 0") in err
+    assert not (tmp_path / "run").exists()
