@@ -44,12 +44,12 @@ def _progress_printer(progress: Progress | None, task: Any, log_every: int):
 
 
 def train(
-    config: Annotated[Path | None, typer.Argument(help="YAML config (sections model, data, loss, train).", show_default=False)] = None,
+    config: Annotated[Path | None, typer.Argument(help="YAML config: preset: and sections model, data, loss, train (example: configs/mix.yaml); relative paths in it are relative to its folder.", show_default=False)] = None,
     preset: Annotated[str | None, typer.Option("--preset", help="Start from a preset: tiny (CPU) or paper (default: the config file's preset, else paper).")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a value: section.key=value (repeatable).")] = None,
-    data: Annotated[list[Path] | None, typer.Option("--data", help="Labeled converted dataset folder (repeatable).")] = None,
-    unlabeled: Annotated[list[Path] | None, typer.Option("--unlabeled", help="A folder of unlabeled images (searched recursively; its detections.json boxes when present) or converted folder, seen only by the self-supervised losses (repeatable).")] = None,
-    val: Annotated[list[Path] | None, typer.Option("--val", help="Validation dataset folder (repeatable); the best step is recorded in best.json.")] = None,
+    data: Annotated[list[Path] | None, typer.Option("--data", help="Labeled converted dataset folder (repeatable); replaces the config's train.datasets.")] = None,
+    unlabeled: Annotated[list[Path] | None, typer.Option("--unlabeled", help="A folder of unlabeled images (searched recursively; its detections.json boxes when present) or converted folder, seen only by the self-supervised losses (repeatable); replaces the config's train.unlabeled.")] = None,
+    val: Annotated[list[Path] | None, typer.Option("--val", help="Validation dataset folder (repeatable; replaces the config's train.val); the best step is recorded in best.json.")] = None,
     steps: Annotated[int | None, typer.Option("--steps", min=1, help="Optimizer steps (default: the preset's or config's train.steps).")] = None,
     minutes: Annotated[float | None, typer.Option(
         "--minutes", "-m", min=0.01, help="Train for about this long: stop at M minutes and, without --steps, size "
@@ -101,6 +101,8 @@ def train(
         if not main:  # the same arguments and files give rank 0 the same error, which it prints
             raise ReportedElsewhere(str(e)) from None
         raise
+    if main and base is not None:
+        _note_replaced_sources(base, {"--data": data, "--unlabeled": unlabeled, "--val": val})
     # An explicit step count is never re-sized; without one, a resumed run goes on with its own.
     explicit = steps is not None or any(o.partition("=")[0].strip() == "train.steps" for o in overrides or [])
     from_budget = not explicit and (minutes is not None or resume)
@@ -161,6 +163,19 @@ def _steps_for(cfg: Any, out: Path, overwrite: bool, minutes: float, started: fl
                       + ("; the processes start from the smallest estimate" if int(os.environ.get("WORLD_SIZE", "1")) > 1
                          else ""), markup=False)
     return fit.steps, fit.train_minutes
+
+
+def _note_replaced_sources(path: Path, flags: dict[str, list[Path] | None]) -> None:
+    """Say when a flag replaced a source list of the config file (flags replace, as every flag
+    and ``--set`` do; extending a list is done in the file)."""
+    from hiu_model.config_values import read_yaml_mapping
+
+    section = read_yaml_mapping(path).get("train") or {}
+    for (flag, given), key in zip(flags.items(), ("datasets", "unlabeled", "val")):
+        listed = section.get(key) if isinstance(section, dict) else None
+        if given and isinstance(listed, list) and listed:
+            count = f"{len(listed)} source{'s' if len(listed) > 1 else ''}"
+            console.print(f"note: {flag} replaces the {count} of train.{key} in {path}", markup=False)
 
 
 def _usage_error(message: str, param_hint: str) -> Exception:

@@ -46,3 +46,15 @@ def test_a_config_without_training_data_is_one_line_naming_the_file(
     assert err.startswith(f"error: {path}: ") and err.count("\n") == 1, err
     assert ("no training data: train.datasets is empty" if "weight" not in datasets else "must be a number > 0") in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_data_flag_replaces_the_files_list_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "mix.yaml"
+    path.write_text("preset: tiny\ntrain:\n  datasets: [a, {path: b, weight: 2}]\n  unlabeled: [c]\n  val: [d]\n")
+    # The flags' folders are missing: the run stops after the notes, before any training.
+    assert main(["train", str(path), "--data", str(tmp_path / "flagged"), "--val", str(tmp_path / "d"),
+                 "--out", str(tmp_path / "run")]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"note: --data replaces the 2 sources of train.datasets in {path}" in err
+    assert "replaces the 1 source of train.val" in err and "unlabeled" not in err
+    assert err.endswith("no such folder")
