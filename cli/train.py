@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from hiu_cli._common import Overwrite, console, other_process
@@ -63,12 +64,19 @@ def train(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (default runs/<date-time>).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint.")] = False,
     overwrite: Overwrite = False,
+    print_config: Annotated[bool, typer.Option(
+        "--print-config", help="Print the configuration these arguments give (preset, then the file, then the flags; "
+        "every field, paths absolute) as YAML on stdout and exit without training; a start for a config file.")] = False,
 ) -> None:
     """Train HIU-DMTL; checkpoints, metrics.csv and validation land in the run folder.
 
     Example: hiu-data train --preset tiny --data synth/synth --steps 3000 --out runs/tiny
 
     A time budget: hiu-data train --preset tiny --data synth/synth --minutes 15 --out runs/tiny
+
+    From a config file (see configs/mix.yaml): hiu-data train mix.yaml --out runs/mix
+
+    Every value a run would use: hiu-data train mix.yaml --steps 3000 --print-config
 
     Several processes: torchrun --nproc_per_node 2 $(which hiu-data) train cfg.yaml --out runs/a
     """
@@ -94,6 +102,10 @@ def train(
         cfg = load_config(base, preset, [*(overrides or []), *flag_overrides(data, unlabeled, val, steps, batch_size,
                                                                             lr, device, workers, minutes)],
                           relative_to=relative_to)
+        if print_config:
+            if main:
+                typer.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None), nl=False)
+            return
         if config is not None and not cfg.train.datasets and not cfg.train.unlabeled:
             raise HiuError(f"{config}: no training data: train.datasets is empty; list converted dataset folders "
                            "there or pass --data DIR")

@@ -58,3 +58,23 @@ def test_a_data_flag_replaces_the_files_list_and_says_so(tmp_path: Path, capsys:
     assert f"note: --data replaces the 2 sources of train.datasets in {path}" in err
     assert "replaces the 1 source of train.val" in err and "unlabeled" not in err
     assert err.endswith("no such folder")
+
+
+def test_print_config_shows_every_value_and_trains_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from hiu_model.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mix.yaml").write_text("preset: tiny\ntrain:\n  datasets: [{path: data/a, weight: 2}]\n  lr: 0.01\n")
+    assert main(["train", "mix.yaml", "--steps", "5", "--set", "loss.mask=0.5", "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    values = yaml.safe_load(printed)
+    assert values["train"]["datasets"] == [{"path": str(tmp_path / "data" / "a"), "weight": 2.0}]
+    assert values["train"]["steps"] == 5 and values["train"]["lr"] == 0.01 and values["loss"]["mask"] == 0.5
+    assert values["model"]["input_size"] == 128 and "soft_argmax_beta" in values["model"]  # every field
+    assert list(tmp_path.iterdir()) == [tmp_path / "mix.yaml"]  # no run folder
+    # What it prints is a config file that gives the same configuration.
+    (tmp_path / "printed.yaml").write_text(printed)
+    assert load_config("printed.yaml") == load_config("mix.yaml", overrides=["train.steps=5", "loss.mask=0.5"])
+    assert main(["train", "--preset", "tiny", "--print-config"]) == 0  # the preset's values, no data needed
+    assert yaml.safe_load(capsys.readouterr().out)["train"]["optimizer"] == "muon"
