@@ -78,3 +78,64 @@ def test_print_config_shows_every_value_and_trains_nothing(tmp_path: Path, monke
     assert load_config("printed.yaml") == load_config("mix.yaml", overrides=["train.steps=5", "loss.mask=0.5"])
     assert main(["train", "--preset", "tiny", "--print-config"]) == 0  # the preset's values, no data needed
     assert yaml.safe_load(capsys.readouterr().out)["train"]["optimizer"] == "muon"
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "configs" / "mix.yaml"
+
+
+def test_the_example_config_loads_with_the_values_it_claims(tmp_path: Path) -> None:
+    from hiu_model.config import load_config
+    from hiu_model.train_data import parse_sources
+
+    config = load_config(EXAMPLE)
+    root = EXAMPLE.parents[1]
+    assert config.model.input_size == 128 and config.train.optimizer == "muon"  # preset: tiny
+    train = config.train
+    assert train.datasets == [{"path": str(root / "data" / "freihand"), "weight": 2.0},
+                              {"path": str(root / "data" / "rhd"), "split": "train"}, str(root / "data" / "cmu")]
+    assert train.unlabeled == [{"path": str(root / "wild"), "weight": 1.0}]
+    assert train.val == [{"path": str(root / "data" / "freihand"), "split": "test"}, str(root / "data" / "rhd")]
+    sources = parse_sources(train.datasets, "train") + parse_sources(train.unlabeled, None)
+    assert [s.split for s in sources] == ["train", "train", "train", None]
+    weights = [s.weight for s in sources]
+    assert [w / sum(weights) for w in weights] == [0.4, 0.2, 0.2, 0.2]  # the 40 % and 20 % of the comments
+    assert (train.steps, train.batch_size, train.lr, train.eval_every, train.eval_samples, train.checkpoint_every,
+            train.keep_checkpoints) == (20000, 32, 0.006, 1000, 500, 1000, 3)
+    # The commented sections at the end load as they are once uncommented.
+    lines = EXAMPLE.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("# model:"))
+    uncommented = tmp_path / "mix.yaml"
+    uncommented.write_text("\n".join(lines[:start] + [line[2:] for line in lines[start:]]) + "\n")
+    more = load_config(uncommented, relative_to=EXAMPLE.parent)
+    assert (more.model.num_stacks, more.data.rotation_deg, more.loss.self_mask) == (3, 20.0, 0.5)
+    assert more.train == train
+
+
+def test_a_run_from_the_example_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from hiu_data.io.parquet import write_dataset
+    from hiu_model.run_log import read_metrics
+    from tests.targets.handmade import make_hand
+
+    project = tmp_path / "project"
+    (project / "configs").mkdir(parents=True)
+    config = project / "configs" / "mix.yaml"
+    config.write_text(EXAMPLE.read_text())
+    for k, (name, splits) in enumerate({"freihand": ("train", "test"), "rhd": ("train", "test"),
+                                        "cmu": ("train",)}.items()):
+        hands = [make_hand(100 * k + i, "left" if i % 2 else "right", split=split, dataset=name)
+                 for split in splits for i in range(3 if split == "train" else 2)]
+        write_dataset(hands, project / "data", name)
+    (project / "wild").mkdir()
+    for i in range(2):
+        (project / "wild" / f"{i}.jpg").write_bytes(make_hand(900 + i).image_bytes)
+    monkeypatch.chdir(tmp_path)  # not the config's folder
+    run = tmp_path / "run"
+    assert main(["train", str(config), *QUICK, "--steps", "2", "--set", "train.eval_every=2",
+                 "--out", str(run)]) == 0, capsys.readouterr().err
+    stored = yaml.safe_load((run / "config.yaml").read_text())["train"]
+    assert stored["datasets"][0] == {"path": str(project / "data" / "freihand"), "weight": 2.0}
+    assert stored["unlabeled"] == [{"path": str(project / "wild"), "weight": 1.0}]
+    tags = {row["tag"] for row in read_metrics(run)}
+    assert {"val/freihand/heatmap/pck@0.1", "val/rhd/heatmap/pck@0.1", "train/self_mask"} <= tags, sorted(tags)
+    assert (run / "best.json").is_file() and (run / "checkpoints" / "step-000002").is_dir()
