@@ -107,3 +107,13 @@ def test_a_source_list_left_empty_is_an_empty_list(tmp_path: Path) -> None:
     # `datasets:` with its entries commented out is null in YAML.
     path = _write(tmp_path, "train:\n  datasets:\n  # - data/freihand\n  val: []\n")
     assert load_config(path).train.datasets == []
+
+
+def test_a_relative_path_stored_by_an_older_run_still_means_the_current_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hiu_model.checkpoint import config_from_dict
+
+    monkeypatch.chdir(tmp_path)
+    stored = load_config(preset="tiny").to_dict()
+    stored["train"]["datasets"] = ["data/freihand"]  # as runs stored it before paths were made absolute
+    assert config_from_dict(stored).train.datasets == [str(tmp_path / "data" / "freihand")]
