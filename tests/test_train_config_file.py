@@ -139,3 +139,34 @@ def test_a_run_from_the_example_config(tmp_path: Path, monkeypatch: pytest.Monke
     tags = {row["tag"] for row in read_metrics(run)}
     assert {"val/freihand/heatmap/pck@0.1", "val/rhd/heatmap/pck@0.1", "train/self_mask"} <= tags, sorted(tags)
     assert (run / "best.json").is_file() and (run / "checkpoints" / "step-000002").is_dir()
+
+
+@pytest.mark.parametrize("train, named, message", [
+    ("  datasets: [data/handmade]\n  steps: [2\n", "file", "line 5, column 1: not valid YAML"),
+    ("  datasets: [data/handmade]\n  step: 2\n", "file", "unknown key 'train.step'; did you mean 'train.steps'?"),
+    ("  datasets: [data/handmade]\n  steps: two\n", "file", "train.steps: expected an integer, got 'two'"),
+    ("  datasets: [{path: data/handmade, weight: -1}]\n", "file", "train.datasets[0].weight: must be a number > 0"),
+    ("  datasets: [nowhere]\n", "nowhere", "no such folder"),
+    ("  datasets: [{path: data/handmade, split: test}]\n", "data/handmade",
+     "no rows in split 'test' (it has: train 8; a source picks its split with {path: ..., split: ...} in the config)"),
+    ("  datasets: [data/handmade]\n  val: [{path: data/handval, split: train}]\n", "data/handval",
+     "no rows in split 'train' (it has: val 4;"),
+])
+def test_typical_mistakes_in_a_config_are_one_line_and_exit_1(
+        hands_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], train: str, named: str,
+        message: str) -> None:
+    path = hands_root / "mistake.yaml"
+    path.write_text(f"preset: tiny\ntrain:\n{train}")
+    assert main(["train", str(path), *QUICK, "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if not line.startswith("run folder")]
+    where = str(path) if named == "file" else str(hands_root / named)
+    assert len(lines) == 1 and lines[0].startswith(f"error: {where}: ") and message in lines[0], err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def hands_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("project")
+    write_train_and_val(root / "data")
+    return root
