@@ -13,9 +13,21 @@ reads either kind of annotation, or both in one file:
   The person's ``segmentation`` is not a hand mask and is not read.
 
 Values: keypoints are COCO pixel indices; :data:`hiu_data.io.coco.PIXEL_OFFSET` (0.5) is added
-so that pixel centres sit at +0.5 (``pixel_offset=0`` keeps them as stored). ``v`` keeps its
-COCO meaning (0 unlabelled -> NaN, 1 occluded, 2 visible; other positive values are rounded
-and clipped to 1..2). ``bbox`` comes from the annotation (else from the keypoints);
+so that pixel centres sit at +0.5 (``pixel_offset=0`` keeps them as stored). ``v`` = 0 is an
+unlabelled point (NaN). What a positive ``v`` means depends on the file:
+
+- COCO's flags (1 labelled but occluded, 2 visible) in hiu's exports (annotations with a
+  ``hiu`` key) and in files whose hand annotations use ``v`` = 2 anywhere;
+- only "labelled" in files that never use 2: mmpose's hand conversions (OneHand10K,
+  FreiHAND, RHD, CMU Panoptic) write 1 for every labelled point, and mmpose reads
+  ``min(1, v)``. Visibility is then 2 inside the image and 1 outside, as for every dataset
+  without occlusion labels;
+- COCO-WholeBody hands: per hand, since the release mixes conventions (its data_format.md:
+  "some keypoints may have float keypoint visibility ... v>0 means that the keypoint is
+  reliable"): a hand whose ``v`` are 0 / 1 / 2 with a 2 among them keeps COCO's flags; a hand
+  with fractional ``v`` (scores such as 0.13) or only 1s is read as labelled-only.
+
+A fractional ``v`` is read as labelled-only in any file. ``bbox`` comes from the annotation (else from the keypoints);
 ``segmentation`` (RLE or polygons) of hand annotations becomes ``mask``. ``hand_side`` comes
 from a ``hand_side`` / ``is_left`` key or a category name with left/right, else it is the
 placeholder ``"right"`` with ``extras["hand_side_known"] = False``. hiu's extra keys
@@ -41,7 +53,7 @@ from pycocotools import mask as mask_utils
 from hiu_data.errors import DatasetFormatError
 from hiu_data.formats import Skipped
 from hiu_data.formats._common import (as_array, bbox_from_keypoints, emit, guarded, id_key, image_file,
-                                      load_json, parallel_map, select_splits)
+                                      load_json, parallel_map, select_splits, visibility_in_image)
 from hiu_data.io.coco import PIXEL_OFFSET, write_coco
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import JOINT_NAMES, NUM_JOINTS
@@ -87,14 +99,38 @@ def _mask(segm: Any, height: int, width: int, path: Path, sid: str) -> dict[str,
     return {"size": [height, width], "counts": bytes(rle["counts"])}
 
 
-def _keypoints(raw: Any, order: np.ndarray, offset: float, path: Path, what: str, sid: str
-               ) -> tuple[np.ndarray | None, np.ndarray]:
+def _v_values(raw: Any) -> np.ndarray:
+    """The ``v`` column of a keypoint list, or an empty array when it is malformed (reported
+    where the annotation is read)."""
+    try:
+        return np.asarray(raw, dtype=np.float64).reshape(-1, 3)[:, 2]
+    except (TypeError, ValueError):
+        return np.zeros(0)
+
+
+def _uses_occlusion_flags(v: np.ndarray) -> bool:
+    """Whether ``v`` values are COCO's 0 / 1 / 2 flags with a 2 among them."""
+    return bool(np.isin(v, (0, 1, 2)).all() and (v == 2).any())
+
+
+def _keypoints(raw: Any, order: np.ndarray, offset: float, flags: bool, size: tuple[int, int], path: Path,
+               what: str, sid: str) -> tuple[np.ndarray | None, np.ndarray]:
+    """(21, 2) float32 hiu pixels (NaN unlabelled) or None, and (21,) uint8 visibility.
+
+    ``flags``: ``v`` is COCO's occlusion flag (1 occluded, 2 visible); otherwise ``v > 0`` only
+    marks a labelled point, whose visibility is then 2 inside the ``size`` (width, height)
+    image and 1 outside it. Fractional ``v`` (a reliability score) is always read that way.
+    """
     pts = as_array(raw, (NUM_JOINTS * 3,), path, what, sid).reshape(NUM_JOINTS, 3)[order]
     labelled = pts[:, 2] > 0
-    vis = np.where(labelled, np.clip(np.rint(pts[:, 2]), 1, 2), 0).astype(np.uint8)
+    kp2 = np.where(labelled[:, None], pts[:, :2] + offset, np.nan).astype(np.float32)
+    from_image = visibility_in_image(kp2, *size)
+    flag = np.clip(pts[:, 2], 1, 2)
+    vis = np.where(flags & (flag == np.rint(flag)), flag, from_image)
+    vis = np.where(labelled, vis, 0).astype(np.uint8)
     if not labelled.any():
         return None, vis
-    return np.where(labelled[:, None], pts[:, :2] + offset, np.nan).astype(np.float32), vis
+    return kp2, vis
 
 
 def _side(ann: dict[str, Any], category: str) -> str | None:
@@ -127,7 +163,8 @@ def _hand_rows(ann: dict[str, Any], ctx: dict[str, Any], width: int, height: int
         split = ann["_split"]
         sid = f"{NAME}/{split}/{id_key(ann.get('id'), path, 'annotations[].id')}"
         hiu = _hiu_block(ann, path, sid)
-        kp2, vis = _keypoints(ann["keypoints"], ctx["order"], offset, path, "keypoints", sid)
+        flags = ctx["occlusion_flags"] or "hiu" in ann
+        kp2, vis = _keypoints(ann["keypoints"], ctx["order"], offset, flags, (width, height), path, "keypoints", sid)
         side = _side(ann, ctx["hand_categories"][ann["category_id"]])
         extras = dict(hiu.get("extras") or {}) if "extras" in hiu else {}
         if side is None:
@@ -158,7 +195,8 @@ def _hand_rows(ann: dict[str, Any], ctx: dict[str, Any], width: int, height: int
         if raw is None or not ann.get(f"{side}hand_valid", True):
             continue
         sid = f"{NAME}/{ann['_split']}/{ann.get('id')}/{side}"
-        kp2, vis = _keypoints(raw, np.arange(NUM_JOINTS), offset, path, f"{side}hand_kpts", sid)
+        flags = _uses_occlusion_flags(_v_values(raw))
+        kp2, vis = _keypoints(raw, np.arange(NUM_JOINTS), offset, flags, (width, height), path, f"{side}hand_kpts", sid)
         if kp2 is None:
             continue
         box = ann.get(f"{side}hand_box")
@@ -260,8 +298,13 @@ def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embe
     if missing:
         raise DatasetFormatError(path, f"annotations refer to image id {missing[0]!r}, which has no images entry "
                                        "with a file_name")
+    # One convention per file: mmpose's hand files write v = 1 for every labelled point, and a
+    # file that never uses 2 has no "visible" flag for its 1 to be the opposite of.
+    hand_v = [_v_values(a.get("keypoints")) for a in data["annotations"] if isinstance(a, dict)
+              and not isinstance(a.get("category_id"), (list, dict)) and a.get("category_id") in hand_categories
+              and "hiu" not in a]
     ctx = {"path": path, "pixel_offset": float(pixel_offset), "hand_categories": hand_categories, "order": order,
-           "subset": path.stem}
+           "subset": path.stem, "occlusion_flags": any((v == 2).any() for v in hand_v)}
     jobs = [(str(image_root), entries[i], anns, images, ctx) for i, anns in by_image.items()]
     log.info("coco %s: %d images with hand annotations", path.name, len(jobs))
     yield from emit(parallel_map(guarded(_load_image), jobs, workers), on_error)

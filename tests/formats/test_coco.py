@@ -183,7 +183,7 @@ def test_onehand10k_style_file_with_polygons(tmp_path: Path) -> None:
     (tmp_path / "onehand10k_test.json").write_text(json.dumps(onehand))
     (row,) = coco.read(tmp_path / "onehand10k_test.json", image_root=tmp_path / "img", pixel_offset=0)
     assert row.split == "test" and row.extras == {"hand_side_known": False} and row.hand_side == "right"
-    assert (row.visibility == 1).all() and row.keypoints_2d[0].tolist() == [20, 20]
+    assert (row.visibility == 2).all() and row.keypoints_2d[0].tolist() == [20, 20]
     assert 380 <= rle.area(row.mask) <= 441 and row.mask["size"] == [60, 80]
 
 
