@@ -28,7 +28,9 @@ unlabelled point (NaN). What a positive ``v`` means depends on the file:
   with fractional ``v`` (scores such as 0.13) or only 1s is read as labelled-only.
 
 A fractional ``v`` is read as labelled-only in any file. ``bbox`` comes from the annotation (else from the keypoints);
-``segmentation`` (RLE or polygons) of hand annotations becomes ``mask``. ``hand_side`` comes
+``segmentation`` (RLE, compressed or not, or polygons) of hand annotations becomes ``mask``,
+except a single polygon that fills its bounding box: mmpose's hand conversions write the
+box's outline there, which is no hand shape. ``hand_side`` comes
 from a ``hand_side`` / ``is_left`` key or a category name with left/right, else it is the
 placeholder ``"right"`` with ``extras["hand_side_known"] = False``. hiu's extra keys
 (``keypoints_3d``, ``camera_K``, ``mano_pose``, ``mano_betas``, ``hiu``) are restored; the
@@ -83,8 +85,23 @@ def _array_or_none(value: Any, shape: tuple[int, ...], path: Path, what: str, si
     return as_array(cleaned, (int(np.prod(shape)),), path, what, sid, allow_nan=True).reshape(shape).astype(np.float32)
 
 
+def _is_box_outline(segm: Any) -> bool:
+    """Whether ``segm`` is one polygon that fills its bounding box: an axis-aligned rectangle,
+    as mmpose's hand conversions write the box's outline in place of a mask."""
+    if not (isinstance(segm, list) and len(segm) == 1 and isinstance(segm[0], list) and len(segm[0]) >= 6):
+        return False
+    try:
+        xy = np.asarray(segm[0], dtype=np.float64).reshape(-1, 2)
+    except (TypeError, ValueError):
+        return False  # reported by the mask reader
+    x, y = xy[:, 0], xy[:, 1]
+    area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+    box_area = float(np.ptp(x) * np.ptp(y))
+    return box_area > 0 and area >= 0.99 * box_area
+
+
 def _mask(segm: Any, height: int, width: int, path: Path, sid: str) -> dict[str, Any] | None:
-    if not segm:
+    if not segm or _is_box_outline(segm):
         return None
     try:
         if isinstance(segm, dict) and isinstance(segm.get("counts"), str):

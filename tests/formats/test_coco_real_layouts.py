@@ -74,6 +74,18 @@ def test_mmpose_hand_file_v1_marks_labelled_points(tmp_path: Path) -> None:
     np.testing.assert_allclose(row.keypoints_2d[0], kp[0, :2] + 0.5)
 
 
+def test_mmpose_hand_file_box_outline_is_no_mask(tmp_path: Path) -> None:
+    # mmpose's hand conversions (OneHand10K, FreiHAND, Panoptic) write the box's outline as
+    # segmentation: a rectangle is no hand mask, and training a mask head on it would teach boxes.
+    kp = np.concatenate([open_hand(), np.ones((NUM_JOINTS, 1))], axis=1).reshape(-1).tolist()
+    anns = [{"bbox": [28, 8, 32, 47], "keypoints": kp, "category_id": 1, "id": 9, "image_id": 9,
+             "segmentation": rectangle(28, 8, 32, 47), "iscrowd": 0, "area": 32 * 47},
+            {"bbox": [28.4, 8.2, 31.5, 46.9], "keypoints": kp, "category_id": 1, "id": 10, "image_id": 9,
+             "segmentation": [[28.4, 8.2, 59.9, 8.2, 59.9, 55.1, 28.4, 55.1]], "iscrowd": 0, "area": 31.5 * 46.9}]
+    path = _write(tmp_path, "freihand_train.json", mmpose_hand_file(anns))
+    assert [row.mask for row in coco.read(path, image_root=_image_root(tmp_path, "9.jpg"))] == [None, None]
+
+
 def test_a_file_using_v2_keeps_coco_occlusion_flags(tmp_path: Path) -> None:
     kp = np.concatenate([open_hand(), np.full((NUM_JOINTS, 1), 2.0)], axis=1)
     kp[3:5, 2] = 1
@@ -141,3 +153,16 @@ def test_coco_wholebody_hand_v_is_a_reliability_score(tmp_path: Path) -> None:
     assert (rows["coco/val/442619/right"].visibility == 2).all()
     assert rows["coco/val/442620/right"].visibility.tolist() == [2, 2, 2, 2, 1, 2, 2, 2, 1] + [2] * 12
     np.testing.assert_allclose(rows["coco/val/442619/left"].keypoints_2d, fractional[:, :2] + 0.5, atol=1e-4)
+
+
+def test_hand_segmentation_as_uncompressed_rle_and_polygons(tmp_path: Path) -> None:
+    kp = np.concatenate([open_hand(), np.ones((NUM_JOINTS, 1))], axis=1).reshape(-1).tolist()
+    anns = [{"id": 1, "image_id": 9, "category_id": 1, "keypoints": kp, "bbox": [28, 8, 32, 47],
+             "segmentation": {"size": [H, W], "counts": [30 * H + 10, 40, W * H - 30 * H - 50]}},
+            {"id": 2, "image_id": 9, "category_id": 1, "keypoints": kp, "bbox": [28, 8, 32, 47],
+             "segmentation": [[30, 10, 55, 12, 50, 50, 32, 45]]}]
+    path = _write(tmp_path, "hands_train.json", mmpose_hand_file(anns))
+    first, second = coco.read(path, image_root=_image_root(tmp_path, "9.jpg"))
+    assert rle.area(first.mask) == 40 and first.mask["size"] == [H, W]
+    assert 600 < rle.area(second.mask) < 1000
+
