@@ -4,9 +4,12 @@
 reads either kind of annotation, or both in one file:
 
 - **Hand category**: a category whose ``keypoints`` has 21 names (hiu's export, OneHand10K,
-  mmpose's hand files); its annotations carry ``keypoints`` [x, y, v] x 21. The order is
-  HAND21 / OpenPose unless the 21 names are exactly hiu's HAND21 names in another order, in
-  which case they are reordered by name.
+  mmpose's hand files); its annotations carry ``keypoints`` [x, y, v] x 21, flat or as 21
+  [x, y, v] lists (mmpose's RHD file). The order is HAND21 / OpenPose unless the 21 names are
+  exactly hiu's HAND21 names in another order (reordered by name), or the points themselves
+  show that the fingers run tip -> MCP: mmpose's RHD file keeps RHD's order under OpenPose's
+  names (thumb1..thumb4), so names cannot tell. When, in most hands of the file, a finger's
+  first point lies farther from the wrist than its last, every finger is reversed (logged).
 - **COCO-WholeBody**: person annotations with ``lefthand_kpts`` / ``righthand_kpts`` (21 x 3,
   OpenPose hand order), ``lefthand_box`` / ``righthand_box`` and ``*hand_valid``; each valid
   hand is a row (the person's left hand is ``hand_side="left"``: images are not mirrored).
@@ -30,9 +33,9 @@ unlabelled point (NaN). What a positive ``v`` means depends on the file:
 A fractional ``v`` is read as labelled-only in any file. ``bbox`` comes from the annotation (else from the keypoints);
 ``segmentation`` (RLE, compressed or not, or polygons) of hand annotations becomes ``mask``,
 except a single polygon that fills its bounding box: mmpose's hand conversions write the
-box's outline there, which is no hand shape. ``hand_side`` comes
-from a ``hand_side`` / ``is_left`` key or a category name with left/right, else it is the
-placeholder ``"right"`` with ``extras["hand_side_known"] = False``. hiu's extra keys
+box's outline there, which is no hand shape. ``hand_side`` comes from a ``hand_side`` /
+``hand_type`` (mmpose's RHD file) / ``is_left`` key or a category name with left/right, else
+it is the placeholder ``"right"`` with ``extras["hand_side_known"] = False``. hiu's extra keys
 (``keypoints_3d``, ``camera_K``, ``mano_pose``, ``mano_betas``, ``hiu``) are restored; the
 original sample id is kept in ``extras["origin_sample_id"]`` (the first one: an export of a
 dataset converted from COCO already carries it, and it is kept through any number of round trips).
@@ -58,7 +61,7 @@ from hiu_data.formats._common import (as_array, bbox_from_keypoints, emit, guard
                                       load_json, parallel_map, select_splits, visibility_in_image)
 from hiu_data.io.coco import PIXEL_OFFSET, write_coco
 from hiu_data.schema import HandSample
-from hiu_data.skeleton import JOINT_NAMES, NUM_JOINTS
+from hiu_data.skeleton import FINGERS, JOINT_NAMES, NUM_JOINTS, ROOT
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +141,8 @@ def _keypoints(raw: Any, order: np.ndarray, offset: float, flags: bool, size: tu
     marks a labelled point, whose visibility is then 2 inside the ``size`` (width, height)
     image and 1 outside it. Fractional ``v`` (a reliability score) is always read that way.
     """
+    if isinstance(raw, list) and len(raw) == NUM_JOINTS and all(isinstance(p, list) for p in raw):
+        raw = [value for point in raw for value in point]  # mmpose's RHD file: 21 [x, y, v] lists
     pts = as_array(raw, (NUM_JOINTS * 3,), path, what, sid).reshape(NUM_JOINTS, 3)[order]
     labelled = pts[:, 2] > 0
     kp2 = np.where(labelled[:, None], pts[:, :2] + offset, np.nan).astype(np.float32)
@@ -153,6 +158,8 @@ def _keypoints(raw: Any, order: np.ndarray, offset: float, flags: bool, size: tu
 def _side(ann: dict[str, Any], category: str) -> str | None:
     if ann.get("hand_side") in ("left", "right"):
         return ann["hand_side"]
+    if ann.get("hand_type") in ("left", "right"):  # mmpose's RHD file
+        return ann["hand_type"]
     if ann.get("is_left") in (0, 1, True, False):
         return "left" if ann["is_left"] else "right"
     return next((s for s in ("left", "right") if s in category.lower()), None)
@@ -252,13 +259,43 @@ def _load_image(job: tuple[str, dict[str, Any], list[dict[str, Any]], str, dict[
     return [row for ann in anns for row in _hand_rows(ann, ctx, image.width, image.height, image_id, base)]
 
 
+TIP_FIRST_ORDER = np.array([ROOT] + [j for chain in FINGERS.values() for j in reversed(chain)])
+"""Gather from a wrist-first order whose fingers run tip -> MCP (RHD's) to HAND21."""
+
+
+def _fingers_run_tip_first(annotations: list[Any], hand_categories: dict[Any, str]) -> bool:
+    """Whether most hands of the file have each finger's first point farther from the wrist
+    than its last: the points run tip -> MCP, whatever the category calls them (mmpose's RHD
+    file names them thumb1..thumb4 in OpenPose's order and stores RHD's)."""
+    votes = []
+    for ann in annotations:
+        if not isinstance(ann, dict) or isinstance(ann.get("category_id"), (list, dict)) \
+                or ann.get("category_id") not in hand_categories:
+            continue
+        try:
+            pts = np.asarray(ann.get("keypoints"), dtype=np.float64).reshape(NUM_JOINTS, 3)
+        except (TypeError, ValueError):
+            continue  # reported where the annotation is read
+        if pts[ROOT, 2] <= 0:
+            continue
+        reach = {j: np.linalg.norm(pts[j, :2] - pts[ROOT, :2]) for j in range(NUM_JOINTS) if pts[j, 2] > 0}
+        vote = sum(np.sign(reach[chain[0]] - reach[chain[-1]]) for chain in FINGERS.values()
+                   if chain[0] in reach and chain[-1] in reach)
+        if vote:
+            votes.append(vote > 0)
+    return sum(votes) > len(votes) / 2
+
+
 def _hand_categories(data: dict[str, Any], path: Path) -> tuple[dict[Any, str], np.ndarray]:
     categories = [c for c in data.get("categories") or [] if isinstance(c, dict)]
     hands = [c for c in categories if isinstance(c.get("keypoints"), list) and len(c["keypoints"]) == NUM_JOINTS]
-    order = np.arange(NUM_JOINTS)
+    found = {id_key(c.get("id"), path, "categories[].id"): str(c.get("name", "")) for c in hands}
     if hands and sorted(hands[0]["keypoints"]) == sorted(JOINT_NAMES):
-        order = np.array([hands[0]["keypoints"].index(name) for name in JOINT_NAMES])
-    return {id_key(c.get("id"), path, "categories[].id"): str(c.get("name", "")) for c in hands}, order
+        return found, np.array([hands[0]["keypoints"].index(name) for name in JOINT_NAMES])
+    if _fingers_run_tip_first(data["annotations"], found):
+        log.info("%s: the fingers' points run tip -> MCP (RHD's order); reordered to HAND21", path.name)
+        return found, TIP_FIRST_ORDER
+    return found, np.arange(NUM_JOINTS)
 
 
 def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embed", on_error: str = "fail",

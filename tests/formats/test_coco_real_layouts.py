@@ -99,6 +99,22 @@ def test_a_file_using_v2_keeps_coco_occlusion_flags(tmp_path: Path) -> None:
     assert (second.visibility == 1).all()
 
 
+def test_mmpose_rhd_file_nested_points_in_rhd_order(tmp_path: Path) -> None:
+    # mmpose's RHD file: keypoints as 21 [x, y, 1] lists in RHD's order (tip -> MCP) although
+    # the category names them thumb1..thumb4; hand_type names the side.
+    hand = open_hand()
+    raw = np.concatenate([hand[RHD_FROM_OPENPOSE], np.ones((NUM_JOINTS, 1))], axis=1)
+    images = [{"file_name": "00111.png", "height": H, "width": W, "id": 111,
+               "cam_param": {"focal": [299.0, 299.0], "princpt": [160.0, 160.0]}}]
+    ann = {"id": 111, "image_id": 111, "category_id": 1, "iscrowd": 0, "bbox": [28.5, 8.0, 31.2, 47.1],
+           "area": 31.2 * 47.1, "keypoints": raw.tolist(), "joint_cam": np.ones((NUM_JOINTS, 3)).tolist(),
+           "hand_type": "left"}
+    path = _write(tmp_path, "rhd_test.json", mmpose_hand_file([ann], images))
+    (row,) = coco.read(path, image_root=_image_root(tmp_path, "00111.png"))
+    assert row.hand_side == "left" and "hand_side_known" not in (row.extras or {})
+    np.testing.assert_allclose(row.keypoints_2d, hand + 0.5, atol=1e-4)
+
+
 def _person(ann_id: int, left: np.ndarray | None, right: np.ndarray | None, **changes: object) -> dict:
     """A COCO-WholeBody person annotation with every key of the release."""
     def part(points: np.ndarray | None) -> tuple[list[float], list[float], bool]:
