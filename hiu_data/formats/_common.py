@@ -232,6 +232,14 @@ def bbox_from_keypoints(keypoints_2d: np.ndarray | None, visibility: np.ndarray,
     return bboxes_from_keypoints(np.asarray(keypoints_2d)[None], np.asarray(visibility)[None], width, height)[0]
 
 
+def clip_box(bbox: Sequence[float], width: int, height: int) -> list[float] | None:
+    """An x, y, w, h pixel box cut to the ``width`` x ``height`` image; None when nothing of it
+    lies inside (a box of zero size included)."""
+    x0, y0 = max(float(bbox[0]), 0.0), max(float(bbox[1]), 0.0)
+    x1, y1 = min(float(bbox[0]) + float(bbox[2]), float(width)), min(float(bbox[1]) + float(bbox[3]), float(height))
+    return [x0, y0, x1 - x0, y1 - y0] if x1 > x0 and y1 > y0 else None
+
+
 def sample_id(dataset: str, split: str, source_id: str, side: str | None = None) -> str:
     """``<dataset>/<split>/<source id>[/<side>]`` (unique across datasets)."""
     return f"{dataset}/{split}/{source_id}" + (f"/{side}" if side else "")

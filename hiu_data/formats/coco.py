@@ -30,15 +30,20 @@ unlabelled point (NaN). What a positive ``v`` means depends on the file:
   reliable"): a hand whose ``v`` are 0 / 1 / 2 with a 2 among them keeps COCO's flags; a hand
   with fractional ``v`` (scores such as 0.13) or only 1s is read as labelled-only.
 
-A fractional ``v`` is read as labelled-only in any file. ``bbox`` comes from the annotation (else from the keypoints);
-``segmentation`` (RLE, compressed or not, or polygons) of hand annotations becomes ``mask``,
-except a single polygon that fills its bounding box: mmpose's hand conversions write the
-box's outline there, which is no hand shape. ``hand_side`` comes from a ``hand_side`` /
-``hand_type`` (mmpose's RHD file) / ``is_left`` key or a category name with left/right, else
-it is the placeholder ``"right"`` with ``extras["hand_side_known"] = False``. hiu's extra keys
-(``keypoints_3d``, ``camera_K``, ``mano_pose``, ``mano_betas``, ``hiu``) are restored; the
-original sample id is kept in ``extras["origin_sample_id"]`` (the first one: an export of a
-dataset converted from COCO already carries it, and it is kept through any number of round trips).
+A fractional ``v`` is read as labelled-only in any file.
+
+``bbox`` comes from the annotation, cut to the image (a row's box lies inside its image, as
+in every converted dataset); where it is missing, of zero size or outside the image, from the
+labelled keypoints. An annotation with neither a labelled point nor a box (a placeholder) is
+no hand and gives no row (counted in the log). ``segmentation`` (RLE, compressed or not, or
+polygons) of hand annotations becomes ``mask``, except a single polygon that fills its
+bounding box: mmpose's hand conversions write the box's outline there, which is no hand
+shape. ``hand_side`` comes from a ``hand_side`` / ``hand_type`` (mmpose's RHD file) /
+``is_left`` key or a category name with left/right, else it is the placeholder ``"right"``
+with ``extras["hand_side_known"] = False``. hiu's extra keys (``keypoints_3d``, ``camera_K``,
+``mano_pose``, ``mano_betas``, ``hiu``) are restored; the original sample id is kept in
+``extras["origin_sample_id"]`` (the first one: an export of a dataset converted from COCO
+already carries it, and it is kept through any number of round trips).
 
 Split: the ``hiu`` key's split (``unlabeled`` included, as pseudo-label exports have it), else
 the ``split`` option, else the file name (``train``, ``val`` or ``test`` in it), else ``train``. Ids: ``coco/<split>/<annotation id>[/<side>]``,
@@ -57,7 +62,7 @@ from pycocotools import mask as mask_utils
 
 from hiu_data.errors import DatasetFormatError
 from hiu_data.formats import Skipped
-from hiu_data.formats._common import (as_array, bbox_from_keypoints, emit, guarded, id_key, image_file,
+from hiu_data.formats._common import (as_array, bbox_from_keypoints, clip_box, emit, guarded, id_key, image_file,
                                       load_json, parallel_map, select_splits, visibility_in_image)
 from hiu_data.io.coco import PIXEL_OFFSET, write_coco
 from hiu_data.schema import HandSample
@@ -179,41 +184,74 @@ def _hiu_block(ann: dict[str, Any], path: Path, sid: str) -> dict[str, Any]:
     return hiu
 
 
+def _box(raw: Any, kp2: np.ndarray | None, vis: np.ndarray, size: tuple[int, int], path: Path, what: str,
+         sid: str) -> np.ndarray | None:
+    """(4,) float32 x, y, w, h: the annotation's box cut to the ``size`` (width, height) image;
+    the labelled keypoints' box where it has none, or one of zero size or outside the image;
+    None when neither exists."""
+    box = None if raw is None else clip_box(as_array(raw, (4,), path, what, sid), *size)
+    if box is not None:
+        return np.asarray(box, dtype=np.float32)
+    return None if kp2 is None else bbox_from_keypoints(kp2, vis, *size)
+
+
+def _is_placeholder(ann: dict[str, Any], hand_categories: dict[Any, str]) -> bool:
+    """An annotation of a hand category with no labelled point and no box of positive size
+    (malformed values are not judged here: they are reported where the annotation is read)."""
+    if isinstance(ann.get("category_id"), (list, dict)) or ann.get("category_id") not in hand_categories:
+        return False
+    v = _v_values(ann.get("keypoints"))
+    try:
+        box = np.asarray(ann.get("bbox", [0, 0, 0, 0]), dtype=np.float64).reshape(4)
+    except (TypeError, ValueError):
+        return False
+    return v.size == NUM_JOINTS and not (v > 0).any() and not (box[2] > 0 and box[3] > 0)
+
+
+def _category_row(ann: dict[str, Any], ctx: dict[str, Any], width: int, height: int, image_id: str,
+                  base: dict[str, Any]) -> HandSample | None:
+    """The row of an annotation of a hand category; None for a placeholder (no labelled point,
+    no box in the image)."""
+    path, offset = ctx["path"], ctx["pixel_offset"]
+    split = ann["_split"]
+    sid = f"{NAME}/{split}/{id_key(ann.get('id'), path, 'annotations[].id')}"
+    hiu = _hiu_block(ann, path, sid)
+    flags = ctx["occlusion_flags"] or "hiu" in ann
+    kp2, vis = _keypoints(ann["keypoints"], ctx["order"], offset, flags, (width, height), path, "keypoints", sid)
+    side = _side(ann, ctx["hand_categories"][ann["category_id"]])
+    extras = dict(hiu.get("extras") or {}) if "extras" in hiu else {}
+    if side is None:
+        extras["hand_side_known"] = False
+    if hiu.get("sample_id"):
+        # An export of a dataset converted from COCO carries the first id in its extras: keep
+        # that one through any number of round trips, not the id of the last dataset.
+        extras.setdefault("origin_sample_id", hiu["sample_id"])
+    bbox = _box(ann.get("bbox"), kp2, vis, (width, height), path, "bbox", sid)
+    if bbox is None:  # nothing to crop, nothing to learn (read() counts these)
+        return None
+    return HandSample(
+        sample_id=sid, split=split, subset=hiu["subset"] if "subset" in hiu else ctx["subset"],
+        hand_side=side or "right", keypoints_2d=kp2, visibility=vis, bbox=bbox,
+        mask=_mask(ann.get("segmentation"), height, width, path, sid),
+        keypoints_3d=_array_or_none(ann.get("keypoints_3d"), (NUM_JOINTS, 3), path, "keypoints_3d", sid),
+        camera_K=_array_or_none(ann.get("camera_K"), (3, 3), path, "camera_K", sid),
+        mano_pose=_array_or_none(ann.get("mano_pose"), (48,), path, "mano_pose", sid),
+        mano_betas=_array_or_none(ann.get("mano_betas"), (10,), path, "mano_betas", sid),
+        label_source=hiu.get("label_source") or "dataset",
+        keypoint_confidence=_array_or_none(hiu.get("keypoint_confidence"), (NUM_JOINTS,), path,
+                                           "keypoint_confidence", sid),
+        confidence=hiu.get("confidence"), review_status=hiu.get("review_status"), extras=extras or None,
+        image_id=image_id, **base,
+    )
+
+
 def _hand_rows(ann: dict[str, Any], ctx: dict[str, Any], width: int, height: int, image_id: str,
                base: dict[str, Any]) -> list[HandSample]:
     path, offset = ctx["path"], ctx["pixel_offset"]
     rows = []
     if id_key(ann.get("category_id"), path, "category_id") in ctx["hand_categories"] and "keypoints" in ann:
-        split = ann["_split"]
-        sid = f"{NAME}/{split}/{id_key(ann.get('id'), path, 'annotations[].id')}"
-        hiu = _hiu_block(ann, path, sid)
-        flags = ctx["occlusion_flags"] or "hiu" in ann
-        kp2, vis = _keypoints(ann["keypoints"], ctx["order"], offset, flags, (width, height), path, "keypoints", sid)
-        side = _side(ann, ctx["hand_categories"][ann["category_id"]])
-        extras = dict(hiu.get("extras") or {}) if "extras" in hiu else {}
-        if side is None:
-            extras["hand_side_known"] = False
-        if hiu.get("sample_id"):
-            # An export of a dataset converted from COCO carries the first id in its extras: keep
-            # that one through any number of round trips, not the id of the last dataset.
-            extras.setdefault("origin_sample_id", hiu["sample_id"])
-        bbox = ann.get("bbox")
-        bbox = (as_array(bbox, (4,), path, "bbox", sid) if bbox is not None
-                else bbox_from_keypoints(kp2, vis, width, height))
-        rows.append(HandSample(
-            sample_id=sid, split=split, subset=hiu["subset"] if "subset" in hiu else ctx["subset"],
-            hand_side=side or "right", keypoints_2d=kp2, visibility=vis, bbox=bbox,
-            mask=_mask(ann.get("segmentation"), height, width, path, sid),
-            keypoints_3d=_array_or_none(ann.get("keypoints_3d"), (NUM_JOINTS, 3), path, "keypoints_3d", sid),
-            camera_K=_array_or_none(ann.get("camera_K"), (3, 3), path, "camera_K", sid),
-            mano_pose=_array_or_none(ann.get("mano_pose"), (48,), path, "mano_pose", sid),
-            mano_betas=_array_or_none(ann.get("mano_betas"), (10,), path, "mano_betas", sid),
-            label_source=hiu.get("label_source") or "dataset",
-            keypoint_confidence=_array_or_none(hiu.get("keypoint_confidence"), (NUM_JOINTS,), path,
-                                               "keypoint_confidence", sid),
-            confidence=hiu.get("confidence"), review_status=hiu.get("review_status"), extras=extras or None,
-            image_id=image_id, **base,
-        ))
+        row = _category_row(ann, ctx, width, height, image_id, base)
+        rows += [] if row is None else [row]
     for side in ("left", "right"):
         raw = ann.get(f"{side}hand_kpts")
         if raw is None or not ann.get(f"{side}hand_valid", True):
@@ -223,10 +261,7 @@ def _hand_rows(ann: dict[str, Any], ctx: dict[str, Any], width: int, height: int
         kp2, vis = _keypoints(raw, np.arange(NUM_JOINTS), offset, flags, (width, height), path, f"{side}hand_kpts", sid)
         if kp2 is None:
             continue
-        box = ann.get(f"{side}hand_box")
-        box = as_array(box, (4,), path, f"{side}hand_box", sid) if box is not None else None
-        if box is None or box[2] <= 0 or box[3] <= 0:
-            box = bbox_from_keypoints(kp2, vis, width, height)
+        box = _box(ann.get(f"{side}hand_box"), kp2, vis, (width, height), path, f"{side}hand_box", sid)
         rows.append(HandSample(sample_id=sid, split=ann["_split"], subset=ctx["subset"], hand_side=side,
                                keypoints_2d=kp2, visibility=vis, bbox=box, image_id=image_id, **base))
     return rows
@@ -339,8 +374,12 @@ def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embe
                                        "lefthand_kpts/righthand_kpts")
     default_split = split or _split_from_name(path)
     by_image: dict[Any, list[dict[str, Any]]] = {}
+    placeholders = 0
     for ann in data["annotations"]:
         if not isinstance(ann, dict) or ann.get("iscrowd"):
+            continue
+        if _is_placeholder(ann, hand_categories):
+            placeholders += 1
             continue
         hiu = ann.get("hiu") if isinstance(ann.get("hiu"), dict) else {}
         ann_split = hiu.get("split") if hiu.get("split") in SPLITS else default_split
@@ -360,6 +399,9 @@ def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embe
     ctx = {"path": path, "pixel_offset": float(pixel_offset), "hand_categories": hand_categories, "order": order,
            "subset": path.stem, "occlusion_flags": any((v == 2).any() for v in hand_v)}
     jobs = [(str(image_root), entries[i], anns, images, ctx) for i, anns in by_image.items()]
+    if placeholders:
+        log.info("coco %s: %d hand annotations without a labelled point or a box are not hands; left out",
+                 path.name, placeholders)
     log.info("coco %s: %d images with hand annotations", path.name, len(jobs))
     yield from emit(parallel_map(guarded(_load_image), jobs, workers), on_error)
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from hiu_data.errors import DatasetFormatError
 from hiu_data.formats import Skipped
-from hiu_data.formats._common import (UnsupportedSampleError, emit, guarded, id_key, image_file, load_json,
+from hiu_data.formats._common import (UnsupportedSampleError, clip_box, emit, guarded, id_key, image_file, load_json,
                                       parallel_map, select_splits)
 from hiu_data.io.images import IMAGE_SUFFIXES, decode, encode, image_suffix, sample_image_bytes
 from hiu_data.schema import HandSample
@@ -131,14 +131,6 @@ def load_boxes(path: Path, known: Sequence[str], min_score: float = 0.0) -> dict
         side = _side_of(det, categories.get(id_key(det.get("category_id"), path, f"detection {number}: category_id"), ""))
         boxes.setdefault(rel, []).append((bbox, side, None if score is None else float(score)))
     return boxes
-
-
-def clip_box(bbox: Sequence[float], width: int, height: int) -> list[float] | None:
-    """An x, y, w, h pixel box cut to the ``width`` x ``height`` image; None when nothing of it
-    lies inside."""
-    x0, y0 = max(float(bbox[0]), 0.0), max(float(bbox[1]), 0.0)
-    x1, y1 = min(float(bbox[0]) + float(bbox[2]), float(width)), min(float(bbox[1]) + float(bbox[3]), float(height))
-    return [x0, y0, x1 - x0, y1 - y0] if x1 > x0 and y1 > y0 else None
 
 
 def _load_image(job: tuple[str, str, str, list[Box] | None, str | None]) -> list[HandSample]:

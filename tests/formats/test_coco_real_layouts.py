@@ -171,6 +171,27 @@ def test_coco_wholebody_hand_v_is_a_reliability_score(tmp_path: Path) -> None:
     np.testing.assert_allclose(rows["coco/val/442619/left"].keypoints_2d, fractional[:, :2] + 0.5, atol=1e-4)
 
 
+@pytest.mark.parametrize("bbox, expected", [
+    ([30, 10, 0, 0], "from the keypoints"),
+    ([20, 5, 75, 70], [20, 5, 60, 55]),
+])
+def test_hand_boxes_of_zero_size_or_past_the_border(tmp_path: Path, bbox: list, expected: object) -> None:
+    kp = np.concatenate([open_hand(), np.ones((NUM_JOINTS, 1))], axis=1)
+    anns = [{"id": 1, "image_id": 9, "category_id": 1, "keypoints": kp.reshape(-1).tolist(), "bbox": bbox},
+            # a placeholder: no labelled point and no box is no hand to train or evaluate on
+            {"id": 2, "image_id": 9, "category_id": 1, "keypoints": [0] * 63, "bbox": [0, 0, 0, 0], "num_keypoints": 0}]
+    path = _write(tmp_path, "hands_train.json", mmpose_hand_file(anns))
+    (row,) = coco.read(path, image_root=_image_root(tmp_path, "9.jpg"))
+    x, y, w, h = row.bbox.tolist()
+    assert w > 0 and h > 0 and x >= 0 and y >= 0 and x + w <= W and y + h <= H
+    if expected == "from the keypoints":
+        labelled = row.keypoints_2d
+        assert x <= labelled[:, 0].min() and x + w >= labelled[:, 0].max()
+        assert y <= labelled[:, 1].min() and y + h >= labelled[:, 1].max()
+    else:
+        assert [x, y, w, h] == expected
+
+
 def test_hand_segmentation_as_uncompressed_rle_and_polygons(tmp_path: Path) -> None:
     kp = np.concatenate([open_hand(), np.ones((NUM_JOINTS, 1))], axis=1).reshape(-1).tolist()
     anns = [{"id": 1, "image_id": 9, "category_id": 1, "keypoints": kp, "bbox": [28, 8, 32, 47],
@@ -181,4 +202,3 @@ def test_hand_segmentation_as_uncompressed_rle_and_polygons(tmp_path: Path) -> N
     first, second = coco.read(path, image_root=_image_root(tmp_path, "9.jpg"))
     assert rle.area(first.mask) == 40 and first.mask["size"] == [H, W]
     assert 600 < rle.area(second.mask) < 1000
-
