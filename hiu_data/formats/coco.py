@@ -58,15 +58,15 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from hiu_data.errors import DatasetFormatError
 from hiu_data.formats import Skipped
-from hiu_data.formats._common import (as_array, bbox_from_keypoints, clip_box, emit, guarded, id_key, image_file,
-                                      load_json, parallel_map, select_splits, visibility_in_image)
+from hiu_data.formats._coco_values import (TIP_FIRST_ORDER, array_or_none, box_of, fingers_run_tip_first,
+                                           is_placeholder, keypoints_of, mask_of, uses_occlusion_flags, v_values)
+from hiu_data.formats._common import emit, guarded, id_key, image_file, load_json, parallel_map, select_splits
 from hiu_data.io.coco import PIXEL_OFFSET, write_coco
 from hiu_data.schema import HandSample
-from hiu_data.skeleton import FINGERS, JOINT_NAMES, NUM_JOINTS, ROOT
+from hiu_data.skeleton import JOINT_NAMES, NUM_JOINTS
 
 log = logging.getLogger(__name__)
 
@@ -82,82 +82,6 @@ IMAGE_DIR = "images"
 def _split_from_name(path: Path) -> str:
     stem = path.stem.lower()
     return next((s for s in ("train", "val", "test") if s in stem), "train")
-
-
-def _array_or_none(value: Any, shape: tuple[int, ...], path: Path, what: str, sid: str) -> np.ndarray | None:
-    """A nullable JSON array (null elements -> NaN) as float32 of ``shape``, or None."""
-    if value is None:
-        return None
-    flat = np.asarray(value, dtype=object).reshape(-1)
-    cleaned = [np.nan if v is None else v for v in flat]
-    return as_array(cleaned, (int(np.prod(shape)),), path, what, sid, allow_nan=True).reshape(shape).astype(np.float32)
-
-
-def _is_box_outline(segm: Any) -> bool:
-    """Whether ``segm`` is one polygon that fills its bounding box: an axis-aligned rectangle,
-    as mmpose's hand conversions write the box's outline in place of a mask."""
-    if not (isinstance(segm, list) and len(segm) == 1 and isinstance(segm[0], list) and len(segm[0]) >= 6):
-        return False
-    try:
-        xy = np.asarray(segm[0], dtype=np.float64).reshape(-1, 2)
-    except (TypeError, ValueError):
-        return False  # reported by the mask reader
-    x, y = xy[:, 0], xy[:, 1]
-    area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
-    box_area = float(np.ptp(x) * np.ptp(y))
-    return box_area > 0 and area >= 0.99 * box_area
-
-
-def _mask(segm: Any, height: int, width: int, path: Path, sid: str) -> dict[str, Any] | None:
-    if not segm or _is_box_outline(segm):
-        return None
-    try:
-        if isinstance(segm, dict) and isinstance(segm.get("counts"), str):
-            rle = {"size": [int(segm["size"][0]), int(segm["size"][1])], "counts": segm["counts"].encode("ascii")}
-        else:
-            objs = mask_utils.frPyObjects(segm, height, width)
-            rle = mask_utils.merge(objs) if isinstance(objs, list) else objs
-    except Exception as e:  # pycocotools raises bare exceptions on inputs it does not support
-        raise DatasetFormatError(path, f"segmentation is neither RLE nor polygons ({e})", sid) from None
-    if [int(rle["size"][0]), int(rle["size"][1])] != [height, width]:
-        raise DatasetFormatError(path, f"segmentation size {list(rle['size'])} is not the image's [{height}, {width}]", sid)
-    return {"size": [height, width], "counts": bytes(rle["counts"])}
-
-
-def _v_values(raw: Any) -> np.ndarray:
-    """The ``v`` column of a keypoint list, or an empty array when it is malformed (reported
-    where the annotation is read)."""
-    try:
-        return np.asarray(raw, dtype=np.float64).reshape(-1, 3)[:, 2]
-    except (TypeError, ValueError):
-        return np.zeros(0)
-
-
-def _uses_occlusion_flags(v: np.ndarray) -> bool:
-    """Whether ``v`` values are COCO's 0 / 1 / 2 flags with a 2 among them."""
-    return bool(np.isin(v, (0, 1, 2)).all() and (v == 2).any())
-
-
-def _keypoints(raw: Any, order: np.ndarray, offset: float, flags: bool, size: tuple[int, int], path: Path,
-               what: str, sid: str) -> tuple[np.ndarray | None, np.ndarray]:
-    """(21, 2) float32 hiu pixels (NaN unlabelled) or None, and (21,) uint8 visibility.
-
-    ``flags``: ``v`` is COCO's occlusion flag (1 occluded, 2 visible); otherwise ``v > 0`` only
-    marks a labelled point, whose visibility is then 2 inside the ``size`` (width, height)
-    image and 1 outside it. Fractional ``v`` (a reliability score) is always read that way.
-    """
-    if isinstance(raw, list) and len(raw) == NUM_JOINTS and all(isinstance(p, list) for p in raw):
-        raw = [value for point in raw for value in point]  # mmpose's RHD file: 21 [x, y, v] lists
-    pts = as_array(raw, (NUM_JOINTS * 3,), path, what, sid).reshape(NUM_JOINTS, 3)[order]
-    labelled = pts[:, 2] > 0
-    kp2 = np.where(labelled[:, None], pts[:, :2] + offset, np.nan).astype(np.float32)
-    from_image = visibility_in_image(kp2, *size)
-    flag = np.clip(pts[:, 2], 1, 2)
-    vis = np.where(flags & (flag == np.rint(flag)), flag, from_image)
-    vis = np.where(labelled, vis, 0).astype(np.uint8)
-    if not labelled.any():
-        return None, vis
-    return kp2, vis
 
 
 def _side(ann: dict[str, Any], category: str) -> str | None:
@@ -184,30 +108,6 @@ def _hiu_block(ann: dict[str, Any], path: Path, sid: str) -> dict[str, Any]:
     return hiu
 
 
-def _box(raw: Any, kp2: np.ndarray | None, vis: np.ndarray, size: tuple[int, int], path: Path, what: str,
-         sid: str) -> np.ndarray | None:
-    """(4,) float32 x, y, w, h: the annotation's box cut to the ``size`` (width, height) image;
-    the labelled keypoints' box where it has none, or one of zero size or outside the image;
-    None when neither exists."""
-    box = None if raw is None else clip_box(as_array(raw, (4,), path, what, sid), *size)
-    if box is not None:
-        return np.asarray(box, dtype=np.float32)
-    return None if kp2 is None else bbox_from_keypoints(kp2, vis, *size)
-
-
-def _is_placeholder(ann: dict[str, Any], hand_categories: dict[Any, str]) -> bool:
-    """An annotation of a hand category with no labelled point and no box of positive size
-    (malformed values are not judged here: they are reported where the annotation is read)."""
-    if isinstance(ann.get("category_id"), (list, dict)) or ann.get("category_id") not in hand_categories:
-        return False
-    v = _v_values(ann.get("keypoints"))
-    try:
-        box = np.asarray(ann.get("bbox", [0, 0, 0, 0]), dtype=np.float64).reshape(4)
-    except (TypeError, ValueError):
-        return False
-    return v.size == NUM_JOINTS and not (v > 0).any() and not (box[2] > 0 and box[3] > 0)
-
-
 def _category_row(ann: dict[str, Any], ctx: dict[str, Any], width: int, height: int, image_id: str,
                   base: dict[str, Any]) -> HandSample | None:
     """The row of an annotation of a hand category; None for a placeholder (no labelled point,
@@ -217,7 +117,7 @@ def _category_row(ann: dict[str, Any], ctx: dict[str, Any], width: int, height: 
     sid = f"{NAME}/{split}/{id_key(ann.get('id'), path, 'annotations[].id')}"
     hiu = _hiu_block(ann, path, sid)
     flags = ctx["occlusion_flags"] or "hiu" in ann
-    kp2, vis = _keypoints(ann["keypoints"], ctx["order"], offset, flags, (width, height), path, "keypoints", sid)
+    kp2, vis = keypoints_of(ann["keypoints"], ctx["order"], offset, flags, (width, height), path, "keypoints", sid)
     side = _side(ann, ctx["hand_categories"][ann["category_id"]])
     extras = dict(hiu.get("extras") or {}) if "extras" in hiu else {}
     if side is None:
@@ -226,19 +126,19 @@ def _category_row(ann: dict[str, Any], ctx: dict[str, Any], width: int, height: 
         # An export of a dataset converted from COCO carries the first id in its extras: keep
         # that one through any number of round trips, not the id of the last dataset.
         extras.setdefault("origin_sample_id", hiu["sample_id"])
-    bbox = _box(ann.get("bbox"), kp2, vis, (width, height), path, "bbox", sid)
+    bbox = box_of(ann.get("bbox"), kp2, vis, (width, height), path, "bbox", sid)
     if bbox is None:  # nothing to crop, nothing to learn (read() counts these)
         return None
     return HandSample(
         sample_id=sid, split=split, subset=hiu["subset"] if "subset" in hiu else ctx["subset"],
         hand_side=side or "right", keypoints_2d=kp2, visibility=vis, bbox=bbox,
-        mask=_mask(ann.get("segmentation"), height, width, path, sid),
-        keypoints_3d=_array_or_none(ann.get("keypoints_3d"), (NUM_JOINTS, 3), path, "keypoints_3d", sid),
-        camera_K=_array_or_none(ann.get("camera_K"), (3, 3), path, "camera_K", sid),
-        mano_pose=_array_or_none(ann.get("mano_pose"), (48,), path, "mano_pose", sid),
-        mano_betas=_array_or_none(ann.get("mano_betas"), (10,), path, "mano_betas", sid),
+        mask=mask_of(ann.get("segmentation"), height, width, path, sid),
+        keypoints_3d=array_or_none(ann.get("keypoints_3d"), (NUM_JOINTS, 3), path, "keypoints_3d", sid),
+        camera_K=array_or_none(ann.get("camera_K"), (3, 3), path, "camera_K", sid),
+        mano_pose=array_or_none(ann.get("mano_pose"), (48,), path, "mano_pose", sid),
+        mano_betas=array_or_none(ann.get("mano_betas"), (10,), path, "mano_betas", sid),
         label_source=hiu.get("label_source") or "dataset",
-        keypoint_confidence=_array_or_none(hiu.get("keypoint_confidence"), (NUM_JOINTS,), path,
+        keypoint_confidence=array_or_none(hiu.get("keypoint_confidence"), (NUM_JOINTS,), path,
                                            "keypoint_confidence", sid),
         confidence=hiu.get("confidence"), review_status=hiu.get("review_status"), extras=extras or None,
         image_id=image_id, **base,
@@ -257,11 +157,11 @@ def _hand_rows(ann: dict[str, Any], ctx: dict[str, Any], width: int, height: int
         if raw is None or not ann.get(f"{side}hand_valid", True):
             continue
         sid = f"{NAME}/{ann['_split']}/{ann.get('id')}/{side}"
-        flags = _uses_occlusion_flags(_v_values(raw))
-        kp2, vis = _keypoints(raw, np.arange(NUM_JOINTS), offset, flags, (width, height), path, f"{side}hand_kpts", sid)
+        flags = uses_occlusion_flags(v_values(raw))
+        kp2, vis = keypoints_of(raw, np.arange(NUM_JOINTS), offset, flags, (width, height), path, f"{side}hand_kpts", sid)
         if kp2 is None:
             continue
-        box = _box(ann.get(f"{side}hand_box"), kp2, vis, (width, height), path, f"{side}hand_box", sid)
+        box = box_of(ann.get(f"{side}hand_box"), kp2, vis, (width, height), path, f"{side}hand_box", sid)
         rows.append(HandSample(sample_id=sid, split=ann["_split"], subset=ctx["subset"], hand_side=side,
                                keypoints_2d=kp2, visibility=vis, bbox=box, image_id=image_id, **base))
     return rows
@@ -294,40 +194,13 @@ def _load_image(job: tuple[str, dict[str, Any], list[dict[str, Any]], str, dict[
     return [row for ann in anns for row in _hand_rows(ann, ctx, image.width, image.height, image_id, base)]
 
 
-TIP_FIRST_ORDER = np.array([ROOT] + [j for chain in FINGERS.values() for j in reversed(chain)])
-"""Gather from a wrist-first order whose fingers run tip -> MCP (RHD's) to HAND21."""
-
-
-def _fingers_run_tip_first(annotations: list[Any], hand_categories: dict[Any, str]) -> bool:
-    """Whether most hands of the file have each finger's first point farther from the wrist
-    than its last: the points run tip -> MCP, whatever the category calls them (mmpose's RHD
-    file names them thumb1..thumb4 in OpenPose's order and stores RHD's)."""
-    votes = []
-    for ann in annotations:
-        if not isinstance(ann, dict) or isinstance(ann.get("category_id"), (list, dict)) \
-                or ann.get("category_id") not in hand_categories:
-            continue
-        try:
-            pts = np.asarray(ann.get("keypoints"), dtype=np.float64).reshape(NUM_JOINTS, 3)
-        except (TypeError, ValueError):
-            continue  # reported where the annotation is read
-        if pts[ROOT, 2] <= 0:
-            continue
-        reach = {j: np.linalg.norm(pts[j, :2] - pts[ROOT, :2]) for j in range(NUM_JOINTS) if pts[j, 2] > 0}
-        vote = sum(np.sign(reach[chain[0]] - reach[chain[-1]]) for chain in FINGERS.values()
-                   if chain[0] in reach and chain[-1] in reach)
-        if vote:
-            votes.append(vote > 0)
-    return sum(votes) > len(votes) / 2
-
-
 def _hand_categories(data: dict[str, Any], path: Path) -> tuple[dict[Any, str], np.ndarray]:
     categories = [c for c in data.get("categories") or [] if isinstance(c, dict)]
     hands = [c for c in categories if isinstance(c.get("keypoints"), list) and len(c["keypoints"]) == NUM_JOINTS]
     found = {id_key(c.get("id"), path, "categories[].id"): str(c.get("name", "")) for c in hands}
     if hands and sorted(hands[0]["keypoints"]) == sorted(JOINT_NAMES):
         return found, np.array([hands[0]["keypoints"].index(name) for name in JOINT_NAMES])
-    if _fingers_run_tip_first(data["annotations"], found):
+    if fingers_run_tip_first(data["annotations"], found):
         log.info("%s: the fingers' points run tip -> MCP (RHD's order); reordered to HAND21", path.name)
         return found, TIP_FIRST_ORDER
     return found, np.arange(NUM_JOINTS)
@@ -378,7 +251,7 @@ def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embe
     for ann in data["annotations"]:
         if not isinstance(ann, dict) or ann.get("iscrowd"):
             continue
-        if _is_placeholder(ann, hand_categories):
+        if is_placeholder(ann, hand_categories):
             placeholders += 1
             continue
         hiu = ann.get("hiu") if isinstance(ann.get("hiu"), dict) else {}
@@ -393,7 +266,7 @@ def read(root: Path, *, splits: Sequence[str] | None = None, images: str = "embe
                                        "with a file_name")
     # One convention per file: mmpose's hand files write v = 1 for every labelled point, and a
     # file that never uses 2 has no "visible" flag for its 1 to be the opposite of.
-    hand_v = [_v_values(a.get("keypoints")) for a in data["annotations"] if isinstance(a, dict)
+    hand_v = [v_values(a.get("keypoints")) for a in data["annotations"] if isinstance(a, dict)
               and not isinstance(a.get("category_id"), (list, dict)) and a.get("category_id") in hand_categories
               and "hiu" not in a]
     ctx = {"path": path, "pixel_offset": float(pixel_offset), "hand_categories": hand_categories, "order": order,
