@@ -11,7 +11,8 @@ are None, visibility 0).
   dict (``images`` with ``id`` / ``file_name``, ``annotations`` with ``image_id`` / ``bbox``
   [x, y, w, h] pixels / optional ``score`` / ``category_id``), or a COCO results list whose
   ``image_id`` (or ``file_name``) is the image's path relative to ``root`` (or its unique file
-  stem). Images without a box get no row; a box naming an image that is not under ``root``
+  stem), or a number naming the one image whose stem is that number, zero-padded or not (a
+  detector's results on COCO images: ``785`` is ``000000000785.jpg``). Images without a box get no row; a box naming an image that is not under ``root``
   is an error. A box reaching past the image's border is clipped to the image (a row's
   ``bbox`` lies inside its image, as in every converted dataset and in training); a box
   entirely outside its image is an error. ``min_score`` drops weaker boxes; the score is kept
@@ -101,14 +102,19 @@ def load_boxes(path: Path, known: Sequence[str], min_score: float = 0.0) -> dict
         raise DatasetFormatError(path, "expected a COCO dict or a list of detections")
     known_set = set(known)
     by_stem: dict[str, list[str]] = {}
+    by_number: dict[int, list[str]] = {}
     for rel in known:
         by_stem.setdefault(Path(rel).stem, []).append(rel)
+        if Path(rel).stem.isdigit():
+            by_number.setdefault(int(Path(rel).stem), []).append(rel)
     boxes: dict[str, list[Box]] = {}
     for number, det in enumerate(detections):
         if not isinstance(det, dict):
             raise DatasetFormatError(path, f"detection {number} is not an object")
         image_id = id_key(det.get("image_id"), path, f"detection {number}: image_id")
         name = det.get("file_name") or names.get(image_id, image_id)
+        if isinstance(name, int) and not isinstance(name, bool) and len(by_number.get(name, [])) == 1:
+            name = by_number[name][0]  # COCO's own file names: the image id, zero-padded
         if not isinstance(name, str):
             raise DatasetFormatError(path, f"detection {number}: image_id {det.get('image_id')!r} names no image "
                                            "(give an 'images' list or file names)")

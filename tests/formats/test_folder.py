@@ -173,3 +173,21 @@ def test_every_command_takes_the_same_image_files(tmp_path: Path, capsys: pytest
 
     with pytest.raises(HiuError, match=r"e\.tif: not an image file hiu reads \(.jpg, .jpeg, .png, .webp, .bmp\)"):
         find_images([tmp_path / "e.tif"])
+
+
+def test_detector_results_on_coco_images_name_them_by_number(tmp_path: Path) -> None:
+    # A COCO results list (mmdet, detectron2) names images by the numeric id, and COCO's own
+    # file names are that number, zero-padded to 12 digits.
+    rng = np.random.default_rng(0)
+    (tmp_path / "val2017").mkdir()
+    for name in ("000000000785.jpg", "000000001000.jpg"):
+        (tmp_path / "val2017" / name).write_bytes(noise_image(rng, 40, 30))
+    results = [{"image_id": 785, "category_id": 1, "bbox": [2.5, 3.0, 10.0, 12.0], "score": 0.98},
+               {"image_id": 1000, "category_id": 1, "bbox": [1.0, 1.0, 5.0, 5.0], "score": 0.5}]
+    (tmp_path / "dets.json").write_text(json.dumps(results))
+    rows = list(folder.read(tmp_path / "val2017", boxes=tmp_path / "dets.json"))
+    assert [r.image_id for r in rows] == ["folder/000000000785.jpg", "folder/000000001000.jpg"]
+    assert rows[0].bbox.tolist() == [2.5, 3.0, 10.0, 12.0]
+    (tmp_path / "dets.json").write_text(json.dumps([{"image_id": 7, "bbox": [0, 0, 1, 1]}]))
+    with pytest.raises(DatasetFormatError, match="image_id 7 names no image"):
+        list(folder.read(tmp_path / "val2017", boxes=tmp_path / "dets.json"))
