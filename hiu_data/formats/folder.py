@@ -16,7 +16,9 @@ are None, visibility 0).
   is an error. A box reaching past the image's border is clipped to the image (a row's
   ``bbox`` lies inside its image, as in every converted dataset and in training); a box
   entirely outside its image is an error. ``min_score`` drops weaker boxes; the score is kept
-  in ``extras["detection_score"]``.
+  in ``extras["detection_score"]``. When some of a COCO dict's ``categories`` have "hand" in
+  their name, boxes of the other categories (a hand-object detector's objects, people) are
+  left out.
 - ``hand_side``: from a box's ``hand_side`` ("left"/"right") or ``is_left`` key, or a category
   name containing "left"/"right"; otherwise unknown, stored as the placeholder ``"right"``
   with ``extras["hand_side_known"] = False`` (the schema needs a side).
@@ -107,10 +109,17 @@ def load_boxes(path: Path, known: Sequence[str], min_score: float = 0.0) -> dict
         by_stem.setdefault(Path(rel).stem, []).append(rel)
         if Path(rel).stem.isdigit():
             by_number.setdefault(int(Path(rel).stem), []).append(rel)
+    # A detector of hands and other things (held objects, people) lists them all: when some
+    # category names a hand, the boxes of the others are not hands.
+    hand_ids = {cid for cid, name in categories.items() if "hand" in name.lower()}
     boxes: dict[str, list[Box]] = {}
+    others = 0
     for number, det in enumerate(detections):
         if not isinstance(det, dict):
             raise DatasetFormatError(path, f"detection {number} is not an object")
+        if hand_ids and id_key(det.get("category_id"), path, f"detection {number}: category_id") not in hand_ids:
+            others += 1
+            continue
         image_id = id_key(det.get("image_id"), path, f"detection {number}: image_id")
         name = det.get("file_name") or names.get(image_id, image_id)
         if isinstance(name, int) and not isinstance(name, bool) and len(by_number.get(name, [])) == 1:
@@ -136,6 +145,8 @@ def load_boxes(path: Path, known: Sequence[str], min_score: float = 0.0) -> dict
             continue
         side = _side_of(det, categories.get(id_key(det.get("category_id"), path, f"detection {number}: category_id"), ""))
         boxes.setdefault(rel, []).append((bbox, side, None if score is None else float(score)))
+    if others:
+        log.info("%s: %d boxes of categories that are not hands left out", path.name, others)
     return boxes
 
 

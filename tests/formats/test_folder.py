@@ -191,3 +191,15 @@ def test_detector_results_on_coco_images_name_them_by_number(tmp_path: Path) -> 
     (tmp_path / "dets.json").write_text(json.dumps([{"image_id": 7, "bbox": [0, 0, 1, 1]}]))
     with pytest.raises(DatasetFormatError, match="image_id 7 names no image"):
         list(folder.read(tmp_path / "val2017", boxes=tmp_path / "dets.json"))
+
+
+def test_boxes_of_other_categories_are_not_hands(tmp_path: Path) -> None:
+    # Hand-object detectors (e.g. 100DOH-style) list hands and the objects they hold.
+    _tree(tmp_path / "img")
+    dets = {"images": [{"id": 1, "file_name": "a.jpg"}],
+            "categories": [{"id": 1, "name": "hand"}, {"id": 2, "name": "targetobject"}],
+            "annotations": [{"image_id": 1, "bbox": [1, 2, 10, 12], "category_id": 1},
+                            {"image_id": 1, "bbox": [5, 5, 20, 20], "category_id": 2}]}
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    (row,) = folder.read(tmp_path / "img", boxes=tmp_path / "dets.json")
+    assert row.bbox.tolist() == [1, 2, 10, 12]
