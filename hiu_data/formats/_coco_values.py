@@ -78,9 +78,11 @@ def keypoints_of(raw: Any, order: np.ndarray, offset: float, flags: bool, size: 
     marks a labelled point, whose visibility is then 2 inside the ``size`` (width, height)
     image and 1 outside it. Fractional ``v`` (a reliability score) is always read that way.
     """
-    if isinstance(raw, list) and len(raw) == NUM_JOINTS and all(isinstance(p, list) for p in raw):
-        raw = [value for point in raw for value in point]  # mmpose's RHD file: 21 [x, y, v] lists
-    pts = as_array(raw, (NUM_JOINTS * 3,), path, what, sid).reshape(NUM_JOINTS, 3)[order]
+    if isinstance(raw, list) and raw and all(isinstance(p, list) for p in raw):  # mmpose's RHD file
+        pts = as_array(raw, (NUM_JOINTS, 3), path, what, sid)
+    else:
+        pts = as_array(raw, (NUM_JOINTS * 3,), path, what, sid).reshape(NUM_JOINTS, 3)
+    pts = pts[order]
     labelled = pts[:, 2] > 0
     kp2 = np.where(labelled[:, None], pts[:, :2] + offset, np.nan).astype(np.float32)
     from_image = visibility_in_image(kp2, *size)

@@ -202,6 +202,7 @@ def _hand_file(tmp_path: Path, **changes: object) -> Path:
 
 @pytest.mark.parametrize("changes, expected", [
     ({"keypoints": [1.0, 2.0, 2] * 17}, "keypoints has shape"),
+    ({"keypoints": [[1.0, 2.0, 2]] * 20}, r"keypoints has shape \(20, 3\), expected \(21, 3\)"),
     ({"categories": [{"id": 1, "name": "person", "keypoints": ["a"] * 17}]}, "no hand keypoints"),
     ({"image_id": 77}, "image id 77"),
     ({"segmentation": {"size": [10, 10], "counts": "abc"}}, "segmentation size"),
