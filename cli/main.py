@@ -13,6 +13,7 @@ log errors only and exit 1 quietly on :class:`hiu_data.errors.ReportedElsewhere`
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import os
 import pkgutil
@@ -70,7 +71,25 @@ def _register_all() -> None:
             register(app)
 
 
+def _one_line_paragraphs(text: str) -> str:
+    """``text`` with each blank-line separated paragraph on one line."""
+    return "\n\n".join(" ".join(line.strip() for line in paragraph.splitlines())
+                       for paragraph in inspect.cleandoc(text).split("\n\n"))
+
+
+def _reflow_help(group: typer.Typer) -> None:
+    """Let the terminal wrap every command's help: typer's rich help keeps a docstring's single
+    line breaks, which cut the source's 100-column paragraphs into ragged half-lines."""
+    for command in group.registered_commands:
+        text = command.help or inspect.getdoc(command.callback)
+        if text:
+            command.help = _one_line_paragraphs(text)
+    for sub in group.registered_groups:
+        _reflow_help(sub.typer_instance)
+
+
 _register_all()
+_reflow_help(app)
 
 
 def _one_line(exc: BaseException) -> str:

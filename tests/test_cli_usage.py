@@ -349,3 +349,14 @@ def test_another_torchrun_process_runs_commands_and_their_exit_status(
     assert json.loads(capsys.readouterr().out)["ok"] is False
     assert main(["info", str(tmp_path / "missing")]) == 1
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'missing'}: no such folder"
+
+
+def test_help_paragraphs_are_not_cut_at_the_docstrings_line_breaks(capsys: pytest.CaptureFixture[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # Typer's rich help keeps a docstring's single line breaks: a paragraph wrapped at 100
+    # columns in the source would come out as ragged half-lines at any terminal width.
+    monkeypatch.setenv("COLUMNS", "300")
+    assert main(["validate", "--help"]) == 0
+    assert "visible keypoints and boxes inside the image" in capsys.readouterr().out
+    assert main(["--help"]) == 0
+    assert "train the tiny model (with a wild folder" in capsys.readouterr().out
