@@ -89,7 +89,8 @@ def evaluate(
         typer.echo(json.dumps(json_safe(report)))
         return
     tta = f", test-time rotations 0 and ±{tta_rotation:g} deg averaged" if tta_rotation else ""
-    console.print(f"checkpoint {info['path']} (step {info['step']}){tta}", markup=False)
+    hand_model = (info.get("hand_model") or {}).get("name", "unknown")
+    console.print(f"checkpoint {info['path']} (step {info['step']}, {hand_model} hand model){tta}", markup=False)
     print_tables(report)
 
 

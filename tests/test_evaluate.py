@@ -147,3 +147,5 @@ def test_eval_of_datasets_of_different_kinds(setup, tmp_path: Path, capsys: pyte
     assert main(["eval", str(tmp_path / "run"), *map(str, folders), "--device", "cpu"]) == 0
     table = capsys.readouterr().out
     assert "nan" not in table.lower() and "overall" in table
+    # the tables' reader learns which hand model the mesh numbers come from, as --json says
+    assert f"{doc['checkpoint']['hand_model']['name']} hand model" in table
