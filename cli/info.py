@@ -41,10 +41,11 @@ def _print_dataset(d: dict[str, Any]) -> None:
     table = Table(show_header=True)
     table.add_column("split")
     table.add_column("hands", justify="right")
+    table.add_column("images", justify="right")
     for split, n in d["splits"].items():
-        table.add_row(split, str(n))
+        table.add_row(split, str(n), str(d["images_by_split"][split]))
     for side, n in d["hand_side"].items():
-        table.add_row(f"{side} hands", str(n))
+        table.add_row(f"{side} hands", str(n), str(d["images_by_side"][side]))
     console.print(table)
     labels = Table(show_header=True, title="label columns present")
     labels.add_column("column")

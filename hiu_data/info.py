@@ -28,6 +28,7 @@ def dataset_info(path: str | Path) -> dict[str, Any]:
     Returns:
         ``{"datasets": [{"path", "dataset", "tool_version", "created", "schema_version", "options",
         "skipped", "rows", "images", "shards", "splits": {split: rows}, "hand_side": {side: rows},
+        "images_by_split": {split: images}, "images_by_side": {side: images with a hand of that side},
         "labels": {column: rows with a value}, "labelled_joints": {keypoint column: joints with
         finite coordinates, summed over the rows}, "label_source": {source: rows},
         "review_status": {status: rows}}]}``; the last is empty for a dataset nobody reviewed.
@@ -44,6 +45,8 @@ def dataset_info(path: str | Path) -> dict[str, Any]:
             "options": manifest.get("options"), "skipped": manifest.get("skipped", {}).get("count", 0),
             "rows": len(table), "images": len(pc.unique(table.column("image_id"))),
             "splits": _value_counts(table, "split", SPLITS), "hand_side": _value_counts(table, "hand_side", HAND_SIDES),
+            "images_by_split": _images_per_value(table, "split", SPLITS),
+            "images_by_side": _images_per_value(table, "hand_side", HAND_SIDES),
             "labels": labels,
             "labelled_joints": {name: _labelled_joints(table.column(name)) for name in KEYPOINT_COLUMNS},
             "label_source": _value_counts(table, "label_source"),
@@ -60,6 +63,13 @@ def _value_counts(table: pa.Table, column: str, order: tuple[str, ...] = ()) -> 
     rank = {value: i for i, value in enumerate(order)}
     counts.sort(key=lambda c: (rank.get(c["values"], len(rank)), -c["counts"], c["values"]))
     return {str(c["values"]): int(c["counts"]) for c in counts}
+
+
+def _images_per_value(table: pa.Table, column: str, order: tuple[str, ...]) -> dict[str, int]:
+    """Distinct ``image_id`` per value of a string column, in the order of :func:`_value_counts`."""
+    grouped = table.group_by(column).aggregate([("image_id", "count_distinct")]).to_pylist()
+    counts = {str(g[column]): int(g["image_id_count_distinct"]) for g in grouped if g[column] is not None}
+    return {value: counts[value] for value in _value_counts(table, column, order)}
 
 
 def _labelled_joints(column: pa.ChunkedArray) -> int:

@@ -112,3 +112,24 @@ def test_a_damaged_shard_entry_is_a_one_line_error(damage, tmp_path: Path,  # no
     report = json.loads(capsys.readouterr().out)
     manifest_check = next(c for c in report["datasets"][0]["checks"] if c["name"] == "manifest")
     assert manifest_check["status"] == "fail"
+
+
+def test_images_are_counted_per_split_and_side_beside_the_hands(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    records = random_records(16)  # two hands (left, right) per image
+    write_dataset(records, tmp_path, "synthetic")
+    assert main(["info", str(tmp_path / "synthetic"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)["datasets"][0]
+    for key, field in (("images_by_split", "split"), ("images_by_side", "hand_side")):
+        expected: dict[str, set[str]] = {}
+        for r in records:
+            expected.setdefault(getattr(r, field), set()).add(r.image_id)
+        assert doc[key] == {value: len(ids) for value, ids in expected.items()}, key
+
+    assert main(["info", str(tmp_path / "synthetic")]) == 0
+    # the first table: split or side, hands, images
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:4]]
+            for line in capsys.readouterr().out.splitlines() if line.count("│") == 4}
+    for split, hands in doc["splits"].items():
+        assert rows[split] == [str(hands), str(doc["images_by_split"][split])]
+    assert rows["left hands"] == [str(doc["hand_side"]["left"]), str(doc["images_by_side"]["left"])]
