@@ -63,15 +63,14 @@ def pseudo_label(
     if result.update is not None:
         _say_update(result, images_dir)
         if not result.update.new:
+            _say_without_boxes(result, boxes)
             return
     console.print(f"shard {index}/{count}: {result.hands} hands on {result.images} images "
                   f"({result.chunks_resumed} of {result.chunks_done} chunks were already done); {result.label_source}",
                   markup=False)
     for item in result.skipped:
         console.print(f"  skipped {item.sample_id}: {item.reason}", markup=False)
-    if result.without_boxes:
-        console.print(f"  {result.without_boxes} images of the folder have no box in {boxes} and got no row",
-                      markup=False)
+    _say_without_boxes(result, boxes)
     if result.path is not None and result.update is not None:
         console.print(f"added the new rows to {result.path} beside its {result.kept} rows, which are unchanged; "
                       f"next: hiu-data review push {result.path}", markup=False)
@@ -79,6 +78,12 @@ def pseudo_label(
         console.print(f"wrote {result.path}; next: hiu-data review push {result.path}", markup=False)
     else:
         console.print("waiting for the other shards; the last one to finish writes the dataset", markup=False)
+
+
+def _say_without_boxes(result: PseudoLabelResult, boxes: Path | None) -> None:
+    if result.without_boxes:
+        console.print(f"  {result.without_boxes} images of the folder have no box in {boxes} and got no row",
+                      markup=False)
 
 
 def _listed(paths: list[str], most: int = 10) -> str:

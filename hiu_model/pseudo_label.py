@@ -258,10 +258,12 @@ def pseudo_label(checkpoint: str | Path, images_dir: str | Path, out: str | Path
     inventory = read_inventory(out, name) if update else None
     groups, skipped = _folder_rows(images_dir, boxes, on_error)
     with_rows, diff = len(groups), None if inventory is None else compare(images_dir, groups, inventory)
+    without_boxes = 0 if boxes is None else len(folder.image_paths(images_dir)) - with_rows - len(skipped)
     if diff is not None:
         groups = diff.new
         if not groups:  # nothing to label: the dataset is left exactly as it is
-            return PseudoLabelResult(shard, 0, 0, 0, 0, "", out / name, skipped, update=diff, kept=inventory.rows)
+            return PseudoLabelResult(shard, 0, 0, 0, 0, "", out / name, skipped, update=diff, kept=inventory.rows,
+                                     without_boxes=without_boxes)
     model, cfg, info = load_checkpoint(checkpoint, device=device or "cpu")
     model = with_rotation_tta(model, tta_rotation)
     label_source = f"pseudo:{info['sha256']}"
@@ -277,8 +279,7 @@ def pseudo_label(checkpoint: str | Path, images_dir: str | Path, out: str | Path
     result = PseudoLabelResult(shard, len(mine), 0, 0, 0, label_source, skipped=skipped, update=diff)
     if inventory is not None:
         result.kept, result.other_sources = inventory.rows, sorted(inventory.label_sources - {label_source})
-    if boxes is not None:
-        result.without_boxes = len(folder.image_paths(images_dir)) - with_rows - len(skipped)
+    result.without_boxes = without_boxes
     for c in range(_chunks_of(len(groups), shard, chunk_images)):
         members = [groups[k] for k in mine[c * chunk_images:(c + 1) * chunk_images]]
         target = _chunk_dir(parts, shard, c)

@@ -286,3 +286,22 @@ def test_images_without_a_box_are_counted_and_said(checkpoint: Path, images_dir:
     assert "2 images of the folder have no box in" in " ".join(capsys.readouterr().err.split())
     unboxed = pl.pseudo_label(checkpoint, folder, tmp_path / "all")
     assert unboxed.without_boxes == 0 and unboxed.images == len(IMAGES) + 2
+
+
+def test_an_update_whose_new_images_have_no_box_says_so(checkpoint: Path, images_dir: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    folder = tmp_path / "wild"
+    shutil.copytree(images_dir, folder)
+    boxes = folder / "detections.json"
+    pl.pseudo_label(checkpoint, folder, tmp_path / "out", boxes=boxes)
+    for extra in ("e.png", "b/f.png"):  # added later, and not in detections.json
+        cv2.imwrite(str(folder / extra), np.zeros((20, 20, 3), np.uint8))
+    capsys.readouterr()
+    assert main(["pseudo-label", str(checkpoint), str(folder), str(tmp_path / "out"), "--boxes", str(boxes),
+                 "--update"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    # not only "nothing to add": the two new images were passed over for want of a box
+    assert "nothing to add" in err and f"2 images of the folder have no box in {boxes}" in err
+
