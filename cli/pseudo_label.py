@@ -76,8 +76,9 @@ def pseudo_label(
                       f"next: hiu-data review push {result.path}", markup=False)
     elif result.path is not None:
         console.print(f"wrote {result.path}; next: hiu-data review push {result.path}", markup=False)
-    else:
-        console.print("waiting for the other shards; the last one to finish writes the dataset", markup=False)
+    else:  # this process ends here; it does not wait for the others
+        console.print(f"shard {index}/{count} is done; the dataset {out / name} is written by the last shard to "
+                      "finish", markup=False)
 
 
 def _say_without_boxes(result: PseudoLabelResult, boxes: Path | None) -> None:

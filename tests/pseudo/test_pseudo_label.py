@@ -305,3 +305,12 @@ def test_an_update_whose_new_images_have_no_box_says_so(checkpoint: Path, images
     # not only "nothing to add": the two new images were passed over for want of a box
     assert "nothing to add" in err and f"2 images of the folder have no box in {boxes}" in err
 
+
+def test_a_shard_that_finishes_before_the_others_says_it_exits(checkpoint: Path, images_dir: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["pseudo-label", str(checkpoint), str(images_dir), str(tmp_path), "--shard", "0/2"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    # the process ends here: it does not wait for the other shards, as "waiting for" suggested
+    assert "waiting" not in err
+    assert f"shard 0/2 is done; the dataset {tmp_path / 'pseudo'} is written by the last shard to finish" in err
+    assert not (tmp_path / "pseudo").exists()
