@@ -32,6 +32,11 @@ Device = Annotated[str, typer.Option("--device", help="Torch device: auto (CUDA 
 OnError = Annotated[str, typer.Option("--on-error", help="fail: stop at the first bad sample; skip: skip and count it.")]
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun`` in the singular or the plural (a regular one, with s): "1 image", "2 images"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def other_process() -> bool:
     """True in a process of a ``torchrun`` group other than rank 0 (``RANK`` is set by torchrun)."""
     return os.environ.get("RANK", "0") not in ("", "0")

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from hiu_cli._common import DatasetDir, JsonOut
+from hiu_cli._common import DatasetDir, JsonOut, counted
 from hiu_data.info import LABEL_COLUMNS, dataset_info
 from hiu_data.skeleton import NUM_JOINTS
 
@@ -34,9 +34,8 @@ def info(dataset_dir: DatasetDir, json_out: JsonOut = False) -> None:
 
 
 def _print_dataset(d: dict[str, Any]) -> None:
-    shards = f"{d['shards']} shard" + ("" if d["shards"] == 1 else "s")
-    console.print(f"[bold]{escape(str(d['dataset']))}[/bold]  {escape(d['path'])}  ({d['rows']} hands on "
-                  f"{d['images']} images, {shards}, hiu {d['tool_version']}, schema v{d['schema_version']}, "
+    console.print(f"[bold]{escape(str(d['dataset']))}[/bold]  {escape(d['path'])}  ({counted(d['rows'], 'hand')} on "
+                  f"{counted(d['images'], 'image')}, {counted(d['shards'], 'shard')}, hiu {d['tool_version']}, schema v{d['schema_version']}, "
                   f"skipped {d['skipped']})")
     table = Table(show_header=True)
     table.add_column("split")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from hiu_cli._common import BatchSize, Checkpoint, Device, OnError, Overwrite, TtaRotation, console, progress_bar
+from hiu_cli._common import BatchSize, Checkpoint, Device, OnError, Overwrite, TtaRotation, console, counted, progress_bar
 
 
 def predict(
@@ -36,14 +36,15 @@ def predict(
         raise HiuError(f"--side must be auto, left or right, not {side!r}")
     total = len(find_images(images))
     for folder, count in images_in_sub_folders(images).items():
-        console.print(f"note: {folder}: {count} images in its sub-folders were not read (predict reads the images "
-                      "directly in a folder; pass the sub-folders too, e.g. DIR/*/)", markup=False)
+        console.print(f"note: {folder}: {counted(count, 'image')} in its sub-folders {'was' if count == 1 else 'were'} "
+                      "not read (predict reads the images directly in a folder; pass the sub-folders too, "
+                      "e.g. DIR/*/)", markup=False)
     with progress_bar("predict", total=total, unit="images") as advance:
         result = predict_files(checkpoint, images, out, boxes=boxes, side=side, batch_size=batch_size, device=device,
                                tta_rotation=tta_rotation, overwrite=overwrite, progress=advance, on_error=on_error,
                                warn=lambda line: console.print(f"warning: {line}", markup=False))
     skipped = len(result.skipped)
-    console.print(f"wrote {result.images} overlays and {result.path}"
+    console.print(f"wrote {counted(result.images, 'overlay')} and {result.path}"
                   + (f"; skipped {skipped} image{'s' if skipped > 1 else ''} that could not be read (named above)"
                      if skipped else ""), markup=False)
 

@@ -133,3 +133,9 @@ def test_images_are_counted_per_split_and_side_beside_the_hands(tmp_path: Path,
     for split, hands in doc["splits"].items():
         assert rows[split] == [str(hands), str(doc["images_by_split"][split])]
     assert rows["left hands"] == [str(doc["hand_side"]["left"]), str(doc["images_by_side"]["left"])]
+
+
+def test_one_hand_on_one_image_is_said_in_the_singular(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_dataset(random_records(1), tmp_path, "synthetic")
+    assert main(["info", str(tmp_path / "synthetic")]) == 0
+    assert "(1 hand on 1 image, 1 shard," in capsys.readouterr().out

@@ -178,3 +178,13 @@ def test_overlays_draw_at_the_predicted_pixels() -> None:
     overlay = draw_prediction(image, [pred])
     assert tuple(overlay[10, 40]) == joint_colors()[5]
     assert (overlay[50, 10] > 0).any() and not overlay[50, 30].any()  # the mask tint, and not beside it
+
+
+def test_one_image_is_counted_in_the_singular(run: Path, hand: np.ndarray, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "images" / "later").mkdir(parents=True)
+    _write(tmp_path / "images" / "one.png", hand)
+    _write(tmp_path / "images" / "later" / "two.png", hand)
+    assert _predict(run, tmp_path / "images", out=tmp_path / "out") == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "1 image in its sub-folders was not read" in err and "wrote 1 overlay and" in err
