@@ -17,7 +17,7 @@ targets_app = typer.Typer(help="Training targets (heat-maps, POF, masks) as the 
 def preview(
     dataset_dir: DatasetDir,
     out_dir: Annotated[Path, typer.Argument(help="Folder for the PNG contact sheets (created; one that holds files is refused without --overwrite).", show_default=False)],
-    n: Annotated[int, typer.Option("-n", "--num", min=1, help="Samples to show, spread over the dataset.")] = 16,
+    n: Annotated[int, typer.Option("--n", "-n", "--num", min=1, help="Samples to show, spread over the dataset.")] = 16,
     augment: Annotated[bool, typer.Option("--augment", help="Apply training augmentation (scale, rotation, shift, colour, blur).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the augmentation draws.")] = 0,
     split: Annotated[str | None, typer.Option("--split", "-s", help="Only this split.")] = None,

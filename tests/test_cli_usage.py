@@ -360,3 +360,15 @@ def test_help_paragraphs_are_not_cut_at_the_docstrings_line_breaks(capsys: pytes
     assert "visible keypoints and boxes inside the image" in capsys.readouterr().out
     assert main(["--help"]) == 0
     assert "train the tiny model (with a wild folder" in capsys.readouterr().out
+
+
+def test_a_short_option_has_one_long_name_in_every_command() -> None:
+    """-n, -j, -o, -s, ...: what a user learnt as `--n 4` of synth works wherever -n does."""
+    long_names: dict[str, list[set[str]]] = {}
+    for _, cmd in _all_commands():
+        for p in cmd.params:
+            opts = set(getattr(p, "opts", [])) | set(getattr(p, "secondary_opts", []))
+            for short in (o for o in opts if len(o) == 2 and o.startswith("-") and o != "-h"):
+                long_names.setdefault(short, []).append({o for o in opts if o.startswith("--")})
+    shared = {short: set.intersection(*names) for short, names in long_names.items()}
+    assert all(shared.values()), {short: names for short, names in long_names.items() if not shared[short]}
