@@ -15,6 +15,7 @@ from hiu_cli._common import BatchSize, Checkpoint, Device, JsonOut, TtaRotation,
 
 # Results go to stdout (progress and messages to stderr), so they can be redirected.
 console = Console(highlight=False)
+_FILE_WIDTH = 200
 
 # Tables: (title, branch, columns); the JSON output has every metric.
 _TABLES = (
@@ -51,7 +52,9 @@ def print_tables(report: dict[str, Any]) -> None:
             table.add_column(column, justify="right")
         for name, split, count, t in rows:
             table.add_row(name, split, str(count), *(_cell(t.get(branch, {}).get(c)) for c in present))
-        console.print(table)
+        # A report redirected to a file is not cut to 80 columns, which shortened the names of
+        # datasets and metrics to "interhan…" and "pck@0.…"; a terminal keeps its own width.
+        (console if console.is_terminal else Console(highlight=False, width=_FILE_WIDTH)).print(table)
     for branch, text in report["protocol"].items():
         console.print(f"[dim]{branch}: {text}[/dim]", highlight=False)
 

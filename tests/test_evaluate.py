@@ -149,3 +149,16 @@ def test_eval_of_datasets_of_different_kinds(setup, tmp_path: Path, capsys: pyte
     assert "nan" not in table.lower() and "overall" in table
     # the tables' reader learns which hand model the mesh numbers come from, as --json says
     assert f"{doc['checkpoint']['hand_model']['name']} hand model" in table
+
+
+def test_the_tables_keep_long_dataset_names_whole(capsys: pytest.CaptureFixture[str]) -> None:
+    """A report redirected to a file (not a terminal: 80 columns by default) names every dataset
+    and metric in full."""
+    from hiu_cli.evaluate import print_tables
+
+    metrics = {"pck@0.05": 0.5, "pck@0.1": 0.6, "pck@0.2": 0.7, "auc_0_30px": 0.65, "epe_px": 12.5}
+    datasets = {name: {"split": "test", "rows": 3, "heatmap": metrics, "mesh": metrics}
+                for name in ("interhand26m", "hiu_data_hands")}
+    print_tables({"datasets": datasets, "overall": {"rows": 6, "heatmap": metrics, "mesh": metrics}, "protocol": {}})
+    out = capsys.readouterr().out
+    assert "interhand26m" in out and "hiu_data_hands" in out and "auc_0_30px" in out and "pck@0.05" in out
