@@ -33,7 +33,9 @@ def schema(json_out: Annotated[bool, typer.Option("--json", help="Print the sche
         table.add_column(col, overflow="fold")
     for c in column_specs():
         table.add_row(*(escape(v) for v in (c["name"], types[c["name"]], "yes" if c["nullable"] else "", c["unit"], c["frame"], c["description"])))
-    console = Console(width=200)
+    console = Console()
+    if not console.is_terminal:  # a file or a pipe gets the table unfolded; a terminal its own width
+        console = Console(width=200)
     console.print(table)
     console.print(f"one row: {escape(conventions['row'])}")
     console.print("coordinates:")

@@ -126,6 +126,18 @@ def test_schema_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert "keypoints_3d" in out and "camera" in out
 
 
+def test_schema_table_fits_the_terminal(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a 100-column terminal no line is longer (the terminal would break every row in two);
+    a file still gets the wide table."""
+    import re
+
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich treats stdout as a terminal
+    monkeypatch.setenv("COLUMNS", "100")
+    assert main(["schema"]) == 0
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out).splitlines()
+    assert "keypoints_3d" in "".join(lines) and max(map(len, lines)) <= 100
+
+
 def test_info_counts_splits_and_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     records = random_records(20)
     write_dataset(records, tmp_path, "synthetic")
