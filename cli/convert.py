@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from hiu_cli._common import OnError, Overwrite, Split, Workers, console, progress_bar
+from hiu_cli._common import OnError, Overwrite, Split, Workers, console, counted, progress_bar
 from hiu_data import formats
 from hiu_data.convert import convert as convert_dataset
 from hiu_data.errors import HiuError
@@ -50,8 +50,12 @@ def convert(
     table.add_column("hands", justify="right")
     for s, n in result.counts.items():
         table.add_row(s, str(n))
-    table.add_row("skipped", str(result.skipped))
     console.print(table)
+    if result.skipped or on_error == "skip":
+        # Every reader skips a whole image (or the annotation entry of one image) at a time, with
+        # however many hands it held, which a skipped image does not say: an RHD image holds two.
+        their = "its" if result.skipped == 1 else "their"
+        console.print(f"skipped {counted(result.skipped, 'image')} ({their} hands are not counted above)")
     for reason in result.skip_reasons:
         console.print(f"  skipped {reason}", markup=False)
 

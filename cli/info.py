@@ -36,7 +36,7 @@ def info(dataset_dir: DatasetDir, json_out: JsonOut = False) -> None:
 def _print_dataset(d: dict[str, Any]) -> None:
     console.print(f"[bold]{escape(str(d['dataset']))}[/bold]  {escape(d['path'])}  ({counted(d['rows'], 'hand')} on "
                   f"{counted(d['images'], 'image')}, {counted(d['shards'], 'shard')}, hiu {d['tool_version']}, schema v{d['schema_version']}, "
-                  f"skipped {d['skipped']})")
+                  f"skipped {counted(d['skipped'], 'image')})")
     table = Table(show_header=True)
     table.add_column("split")
     table.add_column("hands", justify="right")

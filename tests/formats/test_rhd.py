@@ -286,3 +286,19 @@ def test_a_hand_not_seen_in_the_image_is_not_a_row(tmp_path: Path) -> None:
     masks.rmdir()
     # without masks only the visibility flags tell: image 1's right hand has none visible
     assert [s.sample_id for s in read_all(tmp_path)] == ["rhd/train/00000/left", "rhd/train/00001/left"]
+
+
+def test_cli_summary_counts_a_skipped_image_as_an_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An RHD image holds two hands: the summary must not put its one skipped image in the hands
+    column, as if one hand had been dropped."""
+    from hiu_cli.main import main
+
+    rhd.write(make_records(n_train=3, n_test=0), tmp_path / "raw")
+    (tmp_path / "raw" / "training" / "color" / "00001.png").write_bytes(b"not a png")
+    assert main(["convert", "rhd", str(tmp_path / "raw"), str(tmp_path / "out"), "--on-error", "skip"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert any("train" in line and " 4 " in line for line in lines)  # the hands of the two good images
+    assert not any("skipped" in line and "│" in line for line in lines)  # no table row in the hands column
+    assert "skipped 1 image (its hands are not counted above)" in lines
+    assert main(["info", str(tmp_path / "out" / "rhd")]) == 0
+    assert "4 hands on 2 images" in (out := capsys.readouterr().out) and "skipped 1 image)" in out
