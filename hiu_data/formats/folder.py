@@ -12,8 +12,10 @@ are None, visibility 0).
   [x, y, w, h] pixels / optional ``score`` / ``category_id``), or a COCO results list whose
   ``image_id`` (or ``file_name``) is the image's path relative to ``root`` (or its unique file
   stem), or a number naming the one image whose stem is that number, zero-padded or not (a
-  detector's results on COCO images: ``785`` is ``000000000785.jpg``). Images without a box get no row; a box naming an image that is not under ``root``
-  is an error. A box reaching past the image's border is clipped to the image (a row's
+  detector's results on COCO images: ``785`` is ``000000000785.jpg``). Images without a box get
+  no row. Boxes naming images that are not under ``root`` (deleted since the detector ran) are
+  left out, with a warning naming how many; a file none of whose boxes names an image under
+  ``root`` is the wrong file (or folder), an error. A box reaching past the image's border is clipped to the image (a row's
   ``bbox`` lies inside its image, as in every converted dataset and in training); a box
   entirely outside its image is an error. ``min_score`` drops weaker boxes; the score is kept
   in ``extras["detection_score"]``. When some of a COCO dict's ``categories`` have "hand" in
@@ -83,9 +85,11 @@ def _side_of(det: dict[str, Any], category: str) -> str | None:
 def load_boxes(path: Path, known: Sequence[str], min_score: float = 0.0) -> dict[str, list[Box]]:
     """Parse a detections JSON into ``{relative image path: [(bbox, side, score), ...]}``.
 
+    Boxes naming an image that is not in ``known`` are left out and counted in a warning.
+
     Raises:
-        DatasetFormatError: malformed file, boxes that are not finite with positive size, or a
-            detection naming an image that is not in ``known``.
+        DatasetFormatError: malformed file, boxes that are not finite with positive size, or
+            not one box naming an image of ``known``.
     """
     data = load_json(Path(path), "a COCO-format detections JSON")
     names: dict[Any, str] = {}
@@ -114,6 +118,8 @@ def load_boxes(path: Path, known: Sequence[str], min_score: float = 0.0) -> dict
     hand_ids = {cid for cid, name in categories.items() if "hand" in name.lower()}
     boxes: dict[str, list[Box]] = {}
     others = 0
+    elsewhere: dict[str, int] = {}  # boxes per named image that is not in ``known``
+    named_here = 0
     for number, det in enumerate(detections):
         if not isinstance(det, dict):
             raise DatasetFormatError(path, f"detection {number} is not an object")
@@ -127,10 +133,17 @@ def load_boxes(path: Path, known: Sequence[str], min_score: float = 0.0) -> dict
         if not isinstance(name, str):
             raise DatasetFormatError(path, f"detection {number}: image_id {det.get('image_id')!r} names no image "
                                            "(give an 'images' list or file names)")
-        rel = name if name in known_set else (by_stem.get(Path(name).stem, [None])[0]
-                                              if len(by_stem.get(Path(name).stem, [])) == 1 else None)
+        same_stem = by_stem.get(Path(name).stem, [])
+        if name not in known_set and len(same_stem) > 1:
+            raise DatasetFormatError(path, f"detection {number}: image {name!r} may be any of {', '.join(same_stem)}: "
+                                           "name it by its path relative to the folder")
+        rel = name if name in known_set else (same_stem[0] if same_stem else None)
         if rel is None:
-            raise DatasetFormatError(path, f"detection {number}: image {name!r} is not in the folder")
+            # A folder from which images were deleted after the detector ran (or after a first
+            # pseudo-labelling round) keeps its detections file: the rest of it still holds.
+            elsewhere[name] = elsewhere.get(name, 0) + 1
+            continue
+        named_here += 1
         try:
             bbox = [float(v) for v in det["bbox"]]
         except (KeyError, TypeError, ValueError):
@@ -147,6 +160,14 @@ def load_boxes(path: Path, known: Sequence[str], min_score: float = 0.0) -> dict
         boxes.setdefault(rel, []).append((bbox, side, None if score is None else float(score)))
     if others:
         log.info("%s: %d boxes of categories that are not hands left out", path.name, others)
+    if elsewhere and not named_here:
+        raise DatasetFormatError(path, f"none of its {sum(elsewhere.values())} boxes names an image of the folder "
+                                       f"(the first names {next(iter(elsewhere))!r}): detections of another folder?")
+    if elsewhere:
+        names = sorted(elsewhere)
+        listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        log.warning("%s: %d boxes name %s not in the folder (%s): left out", path, sum(elsewhere.values()),
+                    "1 image that is" if len(names) == 1 else f"{len(names)} images that are", listed)
     return boxes
 
 

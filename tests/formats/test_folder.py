@@ -84,7 +84,7 @@ def test_boxes_give_one_row_per_box(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("dets, expected", [
-    ([{"image_id": "missing.jpg", "bbox": [0, 0, 1, 1]}], "not in the folder"),
+    ([{"image_id": "missing.jpg", "bbox": [0, 0, 1, 1]}], "none of its 1 boxes names an image of the folder"),
     ([{"image_id": "a.jpg", "bbox": [0, 0, -1, 1]}], "positive size"),
     ([{"image_id": "a.jpg"}], "needs 'bbox'"),
     ([{"image_id": 3, "bbox": [0, 0, 1, 1]}], "names no image"),
@@ -101,6 +101,29 @@ def test_bad_boxes_file(tmp_path: Path, dets: object, expected: str) -> None:
     with pytest.raises(DatasetFormatError, match=expected) as err:
         list(folder.read(tmp_path / "img", boxes=tmp_path / "dets.json"))
     assert "dets.json" in str(err.value)
+
+
+def test_boxes_of_images_gone_from_the_folder_are_left_out_and_counted(tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """A detections file made before some images were deleted still reads: the boxes of the
+    deleted images are left out, and a warning says how many (a file naming no image of the
+    folder at all is the wrong file, an error: see test_bad_boxes_file)."""
+    _tree(tmp_path / "img")
+    dets = [{"image_id": "a.jpg", "bbox": [0, 0, 4, 4]}, {"image_id": "gone.jpg", "bbox": [0, 0, 4, 4]},
+            {"image_id": "gone.jpg", "bbox": [5, 5, 4, 4]}, {"image_id": "sub/old.png", "bbox": [0, 0, 4, 4]}]
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    with caplog.at_level("WARNING"):
+        (row,) = folder.read(tmp_path / "img", boxes=tmp_path / "dets.json")
+    assert row.sample_id == "folder/unlabeled/a.jpg/box0"
+    assert "3 boxes name 2 images that are not in the folder (gone.jpg, sub/old.png): left out" in caplog.text
+
+
+def test_a_box_naming_a_file_stem_two_images_share_is_refused(tmp_path: Path) -> None:
+    _tree(tmp_path / "img")
+    (tmp_path / "img" / "sub" / "a.png").write_bytes(noise_image(np.random.default_rng(1), 8, 8, ".png"))
+    (tmp_path / "dets.json").write_text(json.dumps([{"image_id": "a.bmp", "bbox": [0, 0, 4, 4]}]))
+    with pytest.raises(DatasetFormatError, match=r"image 'a.bmp' may be any of a.jpg, sub/a.png"):
+        list(folder.read(tmp_path / "img", boxes=tmp_path / "dets.json"))
 
 
 def test_boxes_past_the_border_are_clipped_to_the_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -306,6 +306,34 @@ def test_an_update_whose_new_images_have_no_box_says_so(checkpoint: Path, images
     assert "nothing to add" in err and f"2 images of the folder have no box in {boxes}" in err
 
 
+def test_detections_of_an_image_deleted_since_are_left_out_with_or_without_update(
+        checkpoint: Path, images_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The detections file of a first round names an image removed from the folder since: an update
+    keeps that image's rows (docs/review.md, section 5) and a fresh run labels the others; both
+    leave its boxes out and say how many."""
+    import shutil
+
+    folder = tmp_path / "wild"
+    shutil.copytree(images_dir, folder)
+    boxes = folder / "detections.json"
+    pl.pseudo_label(checkpoint, folder, tmp_path / "out", boxes=boxes)
+    (folder / "b" / "c.jpg").unlink()
+    capsys.readouterr()
+    left_out = "2 boxes name 1 image that is not in the folder (b/c.jpg): left out"
+    with caplog.at_level("WARNING"):
+        assert main(["pseudo-label", str(checkpoint), str(folder), str(tmp_path / "out"), "--boxes", str(boxes),
+                     "--update"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert left_out in caplog.text and "their rows are kept" in err and "nothing to add" in err
+    assert len(_rows(tmp_path / "out" / "pseudo")) == 4
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert main(["pseudo-label", str(checkpoint), str(folder), str(tmp_path / "fresh"), "--boxes", str(boxes)]) == 0
+    assert left_out in caplog.text
+    assert sorted(r.image_id for r in _rows(tmp_path / "fresh" / "pseudo")) == ["pseudo/a.png", "pseudo/d.png"]
+
+
 def test_a_shard_that_finishes_before_the_others_says_it_exits(checkpoint: Path, images_dir: Path, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["pseudo-label", str(checkpoint), str(images_dir), str(tmp_path), "--shard", "0/2"]) == 0
