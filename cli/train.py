@@ -123,8 +123,6 @@ def train(
     columns = [TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}")]
     live = main and console.is_terminal
-    if main:
-        console.print(f"run folder {out}", markup=False)
     with Progress(*columns, console=console, disable=not live) as progress:
         task = progress.add_task("train", total=cfg.train.steps, losses="")
         printer = _progress_printer(progress if live else None, task, cfg.train.log_every) if main else None
@@ -139,7 +137,8 @@ def train(
             console.print(text, markup=False)
 
         run = train_model(cfg, out, resume=resume, progress=update if main else None, overwrite=overwrite,
-                          steps_from_budget=from_budget, notify=note if main else None)
+                          steps_from_budget=from_budget, notify=note if main else None,
+                          on_start=(lambda folder: note(f"run folder {folder}")) if main else None)
     if main:
         if reached and reached[0] < cfg.train.steps:
             # Asked for (--minutes or train.max_minutes): the expected end, said plainly, not warned.

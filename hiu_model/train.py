@@ -180,7 +180,8 @@ def _update(net: nn.Module, batch: dict[str, torch.Tensor], labeled: torch.Tenso
 
 
 def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | None = None,
-          overwrite: bool = False, steps_from_budget: bool = False, notify: Callable[[str], None] | None = None) -> Path:
+          overwrite: bool = False, steps_from_budget: bool = False, notify: Callable[[str], None] | None = None,
+          on_start: Callable[[Path], None] | None = None) -> Path:
     """Train ``cfg`` into the run folder ``out`` and return it.
 
     Args:
@@ -194,6 +195,8 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
             the measured pace (:mod:`hiu_model.schedule`; the final total ends in ``cfg.train.steps``).
             On resume: continue the checkpoint's schedule; False: ``cfg.train.steps`` is explicit.
         notify: called on the main process with a one-line note when the schedule is re-sized.
+        on_start: called on the main process with the run folder once it is made (or found, on
+            resume) and the training data are read: a run refused before then leaves no folder.
     Raises:
         HiuError: no data, bad sources, an existing run, nothing to resume.
         TrainingInterrupted: SIGINT or SIGTERM arrived; the run stopped after the current step,
@@ -250,6 +253,8 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
             if fresh and info.is_main:  # bad data: leave no run folder behind
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
+        if on_start is not None and info.is_main:
+            on_start(run_dir)
         sizer = Resizer(plan, tc, batches, notify if info.is_main else None)
         logger = RunLog(run_dir, enabled=info.is_main, resume_step=state["step"] if resume_from else None)
         start = int(state["step"])

@@ -32,9 +32,10 @@ def test_train_eval_predict_commands(tmp_path: Path, capsys: pytest.CaptureFixtu
     run = tmp_path / "run"
     code = main(["train", "--preset", "tiny", *SMALL, "--data", str(data), "--val", str(data), "--steps", "2",
                  "--batch-size", "2", "--workers", "0", "--out", str(run)])
-    assert code == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 0, err
     assert (run / "checkpoints" / "step-000002" / "model.safetensors").exists()
-    capsys.readouterr()
+    assert f"run folder {run}" in err.splitlines()
 
     # Resume with more steps: the run's own config, extended by the flag.
     assert main(["train", "--out", str(run), "--resume", "--steps", "3"]) == 0

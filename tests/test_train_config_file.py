@@ -159,9 +159,16 @@ def test_typical_mistakes_in_a_config_are_one_line_and_exit_1(
     path.write_text(f"preset: tiny\ntrain:\n{train}")
     assert main(["train", str(path), *QUICK, "--out", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if not line.startswith("run folder")]
+    lines = err.splitlines()  # no "run folder" line: none is made
     where = str(path) if named == "file" else str(hands_root / named)
     assert len(lines) == 1 and lines[0].startswith(f"error: {where}: ") and message in lines[0], err
+    assert not (tmp_path / "run").exists()
+
+
+def test_no_training_data_is_one_line_that_names_no_run_folder(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--preset", "tiny", "--out", str(tmp_path / "run")]) == 1
+    assert capsys.readouterr().err.splitlines() == ["error: no training data: set train.datasets (or pass --data DIR)"]
     assert not (tmp_path / "run").exists()
 
 
