@@ -141,9 +141,12 @@ def train(
                           on_start=(lambda folder: note(f"run folder {folder}")) if main else None)
     if main:
         if reached and reached[0] < cfg.train.steps:
-            # Asked for (--minutes or train.max_minutes): the expected end, said plainly, not warned.
-            console.print(f"stopped at the time limit after step {reached[0]} of {cfg.train.steps} "
-                          f"(train.max_minutes={cfg.train.max_minutes:g}), with a checkpoint", markup=False)
+            # Asked for (--minutes or train.max_minutes): the expected end, said plainly, not warned,
+            # and in the terms it was asked in (a budget's train.max_minutes is what the timing left).
+            limit = (f"--minutes {minutes:g}, the timing included" if from_budget and not resume
+                     else f"train.max_minutes={cfg.train.max_minutes:g}")
+            console.print(f"stopped at the time limit after step {reached[0]} of {cfg.train.steps} ({limit}), "
+                          "with a checkpoint", markup=False)
         best = read_best(run)
         if best:
             console.print(f"best {best['metric']} = {best['value']:.4f} at step {best['step']}", markup=False)
@@ -166,7 +169,14 @@ def _steps_for(cfg: Any, out: Path, overwrite: bool, minutes: float, started: fl
     if main:
         console.print(f"timing a few steps to fit the schedule into {minutes:g} minutes", markup=False)
     fit = budget.fit_budget(cfg, minutes, cfg.train.batch_size, spent_seconds=time.perf_counter() - started)
-    if main:
+    if main and fit.used_up:
+        # Said in the user's own terms: the limit the run then stops at (train.max_minutes, a
+        # token 0.001) is not a number they gave.
+        console.print(f"warning: timing a step took all of --minutes {minutes:g} ({60 * minutes:.1f} s): "
+                      f"{fit.timing_seconds:.0f} s here, then about {fit.step_seconds:.2g} s a step; the run trains "
+                      f"one step, with a checkpoint, and stops; --minutes {fit.minutes_needed():g} or more trains "
+                      f"{budget.MIN_STEPS} steps or more (or give --steps N)", markup=False)
+    elif main:
         console.print(f"{fit.steps} steps of batch {cfg.train.batch_size} (train.steps) in the {fit.train_minutes:.1f} "
                       f"minutes left after {fit.timing_seconds:.0f} s of timing, re-sized to the measured pace at "
                       f"{' and '.join(f'{f:.0%}' for f in RESIZE_AT)} of them; the run stops then either way "

@@ -21,6 +21,7 @@ that ``--minutes 0.3`` is about 0.3 minutes of timing plus training, not 0.3 min
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -144,11 +145,21 @@ class Budget:
         steps: optimizer steps that fit in ``train_minutes`` (at least :data:`MIN_STEPS`).
         train_minutes: minutes left for training (``train.max_minutes``) after the timing.
         timing_seconds: seconds the timing (and anything before it that was passed in) took.
+        step_seconds: the expected wall seconds of one step, from the timing.
+        used_up: the timing left less than one step's time: the run trains one step (the time
+            limit is checked after each) and stops, past the budget.
     """
 
     steps: int
     train_minutes: float
     timing_seconds: float
+    step_seconds: float = 0.0
+    used_up: bool = False
+
+    def minutes_needed(self) -> float:
+        """A budget that would leave :data:`MIN_STEPS` steps after a timing as long as this one,
+        in minutes rounded up to two decimals."""
+        return math.ceil((self.timing_seconds + MIN_STEPS * self.step_seconds) / 60.0 * 100) / 100
 
 
 def fit_budget(cfg: Any, minutes: float, batch_size: int, spent_seconds: float = 0.0) -> Budget:
@@ -164,4 +175,4 @@ def fit_budget(cfg: Any, minutes: float, batch_size: int, spent_seconds: float =
     spent = spent_seconds + time.perf_counter() - start
     left = total - spent
     steps = max(MIN_STEPS, int(max(left, 0.0) / per_step))
-    return Budget(steps, max(round(left / 60.0, 4), MIN_TRAIN_MINUTES), spent)
+    return Budget(steps, max(round(left / 60.0, 4), MIN_TRAIN_MINUTES), spent, per_step, left < per_step)

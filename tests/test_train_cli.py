@@ -272,6 +272,25 @@ def test_minutes_resize_the_schedule_to_the_pace_and_say_so(tmp_path: Path, caps
     assert "stopped at the time limit" not in err
 
 
+def test_a_budget_the_timing_uses_up_is_named_as_given_and_trains_one_step(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from hiu_model import budget
+
+    def timing(cfg, batch_size: int, max_seconds: float | None = None) -> float:  # noqa: ANN001
+        time.sleep(0.7)  # longer than the whole budget: a loaded machine, or a slow first step
+        return 0.05
+
+    monkeypatch.setattr(budget, "time_step", timing)
+    data = write_hands(tmp_path / "data", 4, seed=7)
+    assert main(["train", "--preset", "tiny", *SMALL, "--batch-size", "2", "--workers", "0", "--data", str(data),
+                 "--minutes", "0.01", "--out", str(tmp_path / "run")]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "warning: timing a step took all of --minutes 0.01 (0.6 s)" in err, err
+    assert "train.max_minutes=0.001" not in err and "in the 0.0 minutes left" not in err
+    assert "stopped at the time limit after step 1 of 10 (--minutes 0.01, the timing included), with a checkpoint" in err
+    assert (tmp_path / "run" / "checkpoints" / "step-000001").is_dir()
+
+
 def test_a_run_stopped_by_its_time_limit_says_so_plainly(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                           caplog: pytest.LogCaptureFixture) -> None:
     data = write_hands(tmp_path / "data", 4, seed=7)
