@@ -19,6 +19,8 @@ def import_files(
                                                      "or chumpy-free .npz).", show_default=False)],
     mano_dir: Annotated[Path | None, typer.Option("--mano-dir", help="Destination folder (default: $HIU_MANO_DIR, "
                                                                      "else $HIU_HOME/mano, HIU_HOME defaulting to ~/.cache/hiu).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an installed model that differs from the "
+                                                                "one given (the same model imports again without it).")] = False,
 ) -> None:
     """Convert the official MANO pickles into chumpy-free .npz files in the asset folder.
 
@@ -26,14 +28,15 @@ def import_files(
     beyond numpy arrays and the chumpy/scipy records a MANO file holds is refused unrun);
     every array's shape is checked; the left model's known shapedirs sign error is fixed when
     MANO_RIGHT is given or installed (a MANO_LEFT imported alone is fixed when MANO_RIGHT is
-    imported; manifest.json says which). Download mano_v1_2.zip ("Models & Code") from
+    imported; manifest.json says which). An installed model is replaced by another only with
+    --overwrite: runs trained with it do not load with another. Download mano_v1_2.zip ("Models & Code") from
     https://mano.is.tue.mpg.de after registering.
 
     Example: hiu-data mano import mano_v1_2/models/MANO_RIGHT.pkl mano_v1_2/models/MANO_LEFT.pkl
     """
     from hiu_model.mano_import import import_mano
 
-    for path in import_mano(files, mano_dir):
+    for path in import_mano(files, mano_dir, overwrite=overwrite):
         console.print(f"wrote {path}", soft_wrap=True)
 
 

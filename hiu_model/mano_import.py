@@ -34,7 +34,7 @@ from typing import IO, Any, Callable
 
 import numpy as np
 
-from hiu_data.errors import DatasetFormatError
+from hiu_data.errors import DatasetFormatError, OutputExistsError
 from hiu_data.io import safe_pickle
 from hiu_data.skeleton import MANO_PARENTS
 
@@ -279,7 +279,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 
 
 def import_mano(paths: list[Path] | list[str], out_dir: Path | str | None = None,
-                num_verts: int | None = MANO_NUM_VERTS) -> list[Path]:
+                num_verts: int | None = MANO_NUM_VERTS, overwrite: bool = False) -> list[Path]:
     """Convert official MANO files into chumpy-free ``MANO_<SIDE>.npz`` in the asset folder.
 
     Args:
@@ -287,9 +287,14 @@ def import_mano(paths: list[Path] | list[str], out_dir: Path | str | None = None
         out_dir: destination; default :func:`hiu_model.mano.mano_dir` (``$HIU_MANO_DIR`` or
             ``$HIU_HOME/mano``).
         num_verts: expected vertex count (MANO: 778); None accepts any (tests, other meshes).
+        overwrite: replace an installed model that differs from the one given (the same model,
+            from its ``.pkl`` or an ``.npz`` of it, is imported again without it).
     Returns:
         the written ``.npz`` paths (an installed MANO_LEFT fixed when MANO_RIGHT comes
-        included). ``manifest.json`` beside them records, per file, its sha256, the source path
+        included).
+    Raises:
+        OutputExistsError: without ``overwrite``, an installed model differs from one given;
+            nothing is written. ``manifest.json`` beside them records, per file, its sha256, the source path
         and sha256, and ``shapedirs_x_negated``: whether the left model's x shape directions
         were negated (the known MANO_LEFT sign issue, :func:`hiu_model.mano.fix_left_shapedirs`),
         null while no right model was there to check them against.
@@ -323,6 +328,9 @@ def import_mano(paths: list[Path] | list[str], out_dir: Path | str | None = None
             negated["left"] = None
             log.warning("importing MANO_LEFT without MANO_RIGHT: its shapedirs sign cannot be checked; "
                         "importing MANO_RIGHT later checks it and fixes the installed file")
+    if not overwrite:
+        for side, (_, arrays) in models.items():
+            _refuse_another_model(out / (MANO_FILES[side] + ".npz"), side, arrays, right, manifest, num_verts)
     written = []
     for side, (src, arrays) in models.items():
         dest = out / (MANO_FILES[side] + ".npz")
@@ -339,6 +347,33 @@ def import_mano(paths: list[Path] | list[str], out_dir: Path | str | None = None
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     _write_atomic(manifest_path, lambda f: f.write(text.encode()))
     return written
+
+
+def _refuse_another_model(dest: Path, side: str, arrays: dict[str, np.ndarray], right: dict[str, np.ndarray] | None,
+                          manifest: dict[str, Any], num_verts: int | None) -> None:
+    """Raise OutputExistsError when ``dest`` holds another model than ``arrays`` (as they will be
+    written). A checkpoint records the digest of its hand model's arrays and refuses another, so
+    a model silently replaced would stop every run trained with it from loading; the same model
+    again (from its pickle or from an ``.npz`` of it, its left shape directions fixed or not) is
+    harmless, and so is replacing a damaged file, which is what a re-import is for."""
+    from hiu_model.mano import fix_left_shapedirs, model_digest
+
+    if not dest.is_file():
+        return
+    try:
+        installed = read_model_file(dest, num_verts)
+    except DatasetFormatError:
+        log.warning("%s is unreadable; replacing it", dest)
+        return
+    if side == "left" and right is not None:
+        fix_left_shapedirs(installed, right)  # as ``arrays`` are, when it was imported unchecked
+    if model_digest(installed) == model_digest(arrays):
+        return
+    entry = manifest.get(dest.name)
+    source = entry.get("source") if isinstance(entry, dict) else None
+    raise OutputExistsError(f"{dest}: holds another MANO {side} model" + (f" (imported from {source})" if source else "")
+                            + "; pass --overwrite to replace it (runs trained with it load again once it is "
+                              "imported back)")
 
 
 def _check_installed_left(out: Path, right: dict[str, np.ndarray], manifest: dict[str, Any],

@@ -362,3 +362,34 @@ def test_a_correct_left_imported_alone_is_recorded_as_checked_once_right_is_ther
     assert import_mano([tmp_path / "MANO_RIGHT.pkl"]) == [folder / "MANO_RIGHT.npz"]
     left = json.loads((folder / "manifest.json").read_text())["MANO_LEFT.npz"]
     assert left["shapedirs_x_negated"] is False and left["sha256"] == before == sha256_file(folder / "MANO_LEFT.npz")
+
+
+def test_another_model_replaces_an_installed_one_only_with_overwrite(official_pickle, tmp_path, capsys):
+    """Runs trained with the installed model refuse another one: importing a different file over it
+    takes --overwrite, as every command that would replace its output; the same model imports again."""
+    arrays = synthetic_mano_arrays(0)
+    (tmp_path / "MANO_RIGHT.pkl").write_bytes(official_pickle(arrays))
+    (tmp_path / "MANO_LEFT.pkl").write_bytes(official_pickle(_left_with_the_sign_issue(arrays), seed=1))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "MANO_RIGHT.pkl").write_bytes(official_pickle(synthetic_mano_arrays(1)))
+    out = tmp_path / "assets"
+    right = out / "MANO_RIGHT.npz"
+    assert main(["mano", "import", str(tmp_path / "MANO_LEFT.pkl"), "--mano-dir", str(out)]) == 0
+    assert main(["mano", "import", str(tmp_path / "MANO_RIGHT.pkl"), "--mano-dir", str(out)]) == 0
+    installed = sha256_file(right)
+    capsys.readouterr()
+
+    assert main(["mano", "import", str(tmp_path / "other" / "MANO_RIGHT.pkl"), "--mano-dir", str(out)]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err == [f"error: {right}: holds another MANO right model (imported from {tmp_path / 'MANO_RIGHT.pkl'}); "
+                   "pass --overwrite to replace it (runs trained with it load again once it is imported back)"]
+    assert sha256_file(right) == installed
+
+    # The same files again (the left one now checked against the installed right): no --overwrite needed.
+    assert main(["mano", "import", str(tmp_path / "MANO_RIGHT.pkl"), str(tmp_path / "MANO_LEFT.pkl"),
+                 "--mano-dir", str(out)]) == 0
+    assert main(["mano", "import", str(tmp_path / "other" / "MANO_RIGHT.pkl"), "--mano-dir", str(out),
+                 "--overwrite"]) == 0
+    assert sha256_file(right) != installed
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["MANO_RIGHT.npz"]["source"] == str(tmp_path / "other" / "MANO_RIGHT.pkl")
