@@ -6,7 +6,7 @@ import contextlib
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Callable, Iterator
+from typing import Annotated, Callable, Iterator, Literal
 
 import typer
 from rich.console import Console
@@ -29,7 +29,11 @@ TtaRotation = Annotated[float, typer.Option(
     help="Test-time augmentation: also run the crops turned by -DEG and +DEG and average the heat-maps and masks (0 = off; 30 = the training rotation range).")]
 BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Hand crops per forward pass.")]
 Device = Annotated[str, typer.Option("--device", help="Torch device: auto (CUDA when available, else the CPU), cpu, cuda, cuda:N.")]
-OnError = Annotated[str, typer.Option("--on-error", help="fail: stop at the first bad sample; skip: skip and count it.")]
+# Options with a fixed set of values are typed Literal[...]: a value outside it is a usage error
+# (the usage and exit 2, before any work), as a value out of a range is, and the help lists them;
+# the command still receives the string.
+OnError = Annotated[Literal["fail", "skip"], typer.Option(
+    "--on-error", help="fail: stop at the first bad sample; skip: skip and count it.")]
 
 
 def counted(n: int, noun: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
@@ -18,7 +18,7 @@ def convert(
     name: Annotated[str, typer.Argument(help="Dataset format (any case): " + ", ".join(formats.REGISTRY), show_default=False)],
     paths: Annotated[list[Path], typer.Argument(help="RAW_ROOT OUT (coco: ANNOTATIONS.json IMAGE_ROOT OUT).", show_default=False)],
     split: Split = None,
-    images: Annotated[str, typer.Option("--images", help="embed: store the image bytes; reference: store paths relative to RAW_ROOT.")] = "embed",
+    images: Annotated[Literal["embed", "reference"], typer.Option("--images", help="embed: store the image bytes; reference: store paths relative to RAW_ROOT.")] = "embed",
     workers: Workers = 1,
     on_error: OnError = "fail",
     overwrite: Overwrite = False,

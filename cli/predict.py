@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -15,7 +15,7 @@ def predict(
     images: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images (only the images directly in a folder; not its sub-folders).", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the overlays and predictions.json.")] = Path("predictions"),
     boxes: Annotated[Path | None, typer.Option("--boxes", help='JSON {"file name": [\\[x, y, w, h], ...]} (pixels) or COCO-format detections; default: the whole image is one hand.')] = None,
-    side: Annotated[str, typer.Option("--side", help="auto (try both, keep the more consistent), left or right.")] = "auto",
+    side: Annotated[Literal["auto", "left", "right"], typer.Option("--side", help="auto (try both, keep the more consistent), left or right.")] = "auto",
     batch_size: BatchSize = 16,
     device: Device = "auto",
     tta_rotation: TtaRotation = 0.0,
@@ -29,11 +29,8 @@ def predict(
     An image file that cannot be read stops the run with nothing written; with --on-error skip it
     is named in a warning, gets no overlay and no entry in predictions.json, and is counted.
     """
-    from hiu_data.errors import HiuError
     from hiu_model.overlay import find_images, images_in_sub_folders, predict_files
 
-    if side not in ("auto", "left", "right"):
-        raise HiuError(f"--side must be auto, left or right, not {side!r}")
     total = len(find_images(images))
     for folder, count in images_in_sub_folders(images).items():
         console.print(f"note: {folder}: {counted(count, 'image')} in its sub-folders {'was' if count == 1 else 'were'} "

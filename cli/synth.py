@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
 
 from hiu_cli._common import Overwrite, Seed, Workers, console, progress_bar
 from hiu_data.synth.profiles import FORMATS
+
+# A value outside FORMATS is a usage error, as for every option with a fixed set of values
+# (hiu_cli._common); format names in any case, as for convert.
+Format = Literal[FORMATS]  # type: ignore[valid-type]
 
 Size = Annotated[int, typer.Option("--size", min=32, max=2048, help="Image side in pixels where the format fixes none.")]
 
@@ -19,7 +23,8 @@ def synth(
                                         show_default=False)],
     n: Annotated[int, typer.Option("--n", "-n", min=1, help="Number of images (a few have two hands).")] = 2000,
     seed: Seed = 0,
-    format: Annotated[str, typer.Option("--format", "-f", help="parquet or a raw layout: " + ", ".join(FORMATS[1:]))] = "parquet",
+    format: Annotated[Format, typer.Option("--format", "-f", case_sensitive=False,
+                                           help="parquet, or a dataset's raw layout (any case).")] = "parquet",
     size: Size = 224,
     test_fraction: Annotated[float, typer.Option("--test-fraction", min=0.0, max=1.0,
                                                  help="Share of images in the held-out split.")] = 0.1,
@@ -32,12 +37,8 @@ def synth(
 
     Example: hiu-data synth /tmp/rhd_raw --format rhd --n 200 (then: hiu-data convert rhd /tmp/rhd_raw ~/hiu)
     """
-    from hiu_data.errors import HiuError
     from hiu_data.synth.generate import write_synth
 
-    format = format.lower()  # format names in any case, as for convert
-    if format not in FORMATS:
-        raise HiuError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
     with progress_bar(f"synth {format}", total=n, unit="images") as advance:
         result = write_synth(out, n, seed, format, size=size, workers=workers, test_fraction=test_fraction,
                              overwrite=overwrite, progress=advance)

@@ -372,3 +372,22 @@ def test_a_short_option_has_one_long_name_in_every_command() -> None:
                 long_names.setdefault(short, []).append({o for o in opts if o.startswith("--")})
     shared = {short: set.intersection(*names) for short, names in long_names.items()}
     assert all(shared.values()), {short: names for short, names in long_names.items() if not shared[short]}
+
+
+@pytest.mark.parametrize("args, option", [
+    (["convert", "folder", "IMAGES", "OUT", "--images", "copy"], "--images"),
+    (["convert", "folder", "IMAGES", "OUT", "--on-error", "ignore"], "--on-error"),
+    (["predict", "RUN", "a.png", "--out", "OUT", "--on-error", "ignore"], "--on-error"),
+    (["predict", "RUN", "a.png", "--out", "OUT", "--side", "both"], "--side"),
+    (["pseudo-label", "RUN", "IMAGES", "OUT", "--on-error", "ignore"], "--on-error"),
+    (["synth", "OUT", "--format", "coco"], "--format"),
+])
+def test_a_value_outside_an_options_choices_is_a_usage_error(args: list[str], option: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """As a value out of a range is: the usage and exit 2, before any work (nothing is written)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "Usage: hiu-data" in err and f"Invalid value for '{option}'" in err and args[-1] in err
+    assert list(tmp_path.iterdir()) == []

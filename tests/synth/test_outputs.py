@@ -80,7 +80,7 @@ def test_cli_synth_and_synth_wild(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert (tmp_path / "s" / "synth" / "manifest.json").is_file()
     assert main(["synth", str(tmp_path / "s"), "--n", "3"]) == 1
     assert "exists" in capsys.readouterr().err
-    assert main(["synth", str(tmp_path / "t"), "--format", "nope"]) == 1
+    assert main(["synth", str(tmp_path / "t"), "--format", "nope"]) == 2  # usage error
     assert main(["synth-wild", str(tmp_path / "w"), "--n", "2", "--size", "64", "--workers", "1"]) == 0
     assert len(list((tmp_path / "w").glob("*.jpg"))) == 2
     # The ground truth cannot be written (its folder is a file): no images are left either.
