@@ -19,7 +19,12 @@ the schedule to the budget at :data:`RESIZE_AT` of it:
   point waits for them);
 - the first re-size at 10 % of the budget: the window is past the one-off costs, the warm-up is
   usually over (it is at most a tenth of the steps) and the cosine has barely started, so moving
-  its end changes little that has already happened;
+  its end changes little that has already happened. Its window is short (a minute and a half of
+  a 15-minute run), and a busy minute (another job starting, a cold disk cache) would cut the
+  schedule by half or more, after which the second re-size can only stretch what is left of a
+  cosine already far down: it cuts the total to no less than :data:`FIRST_RESIZE_FLOOR` of it,
+  and the second makes the larger cuts. Raising the total is not bounded (a total too short
+  would end the run before the second re-size could correct it);
 - the second at 50 %: a window five times longer averages the periodic evaluations and
   checkpoints and the slow and fast minutes of a shared machine, and it comes before the switch to
   plain crops (at 75 % of the steps for ``tiny``), which then lands where the final total puts it.
@@ -66,6 +71,10 @@ RESIZE_AT = (0.1, 0.5)
 """Fractions of the training budget (``train.max_minutes``) at which the schedule is re-sized."""
 MIN_WINDOW_STEPS = 5
 """Steps the pace must be measured over before a re-size (a re-size point waits for them)."""
+FIRST_RESIZE_FLOOR = 0.75
+"""The least share of its total that the first re-size keeps when a later one is to come (its
+window is short). A run whose first minute was slowed by other jobs was cut from 1,755 to 646
+steps at 10 %, re-sized to 1,083 at 50 % with the cosine by then 85 % through."""
 RESERVE_SHARE = 0.01
 """Share of the budget kept after the last step (the final checkpoint and evaluation)."""
 RESERVE_LEFT_SHARE = 0.03
@@ -224,6 +233,8 @@ class Resizer:
         reserve = (RESERVE_SHARE * self.budget_s + RESERVE_LEFT_SHARE * max(self.budget_s - elapsed_s, 0.0)
                    + RESERVE_STEPS * step_s)
         proposal = fit_total(step, elapsed_s, self.budget_s, step_s, reserve) if step_s > 0 else self.plan.total
+        if self.plan.resizes == 0 and elapsed_s < RESIZE_AT[-1] * self.budget_s:  # a later re-size is to come
+            proposal = max(proposal, math.ceil(FIRST_RESIZE_FLOOR * self.plan.total))
         passed = sum(elapsed_s >= f * self.budget_s for f in RESIZE_AT)
         views = distributed.all_gather((proposal, passed, step_s), info)
         total = min(v[0] for v in views)

@@ -122,9 +122,10 @@ def test_resize_points_wait_for_the_pace_and_an_explicit_total_is_never_resized(
     elapsed = {step: 1.0 + step for step in range(1, 101)}
     due = [step for step in range(1, 40) if sizer.step_done(step, elapsed[step])]
     assert due[0] == 5  # 6 s at step 5, 4 steps measured
-    # 54 s left, less 0.6 s (1 % of 60), 1.62 s (3 % of 54) and 2 steps: 49 more steps.
+    # 54 s left, less 0.6 s (1 % of 60), 1.62 s (3 % of 54) and 2 steps: 49 more steps, 54 in
+    # all; a first re-size keeps at least 75 % of the total (its window is short).
     assert sizer.resize(5, elapsed[5], SINGLE)
-    assert tc.steps == sizer.plan.total == 54 and batches.first_plain == 54 - 14
+    assert tc.steps == sizer.plan.total == 75 and batches.first_plain == 75 - 19
     assert [s for s in range(6, 40) if sizer.step_done(s, elapsed[s])][0] == 29
     # On pace, with less time left to be unsure of: 30 - 0.6 - 0.9 - 2 = 26.5 s, 26 more steps.
     assert sizer.resize(29, elapsed[29], SINGLE)
@@ -134,6 +135,29 @@ def test_resize_points_wait_for_the_pace_and_an_explicit_total_is_never_resized(
     fixed_tc = _tc("train.max_minutes=1")
     fixed, _ = _resizer(fixed_tc, sized=False)
     assert not any(fixed.step_done(s, elapsed[s]) for s in range(1, 101)) and fixed_tc.steps == 100
+
+
+def test_only_the_first_resize_is_bounded_and_only_when_a_second_is_to_come(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(schedule, "MIN_WINDOW_STEPS", 3)
+    tc = _tc("train.max_minutes=1", "train.steps=200")
+    sizer, _ = _resizer(tc, sized=True)
+    for step in range(1, 6):
+        sizer.step_done(step, 1.0 + step)  # 1 s a step: about 55 steps fit, not 200
+    sizer.resize(5, 6.0, SINGLE)
+    assert tc.steps == 150  # 75 % of 200
+    for step in range(6, 30):
+        sizer.step_done(step, 1.0 + step)
+    sizer.resize(29, 30.0, SINGLE)
+    assert tc.steps == 55  # the second re-size is not bounded
+
+    # A first re-size met past the last re-size point (a slow first window, a resumed run) is the
+    # last one: not bounded either.
+    late_tc = _tc("train.max_minutes=1", "train.steps=200")
+    late, _ = _resizer(late_tc, sized=True)
+    for step in range(1, 6):
+        late.step_done(step, 25.0 + 2.0 * step)
+    late.resize(5, 35.0, SINGLE)
+    assert late_tc.steps < 150 and late.plan.resizes == 2
 
 
 def test_a_resize_that_changes_the_total_says_so_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
