@@ -305,6 +305,9 @@ def validate(config: Config) -> None:
         raise ConfigError(f"model.tasks: unknown task(s) {unknown}; available: {', '.join(TASKS)}")
     if not set(model.tasks) & {"heatmap", "mask", "pof"}:
         raise ConfigError("model.tasks: enable at least one of heatmap, mask, pof")
+    if config.data.upright and "heatmap" not in model.tasks:
+        raise ConfigError("data.upright (on in the tiny preset) needs the heatmap task, whose heat-maps the upright "
+                          "search reads: add heatmap to model.tasks or set data.upright=false")
     if model.input_size % 4:
         raise ConfigError(f"model.input_size: {model.input_size} is not a multiple of 4 (the stem downsamples 4x)")
     if len(model.encoder_widths) != len(model.encoder_blocks) or min(model.encoder_blocks, default=0) < 1:

@@ -43,6 +43,7 @@ re-exported here.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ from hiu_data.skeleton import NUM_JOINTS, ROOT
 from hiu_data.targets import encode_heatmaps, encode_pof, mask_target
 from hiu_model.crop import (CropTransform, PhotometricParams, apply_photometric, decode_for_crop,
                             make_crop_transform, normalise, warp_image)
+from hiu_model.upright import upright_rotation
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,10 @@ class DataOptions:
         blur_prob: probability of a Gaussian blur; blur_sigma: its sigma range in crop pixels.
         mean, std: RGB normalisation of the [0, 1] image.
         mirror_left: flip left hands into the right-hand frame.
+        upright: turn each training crop so that the hand points up (wrist below the middle
+            finger's knuckle, from the row's 2D labels) before the random rotation; inference
+            searches for that angle (:mod:`hiu_model.upright`). CHOICE (not in the paper; as
+            MediaPipe Hands turns its region of interest): off by default, on in ``tiny``.
     """
 
     input_size: int = 256
@@ -104,6 +110,7 @@ class DataOptions:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     mirror_left: bool = True
+    upright: bool = False
 
 
 @dataclass(frozen=True)
@@ -278,13 +285,30 @@ class HandCropDataset(torch.utils.data.Dataset):
         rng = augment_rng(self.seed, index if key is None else key, self.epoch if key is None else 0)
         return sample_augment(rng, self.options)
 
-    def example(self, index: int, key: int | None = None, augment: bool | None = None) -> dict[str, Any]:
-        """The numpy form of an item (what the preview draws); ``index`` is added."""
+    def example(self, index: int, key: int | None = None, augment: bool | None = None,
+                rotation_deg: float | None = None) -> dict[str, Any]:
+        """The numpy form of an item (what the preview draws); ``index`` is added.
+
+        ``rotation_deg`` turns the crop by that many degrees (before any augmentation draw):
+        the angles of the inference's upright search. Without it, a training dataset with
+        ``options.upright`` turns the crop by the row's own :func:`upright_rotation`.
+        """
         row = int(self.rows[index])
         sample = self.records[row]
-        out = make_example(sample, image_bytes_of(self.records, row, sample), self.options, self.params_for(index, key, augment))
+        params = self.params_for(index, key, augment)
+        if rotation_deg is None and self.train and self.options.upright:
+            rotation_deg = upright_rotation(sample.keypoints_2d, sample.visibility)
+        if rotation_deg:
+            params = dataclasses.replace(params, rotation_deg=params.rotation_deg + float(rotation_deg))
+        out = make_example(sample, image_bytes_of(self.records, row, sample), self.options, params)
         out["index"] = index
         return out
+
+    def batch_at(self, indices: Sequence[int], rotations_deg: Sequence[float]) -> dict[str, torch.Tensor]:
+        """Un-augmented items ``indices``, each crop turned by its angle, collated into a batch."""
+        items = [to_tensors(self.example(int(i), augment=False, rotation_deg=float(a)))
+                 for i, a in zip(indices, rotations_deg)]
+        return torch.utils.data.default_collate(items)
 
     def sample(self, index: int) -> HandSample:
         """The stored record of item ``index``."""

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -42,6 +42,8 @@ from hiu_data.io.parquet import find_dataset_dirs, load_manifest
 from hiu_model import metrics
 from hiu_model.predict import crop_outputs, map_to_image, points_to_image
 from hiu_model.sampling import DataSource, as_source, no_rows_error
+from hiu_model.tta import without_tta
+from hiu_model.upright import search_upright
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +120,19 @@ def collect(model: torch.nn.Module, cfg: Any, folder: str | Path, split: str | N
     def add(key: str, value: Any) -> None:
         rows.setdefault(key, []).append(np.asarray(value))
 
-    for batch in loader:
+    def forward(batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
         if predictor is not None:
-            crop = predictor(batch)
-        else:
-            crop = crop_outputs(model(batch["image"].to(device), batch["camera_K"].to(device)), size)
+            return predictor(batch)
+        return crop_outputs(model(batch["image"].to(device), batch["camera_K"].to(device)), size)
+
+    def search_forward(batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        if predictor is not None:
+            return predictor(batch)
+        return crop_outputs(without_tta(model)(batch["image"].to(device), batch["camera_K"].to(device)), size)
+
+    batches = upright_batches(dataset, indices, batch_size, search_forward) if cfg.data.upright else loader
+    for batch in batches:
+        crop = forward(batch)
         affines = batch["crop_affine"].numpy()
         if "joints_3d" in crop and hand is not None:
             posed = hand(batch["mano_pose"].to(device), batch["mano_betas"].to(device), None)
@@ -151,6 +161,23 @@ def collect(model: torch.nn.Module, cfg: Any, folder: str | Path, split: str | N
         if progress is not None:
             progress(len(batch["index"]))
     return {key: np.stack(values) for key, values in rows.items()}
+
+
+def upright_batches(dataset: Any, indices: np.ndarray, batch_size: int,
+                    forward: Callable[[dict[str, torch.Tensor]], dict[str, np.ndarray]]) -> Iterator[dict[str, torch.Tensor]]:
+    """Batches of ``dataset`` items ``indices``, each crop turned upright by the search of
+    :func:`hiu_model.upright.search_upright` run with ``forward`` (batch -> crop outputs with
+    ``heatmap_peaks`` and ``heatmap_keypoints``); no labels are used."""
+    mirror = dataset.options.mirror_left
+    for start in range(0, len(indices), batch_size):
+        chunk = [int(i) for i in indices[start:start + batch_size]]
+        mirrored = np.array([mirror and dataset.sample(i).hand_side == "left" for i in chunk])
+
+        def run(angles: np.ndarray, chunk: list[int] = chunk) -> tuple[np.ndarray, np.ndarray]:
+            crop = forward(dataset.batch_at(chunk, angles))
+            return crop["heatmap_peaks"], crop["heatmap_keypoints"]
+
+        yield dataset.batch_at(chunk, search_upright(run, mirrored))
 
 
 def compute_metrics(data: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:

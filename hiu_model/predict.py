@@ -180,14 +180,15 @@ def _sides_per_box(boxes: list[np.ndarray], sides: Any) -> list[list[str]]:
     return out
 
 
-def _crop(image: np.ndarray, box: np.ndarray, side: str, cfg: Any) -> tuple[np.ndarray, CropTransform]:
-    from hiu_model.data import crop_for
+def _crop(image: np.ndarray, box: np.ndarray, side: str, cfg: Any,
+          rotation_deg: float = 0.0) -> tuple[np.ndarray, CropTransform]:
+    from hiu_model.data import AugmentParams, crop_for
 
     height, width = image.shape[:2]
     record = HandSample(sample_id="predict", dataset="predict", split="unlabeled", image_id="predict",
                         width=width, height=height, hand_side=side, bbox=box,
                         visibility=np.zeros(NUM_JOINTS, np.uint8))
-    transform = crop_for(record, cfg.data)
+    transform = crop_for(record, cfg.data, AugmentParams(rotation_deg=float(rotation_deg)))
     border = tuple(round(255 * v) for v in cfg.data.mean)
     crop = warp_image(np.ascontiguousarray(image), transform.affine, cfg.data.input_size, border)
     return normalise(crop, cfg.data.mean, cfg.data.std), transform
@@ -224,7 +225,8 @@ def predict_images(model: torch.nn.Module, cfg: Any, images: Sequence[np.ndarray
     results: list[tuple[float, Prediction]] = []
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start:start + batch_size]
-        crops, transforms = zip(*(_crop(images[i], box, tried, cfg) for i, box, tried, _ in chunk))
+        rotations = _upright_rotations(model, cfg, images, chunk, device) if cfg.data.upright else [0.0] * len(chunk)
+        crops, transforms = zip(*(_crop(images[i], box, tried, cfg, r) for (i, box, tried, _), r in zip(chunk, rotations)))
         batch = torch.from_numpy(np.stack(crops)).to(device)
         crop = crop_outputs(model(batch), cfg.data.input_size)
         crop["_input_size"] = np.array(float(cfg.data.input_size))
@@ -242,6 +244,23 @@ def predict_images(model: torch.nn.Module, cfg: Any, images: Sequence[np.ndarray
                 out.append(results[cursor][1])
                 cursor += 1
     return out
+
+
+def _upright_rotations(model: torch.nn.Module, cfg: Any, images: Sequence[np.ndarray], chunk: Sequence[tuple],
+                       device: torch.device) -> np.ndarray:
+    """(len(chunk),) degrees that turn each job's hand upright (:func:`hiu_model.upright.search_upright`)."""
+    from hiu_model.tta import without_tta
+    from hiu_model.upright import search_upright
+
+    plain = without_tta(model)
+    mirrored = np.array([cfg.data.mirror_left and tried == "left" for _, _, tried, _ in chunk])
+
+    def run(angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        crops = [_crop(images[i], box, tried, cfg, a)[0] for (i, box, tried, _), a in zip(chunk, angles)]
+        crop = crop_outputs(plain(torch.from_numpy(np.stack(crops)).to(device)), cfg.data.input_size)
+        return crop["heatmap_peaks"], crop["heatmap_keypoints"]
+
+    return search_upright(run, mirrored)
 
 
 def _to_image(crop: dict[str, np.ndarray], k: int, image: np.ndarray, image_index: int, box: np.ndarray,

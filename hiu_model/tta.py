@@ -148,3 +148,9 @@ def with_rotation_tta(model: nn.Module, degrees: float) -> nn.Module:
     if degrees < 0:
         raise ValueError(f"test-time rotation must be >= 0 degrees, not {degrees}")
     return RotationTTA(model, (-degrees, degrees)) if degrees else model
+
+
+def without_tta(model: nn.Module) -> nn.Module:
+    """The network inside a :class:`RotationTTA` (``model`` itself otherwise): for passes whose
+    dense maps are not kept, such as the upright search's."""
+    return model.model if isinstance(model, RotationTTA) else model
