@@ -20,7 +20,8 @@ def test_estimate_steps_times_any_task_set(tasks: str, monkeypatch: pytest.Monke
     # A fake clock that advances 0.25 s per reading: every timed step lasts 0.25 s.
     readings = iter(range(1000))
     monkeypatch.setattr(budget, "time", SimpleNamespace(perf_counter=lambda: 0.25 * next(readings)))
-    cfg = load_config(None, "tiny", ["model.input_size=64", "model.num_stacks=1", f"model.tasks={tasks}"])
+    cfg = load_config(None, "tiny", ["model.input_size=64", "model.num_stacks=1", f"model.tasks={tasks}",
+                                     f"data.upright={'heatmap' in tasks}"])  # the upright search reads heat-maps
     per_step = 0.25 * 1.45  # the measured step, times the loader and logging overhead factor
     assert estimate_steps(cfg, 1.0, 2) == int(60 / per_step)
     assert estimate_steps(cfg, 0.001, 2) == 10  # never fewer than ten steps

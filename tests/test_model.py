@@ -57,7 +57,7 @@ def test_wrong_input_size_is_reported() -> None:
     [],
     ["model.use_tam=false", "model.num_stacks=1", "model.pose_representation=axis_angle"],
     ["model.tasks=[heatmap, pof]", "model.num_stacks=3"],
-    ["model.tasks=[mask, mesh]"],
+    ["model.tasks=[mask, mesh]", "data.upright=false"],
     ["model.decoder_widths=[32, 48, 64, 96]"],
     ["model.camera_from_keypoints=true"],
 ])

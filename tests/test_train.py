@@ -108,7 +108,8 @@ def test_final_steps_train_on_plain_crops_and_resume_there(hands: Path, tmp_path
     from hiu_model.sampling import build_loader
 
     # 8 hands, batch 2: 4 steps per epoch; 10 steps with 30 % plain = batches 7, 8, 9 (0-based).
-    cfg = _config(hands, "train.steps=10", "train.final_plain_fraction=0.3")
+    # Upright crops off: a plain training crop is then the evaluation's crop, which says it is plain.
+    cfg = _config(hands, "train.steps=10", "train.final_plain_fraction=0.3", "data.upright=false")
     info = distributed.DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
     batches, _ = train_data.build_training_data(cfg, tmp_path, info)
     stream = batches.from_step(0)

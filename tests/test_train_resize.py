@@ -149,7 +149,8 @@ def test_the_stream_restarted_with_a_new_switch_is_the_resumed_stream(hands: Pat
     # 8 hands, batch 2: 4 steps per epoch. 10 steps, 30 % plain: batches 7-9; re-sized after
     # step 5 to 14 steps: batches 10-13. The second epoch (batches 4-7) was started with the old
     # switch: its batch 7 must not come plain from the batches read ahead.
-    cfg = _config(hands, "train.final_plain_fraction=0.3", "train.num_workers=1")
+    # Upright crops off: a plain training crop is then the evaluation's crop, which says it is plain.
+    cfg = _config(hands, "train.final_plain_fraction=0.3", "train.num_workers=1", "data.upright=false")
     info = distributed.DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
     batches, _ = train_data.build_training_data(cfg, tmp_path, info)
     try:

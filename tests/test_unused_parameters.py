@@ -39,8 +39,8 @@ def _unused(overrides: list[str], labeled: list[float]) -> tuple[list[str], bool
 # every trainable parameter gets a gradient, so DDP need not search the graph for unused ones.
 @pytest.mark.parametrize("overrides", [
     [], ["model.num_stacks=1"], ["train.silhouette_samples=0"], ["train.silhouette_samples=1"],
-    ["model.tasks=[heatmap]"], ["model.tasks=[mask]"], ["model.tasks=[pof]"], ["model.tasks=[heatmap,mask,pof]"],
-    ["model.tasks=[heatmap,mesh]"], ["model.tasks=[mask,mesh]"], ["model.tasks=[pof,mesh]"],
+    ["model.tasks=[heatmap]"], ["model.tasks=[mask]", "data.upright=false"], ["model.tasks=[pof]", "data.upright=false"], ["model.tasks=[heatmap,mask,pof]"],
+    ["model.tasks=[heatmap,mesh]"], ["model.tasks=[mask,mesh]", "data.upright=false"], ["model.tasks=[pof,mesh]", "data.upright=false"],
     ["model.camera_from_keypoints=false", "model.regressor_uses_keypoints=false", "model.use_tam=false"],
     ["loss.self_mask=0", "loss.self_keypoints=0", "loss.mask_reprojection=0", "loss.detach_self_targets=false"],
 ], ids=lambda overrides: " ".join(overrides) or "tiny")
