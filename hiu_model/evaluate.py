@@ -29,6 +29,7 @@ over the rows with 3D, ...); a metric no row is labelled for is left out.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from pathlib import Path
@@ -120,17 +121,14 @@ def collect(model: torch.nn.Module, cfg: Any, folder: str | Path, split: str | N
     def add(key: str, value: Any) -> None:
         rows.setdefault(key, []).append(np.asarray(value))
 
-    def forward(batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    def forward(batch: dict[str, torch.Tensor], net: torch.nn.Module = model) -> dict[str, np.ndarray]:
         if predictor is not None:
             return predictor(batch)
-        return crop_outputs(model(batch["image"].to(device), batch["camera_K"].to(device)), size)
+        return crop_outputs(net(batch["image"].to(device), batch["camera_K"].to(device)), size)
 
-    def search_forward(batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-        if predictor is not None:
-            return predictor(batch)
-        return crop_outputs(without_tta(model)(batch["image"].to(device), batch["camera_K"].to(device)), size)
-
-    batches = upright_batches(dataset, indices, batch_size, search_forward) if cfg.data.upright else loader
+    # The search's passes only pick the angle: no rotation averaging for them.
+    search = functools.partial(forward, net=without_tta(model))
+    batches = upright_batches(dataset, indices, batch_size, search) if cfg.data.upright else loader
     for batch in batches:
         crop = forward(batch)
         affines = batch["crop_affine"].numpy()
