@@ -29,7 +29,6 @@ over the rows with 3D, ...); a metric no row is labelled for is left out.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from pathlib import Path
@@ -41,7 +40,7 @@ import torch
 from hiu_data.io import rle
 from hiu_data.io.parquet import find_dataset_dirs, load_manifest
 from hiu_model import metrics
-from hiu_model.predict import crop_outputs, map_to_image, points_to_image
+from hiu_model.predict import crop_outputs, heatmap_pass, map_to_image, points_to_image
 from hiu_model.sampling import DataSource, as_source, no_rows_error
 from hiu_model.tta import without_tta
 from hiu_model.upright import search_upright
@@ -121,13 +120,18 @@ def collect(model: torch.nn.Module, cfg: Any, folder: str | Path, split: str | N
     def add(key: str, value: Any) -> None:
         rows.setdefault(key, []).append(np.asarray(value))
 
-    def forward(batch: dict[str, torch.Tensor], net: torch.nn.Module = model) -> dict[str, np.ndarray]:
+    def forward(batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
         if predictor is not None:
             return predictor(batch)
-        return crop_outputs(net(batch["image"].to(device), batch["camera_K"].to(device)), size)
+        return crop_outputs(model(batch["image"].to(device), batch["camera_K"].to(device)), size)
 
-    # The search's passes only pick the angle: no rotation averaging for them.
-    search = functools.partial(forward, net=without_tta(model))
+    def search(batch: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+        # The search's passes only pick the angle: the heat-maps, without rotation averaging.
+        if predictor is not None:
+            crop = predictor(batch)
+            return crop["heatmap_peaks"], crop["heatmap_keypoints"]
+        return heatmap_pass(without_tta(model), batch["image"].to(device), batch["camera_K"].to(device), size)
+
     batches = upright_batches(dataset, indices, batch_size, search) if cfg.data.upright else loader
     for batch in batches:
         crop = forward(batch)
@@ -162,18 +166,18 @@ def collect(model: torch.nn.Module, cfg: Any, folder: str | Path, split: str | N
 
 
 def upright_batches(dataset: Any, indices: np.ndarray, batch_size: int,
-                    forward: Callable[[dict[str, torch.Tensor]], dict[str, np.ndarray]]) -> Iterator[dict[str, torch.Tensor]]:
+                    search: Callable[[dict[str, torch.Tensor]], tuple[np.ndarray, np.ndarray]]
+                    ) -> Iterator[dict[str, torch.Tensor]]:
     """Batches of ``dataset`` items ``indices``, each crop turned upright by the search of
-    :func:`hiu_model.upright.search_upright` run with ``forward`` (batch -> crop outputs with
-    ``heatmap_peaks`` and ``heatmap_keypoints``); no labels are used."""
+    :func:`hiu_model.upright.search_upright` run with ``search`` (batch -> heat-map peaks (B, J)
+    and keypoints (B, J, 2) in crop px); no labels are used."""
     mirror = dataset.options.mirror_left
     for start in range(0, len(indices), batch_size):
         chunk = [int(i) for i in indices[start:start + batch_size]]
         mirrored = np.array([mirror and dataset.sample(i).hand_side == "left" for i in chunk])
 
         def run(angles: np.ndarray, chunk: list[int] = chunk) -> tuple[np.ndarray, np.ndarray]:
-            crop = forward(dataset.batch_at(chunk, angles))
-            return crop["heatmap_peaks"], crop["heatmap_keypoints"]
+            return search(dataset.batch_at(chunk, angles))
 
         yield dataset.batch_at(chunk, search_upright(run, mirrored))
 

@@ -106,6 +106,17 @@ def crop_outputs(output: Any, input_size: int) -> dict[str, np.ndarray]:
     return out
 
 
+def heatmap_pass(net: torch.nn.Module, image: torch.Tensor, camera_K: torch.Tensor | None,
+                 input_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The last heat-maps' peaks (B, J) and arg-max keypoints (B, J, 2, crop px) of ``net`` on
+    (B, 3, S, S) normalised crops, rendering no silhouette (the renderer, about 40 % of a ``tiny``
+    forward pass on the CPU, is not needed by the passes that only look at the heat-maps)."""
+    no_rows = torch.zeros(0, dtype=torch.long, device=image.device)
+    maps = net(image, camera_K, no_rows).heatmaps[-1].detach().float().cpu().numpy()
+    keypoints, peaks = decode_heatmaps(maps)
+    return peaks, keypoints * np.float32(input_size / maps.shape[-1])
+
+
 def map_to_image(probability: np.ndarray, crop_affine: np.ndarray, input_size: int,
                  image_size: tuple[int, int]) -> np.ndarray:
     """A (m, m) map over the crop -> (H, W) float32 over the image (zero outside the crop).
@@ -257,8 +268,7 @@ def _upright_rotations(model: torch.nn.Module, cfg: Any, images: Sequence[np.nda
 
     def run(angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         crops = [_crop(images[i], box, tried, cfg, a)[0] for (i, box, tried, _), a in zip(chunk, angles)]
-        crop = crop_outputs(plain(torch.from_numpy(np.stack(crops)).to(device)), cfg.data.input_size)
-        return crop["heatmap_peaks"], crop["heatmap_keypoints"]
+        return heatmap_pass(plain, torch.from_numpy(np.stack(crops)).to(device), None, cfg.data.input_size)
 
     return search_upright(run, mirrored)
 
