@@ -169,17 +169,24 @@ def _nominal_K(size: int) -> np.ndarray:
     return np.array([[size, 0.0, size / 2.0], [0.0, size, size / 2.0], [0.0, 0.0, 1.0]], dtype=np.float32)
 
 
-def make_example(sample: HandSample, image_bytes: bytes, options: DataOptions,
-                 params: AugmentParams = AugmentParams()) -> dict[str, Any]:
-    """Crop, augment, mirror and build every target of one row (numpy; see the module table)."""
-    S, h, m = options.input_size, options.heatmap_size, options.mask_size
+def crop_image(sample: HandSample, image_bytes: bytes, options: DataOptions,
+               params: AugmentParams = AugmentParams()) -> tuple[np.ndarray, CropTransform]:
+    """The (S, S, 3) uint8 RGB crop of one row (augmented by ``params``) and its transform."""
+    S = options.input_size
     t = crop_for(sample, options, params)
     side = S / float(np.hypot(*t.affine[:, 0]))
     decoded, scale = decode_for_crop(image_bytes, side, S, sample.image_path or "embedded image", sample.sample_id)
     # The decoded image may be a reduced copy: compose its scale into the warp.
     warp = t.affine @ np.diag([1.0 / scale[0], 1.0 / scale[1], 1.0])
     border = tuple(round(255 * v) for v in options.mean)
-    crop = apply_photometric(warp_image(decoded, warp, S, border), params.photometric)
+    return apply_photometric(warp_image(decoded, warp, S, border), params.photometric), t
+
+
+def make_example(sample: HandSample, image_bytes: bytes, options: DataOptions,
+                 params: AugmentParams = AugmentParams()) -> dict[str, Any]:
+    """Crop, augment, mirror and build every target of one row (numpy; see the module table)."""
+    S, h, m = options.input_size, options.heatmap_size, options.mask_size
+    crop, t = crop_image(sample, image_bytes, options, params)
 
     visibility = sample.visibility.astype(np.float32)
     kp2 = np.zeros((NUM_JOINTS, 2), np.float32)
@@ -304,6 +311,18 @@ class HandCropDataset(torch.utils.data.Dataset):
         out["index"] = index
         return out
 
+    def images_at(self, indices: Sequence[int], rotations_deg: Sequence[float]) -> torch.Tensor:
+        """(B, 3, S, S) float32 normalised un-augmented crops of items ``indices``, each turned by
+        its angle, without their targets (what the upright search's passes need)."""
+        crops = []
+        for index, angle in zip(indices, rotations_deg):
+            row = int(self.rows[int(index)])
+            sample = self.records[row]
+            crop, _ = crop_image(sample, image_bytes_of(self.records, row, sample), self.options,
+                                 AugmentParams(rotation_deg=float(angle)))
+            crops.append(normalise(crop, self.options.mean, self.options.std))
+        return torch.from_numpy(np.stack(crops))
+
     def batch_at(self, indices: Sequence[int], rotations_deg: Sequence[float]) -> dict[str, torch.Tensor]:
         """Un-augmented items ``indices``, each crop turned by its angle, collated into a batch."""
         items = [to_tensors(self.example(int(i), augment=False, rotation_deg=float(a)))
@@ -343,4 +362,4 @@ def to_tensors(example: dict[str, Any]) -> dict[str, torch.Tensor]:
 from hiu_model.sampling import MixedDataset, MixedSampler, build_loader  # noqa: E402  (re-export)
 
 __all__ = ["AugmentParams", "DataOptions", "HandCropDataset", "MixedDataset", "MixedSampler", "build_loader",
-           "crop_for", "hand_box", "make_example", "sample_augment", "to_tensors"]
+           "crop_for", "crop_image", "hand_box", "make_example", "sample_augment", "to_tensors"]

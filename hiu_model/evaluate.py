@@ -125,12 +125,13 @@ def collect(model: torch.nn.Module, cfg: Any, folder: str | Path, split: str | N
             return predictor(batch)
         return crop_outputs(model(batch["image"].to(device), batch["camera_K"].to(device)), size)
 
-    def search(batch: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
-        # The search's passes only pick the angle: the heat-maps, without rotation averaging.
+    def search(chunk: list[int], angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # The search's passes only pick the angle: the heat-maps of the crops (no targets built),
+        # without rotation averaging.
         if predictor is not None:
-            crop = predictor(batch)
+            crop = predictor(dataset.batch_at(chunk, angles))
             return crop["heatmap_peaks"], crop["heatmap_keypoints"]
-        return heatmap_pass(without_tta(model), batch["image"].to(device), batch["camera_K"].to(device), size)
+        return heatmap_pass(without_tta(model), dataset.images_at(chunk, angles).to(device), None, size)
 
     batches = upright_batches(dataset, indices, batch_size, search) if cfg.data.upright else loader
     for batch in batches:
@@ -166,18 +167,18 @@ def collect(model: torch.nn.Module, cfg: Any, folder: str | Path, split: str | N
 
 
 def upright_batches(dataset: Any, indices: np.ndarray, batch_size: int,
-                    search: Callable[[dict[str, torch.Tensor]], tuple[np.ndarray, np.ndarray]]
+                    search: Callable[[list[int], np.ndarray], tuple[np.ndarray, np.ndarray]]
                     ) -> Iterator[dict[str, torch.Tensor]]:
     """Batches of ``dataset`` items ``indices``, each crop turned upright by the search of
-    :func:`hiu_model.upright.search_upright` run with ``search`` (batch -> heat-map peaks (B, J)
-    and keypoints (B, J, 2) in crop px); no labels are used."""
+    :func:`hiu_model.upright.search_upright` run with ``search`` ((items, their angles (B,) in
+    degrees) -> heat-map peaks (B, J) and keypoints (B, J, 2) in crop px); no labels are used."""
     mirror = dataset.options.mirror_left
     for start in range(0, len(indices), batch_size):
         chunk = [int(i) for i in indices[start:start + batch_size]]
         mirrored = np.array([mirror and dataset.sample(i).hand_side == "left" for i in chunk])
 
         def run(angles: np.ndarray, chunk: list[int] = chunk) -> tuple[np.ndarray, np.ndarray]:
-            return search(dataset.batch_at(chunk, angles))
+            return search(chunk, angles)
 
         yield dataset.batch_at(chunk, search_upright(run, mirrored))
 

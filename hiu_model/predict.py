@@ -91,10 +91,7 @@ def crop_outputs(output: Any, input_size: int) -> dict[str, np.ndarray]:
     """
     out: dict[str, np.ndarray] = {}
     if output.heatmaps:
-        maps = output.heatmaps[-1].detach().float().cpu().numpy()
-        keypoints, peaks = decode_heatmaps(maps)
-        out["heatmap_keypoints"] = keypoints * np.float32(input_size / maps.shape[-1])
-        out["heatmap_peaks"] = peaks
+        out["heatmap_peaks"], out["heatmap_keypoints"] = _decode_last(output.heatmaps, input_size)
     if output.masks:
         out["mask_probability"] = torch.sigmoid(output.masks[-1][:, 0].detach().float()).cpu().numpy()
     for key, name in (("joints_2d", "mesh_keypoints"), ("joints_3d", "joints_3d"), ("vertices", "vertices"),
@@ -112,7 +109,12 @@ def heatmap_pass(net: torch.nn.Module, image: torch.Tensor, camera_K: torch.Tens
     (B, 3, S, S) normalised crops, rendering no silhouette (the renderer, about 40 % of a ``tiny``
     forward pass on the CPU, is not needed by the passes that only look at the heat-maps)."""
     no_rows = torch.zeros(0, dtype=torch.long, device=image.device)
-    maps = net(image, camera_K, no_rows).heatmaps[-1].detach().float().cpu().numpy()
+    return _decode_last(net(image, camera_K, no_rows).heatmaps, input_size)
+
+
+def _decode_last(heatmaps: Sequence[torch.Tensor], input_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Peaks (B, J) and arg-max keypoints (B, J, 2) in crop px of the last of the stacks' heat-maps."""
+    maps = heatmaps[-1].detach().float().cpu().numpy()
     keypoints, peaks = decode_heatmaps(maps)
     return peaks, keypoints * np.float32(input_size / maps.shape[-1])
 
