@@ -19,6 +19,7 @@ def preview(
     out_dir: Annotated[Path, typer.Argument(help="Folder for the PNG contact sheets (created; one that holds files is refused without --overwrite).", show_default=False)],
     n: Annotated[int, typer.Option("--n", "-n", "--num", min=1, help="Samples to show, spread over the dataset.")] = 16,
     augment: Annotated[bool, typer.Option("--augment", help="Apply training augmentation (scale, rotation, shift, colour, blur).")] = False,
+    upright: Annotated[bool, typer.Option("--upright", help="Turn each crop so that the hand points up (wrist below the middle knuckle, from its labels), as training with data.upright does (the tiny preset).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the augmentation draws.")] = 0,
     split: Annotated[str | None, typer.Option("--split", "-s", help="Only this split.")] = None,
     input_size: Annotated[int, typer.Option("--input-size", min=16, help="Crop side in pixels.")] = 256,
@@ -27,12 +28,12 @@ def preview(
 ) -> None:
     """Draw crops with their 2D skeleton, heat-maps, POF (direction and z) and mask as PNG sheets.
 
-    Example: hiu-data targets preview ~/hiu/freihand previews/ -n 16 --augment
+    Example: hiu-data targets preview ~/hiu/freihand previews/ -n 16 --augment --upright
     """
     from hiu_model.data import DataOptions
     from hiu_model.target_preview import preview_targets
 
-    options = DataOptions(input_size=input_size, heatmap_size=heatmap_size, mask_size=heatmap_size)
+    options = DataOptions(input_size=input_size, heatmap_size=heatmap_size, mask_size=heatmap_size, upright=upright)
     with progress_bar("drawing targets", total=n) as advance:
         paths = preview_targets(dataset_dir, out_dir, n=n, augment=augment, seed=seed, split=split,
                                 options=options, overwrite=overwrite, progress=advance)

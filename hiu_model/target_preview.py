@@ -20,6 +20,7 @@ from hiu_data.errors import HiuError
 from hiu_data.skeleton import BONES, NUM_BONES, bone_colors, joint_colors
 from hiu_model.crop import denormalise
 from hiu_model.data import DataOptions, HandCropDataset
+from hiu_model.upright import upright_rotation
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,18 @@ def sample_row(ex: dict[str, Any], options: DataOptions, tile: int, label: str) 
     return row
 
 
+def preview_example(dataset: HandCropDataset, index: int) -> dict[str, Any]:
+    """Item ``index`` as training makes it (numpy form): augmented when ``dataset.train``, and
+    with ``dataset.options.upright`` turned so that the hand points up by its own 2D labels
+    (training turns its crops so; a plain preview is turned here, as the dataset turns only
+    training crops)."""
+    turn = None
+    if dataset.options.upright and not dataset.train:
+        sample = dataset.sample(index)
+        turn = upright_rotation(sample.keypoints_2d, sample.visibility)
+    return dataset.example(index, rotation_deg=turn)
+
+
 def preview_targets(dataset_dir: str | Path, out_dir: str | Path, n: int = 16, augment: bool = False,
                     seed: int = 0, split: str | None = None, options: DataOptions | None = None,
                     rows_per_sheet: int = 8, tile: int = 192, overwrite: bool = False,
@@ -153,7 +166,8 @@ def preview_targets(dataset_dir: str | Path, out_dir: str | Path, n: int = 16, a
         out_dir: created if needed; sheets are named ``targets-000.png``, ``targets-001.png``...
         overwrite: replace an ``out_dir`` that holds files (else an error).
         augment: draw training augmentation (keyed by ``seed``) instead of the plain crop.
-        options: crop and target settings (``DataOptions()`` when None).
+        options: crop and target settings (``DataOptions()`` when None); with ``upright`` the
+            crops are turned as training turns them (:func:`preview_example`).
     Returns:
         The written sheet paths.
     Raises:
@@ -182,7 +196,7 @@ def preview_targets(dataset_dir: str | Path, out_dir: str | Path, n: int = 16, a
         for sheet in range(math.ceil(len(indices) / rows_per_sheet)):
             rows = [header]
             for index in indices[sheet * rows_per_sheet:(sheet + 1) * rows_per_sheet]:
-                ex = dataset.example(int(index))
+                ex = preview_example(dataset, int(index))
                 rows.append(sample_row(ex, options, tile, dataset.sample(int(index)).sample_id))
                 if progress is not None:
                     progress(1)

@@ -94,3 +94,38 @@ def test_preview_overwrite_refuses_an_output_folder_that_holds_the_dataset(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {tmp_path}: holds the dataset {folder}")
     assert (folder / "manifest.json").is_file()
+
+
+def test_preview_with_upright_draws_each_hand_pointing_up_as_training_sees_it(tmp_path: Path) -> None:
+    import math
+
+    from hiu_model.data import DataOptions, HandCropDataset
+    from hiu_model.target_preview import preview_example
+    from hiu_model.upright import MIDDLE_MCP, WRIST
+
+    folder = write_hands(tmp_path, 6, seed=4)
+
+    def direction(options: DataOptions, augment: bool, index: int) -> float:
+        dataset = HandCropDataset(folder, options=options, train=augment, seed=0)
+        dx, dy = (lambda k: k[MIDDLE_MCP] - k[WRIST])(preview_example(dataset, index)["keypoints_2d"])
+        return math.degrees(math.atan2(dy, dx))
+
+    # Plain crops keep the box's axes unless upright is asked for; with it, plain crops stand
+    # straight up and augmented ones within the training rotation of up.
+    plain = [direction(DataOptions(input_size=64, heatmap_size=16, mask_size=16), False, i) for i in range(6)]
+    assert any(abs(angle + 90.0) > 5.0 for angle in plain)
+    upright = DataOptions(input_size=64, heatmap_size=16, mask_size=16, upright=True)
+    for i in range(6):
+        assert direction(upright, False, i) == pytest.approx(-90.0, abs=1e-3)
+        assert abs(direction(upright, True, i) + 90.0) <= upright.rotation_deg + 1e-3
+
+
+def test_preview_upright_flag_reaches_the_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hiu_model.target_preview as target_preview
+
+    seen = []
+    monkeypatch.setattr(target_preview, "preview_targets", lambda *a, **k: seen.append(k["options"].upright) or [])
+    folder = write_hands(tmp_path, 1, seed=4)
+    for flags, expected in (([], False), (["--upright"], True)):
+        assert main(["targets", "preview", str(folder), str(tmp_path / "out"), *flags]) == 0
+        assert seen[-1] is expected
