@@ -20,7 +20,6 @@ from hiu_data.errors import HiuError
 from hiu_data.skeleton import BONES, NUM_BONES, bone_colors, joint_colors
 from hiu_model.crop import denormalise
 from hiu_model.data import DataOptions, HandCropDataset
-from hiu_model.upright import upright_rotation
 
 log = logging.getLogger(__name__)
 
@@ -138,16 +137,11 @@ def sample_row(ex: dict[str, Any], options: DataOptions, tile: int, label: str) 
     return row
 
 
-def preview_example(dataset: HandCropDataset, index: int) -> dict[str, Any]:
-    """Item ``index`` as training makes it (numpy form): augmented when ``dataset.train``, and
-    with ``dataset.options.upright`` turned so that the hand points up by its own 2D labels
-    (training turns its crops so; a plain preview is turned here, as the dataset turns only
-    training crops)."""
-    turn = None
-    if dataset.options.upright and not dataset.train:
-        sample = dataset.sample(index)
-        turn = upright_rotation(sample.keypoints_2d, sample.visibility)
-    return dataset.example(index, rotation_deg=turn)
+def preview_example(dataset: HandCropDataset, index: int, augment: bool) -> dict[str, Any]:
+    """Item ``index`` of a training ``dataset`` as training makes it (numpy form), augmented or
+    plain: with ``dataset.options.upright`` turned so that the hand points up by its own labels
+    (a training dataset turns every crop so, augmented or not)."""
+    return dataset.example(index, augment=augment)
 
 
 def preview_targets(dataset_dir: str | Path, out_dir: str | Path, n: int = 16, augment: bool = False,
@@ -181,7 +175,7 @@ def preview_targets(dataset_dir: str | Path, out_dir: str | Path, n: int = 16, a
     # Before the dataset is opened: a slip in the output folder fails at once.
     check_output_folder(out, overwrite, [Path(dataset_dir)], what="dataset", option="OUT_DIR")
     options = options if options is not None else DataOptions()
-    dataset = HandCropDataset(dataset_dir, split=split, options=options, train=augment, seed=seed)
+    dataset = HandCropDataset(dataset_dir, split=split, options=options, train=True, seed=seed)
     if len(dataset) == 0:
         from hiu_model.sampling import no_rows_error
 
@@ -196,7 +190,7 @@ def preview_targets(dataset_dir: str | Path, out_dir: str | Path, n: int = 16, a
         for sheet in range(math.ceil(len(indices) / rows_per_sheet)):
             rows = [header]
             for index in indices[sheet * rows_per_sheet:(sheet + 1) * rows_per_sheet]:
-                ex = preview_example(dataset, int(index))
+                ex = preview_example(dataset, int(index), augment)
                 rows.append(sample_row(ex, options, tile, dataset.sample(int(index)).sample_id))
                 if progress is not None:
                     progress(1)

@@ -106,8 +106,8 @@ def test_preview_with_upright_draws_each_hand_pointing_up_as_training_sees_it(tm
     folder = write_hands(tmp_path, 6, seed=4)
 
     def direction(options: DataOptions, augment: bool, index: int) -> float:
-        dataset = HandCropDataset(folder, options=options, train=augment, seed=0)
-        dx, dy = (lambda k: k[MIDDLE_MCP] - k[WRIST])(preview_example(dataset, index)["keypoints_2d"])
+        dataset = HandCropDataset(folder, options=options, seed=0)
+        dx, dy = (lambda k: k[MIDDLE_MCP] - k[WRIST])(preview_example(dataset, index, augment)["keypoints_2d"])
         return math.degrees(math.atan2(dy, dx))
 
     # Plain crops keep the box's axes unless upright is asked for; with it, plain crops stand
