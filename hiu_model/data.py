@@ -155,13 +155,18 @@ def hand_box(sample: HandSample) -> np.ndarray:
     return np.array([0.0, 0.0, float(sample.width), float(sample.height)])
 
 
+def is_mirrored(hand_side: str, options: DataOptions) -> bool:
+    """Whether a crop of a hand of ``hand_side`` is flipped into the right-hand frame."""
+    return options.mirror_left and hand_side == "left"
+
+
 def crop_for(sample: HandSample, options: DataOptions, params: AugmentParams = AugmentParams()) -> CropTransform:
     """The crop transform of ``sample`` under ``params`` (left hands flipped if configured)."""
     box = hand_box(sample)
     side = max(box[2], box[3]) * (1.0 + 2.0 * options.margin) * params.scale
     center = box[:2] + box[2:] / 2.0 + np.asarray(params.shift) * side
-    mirror = options.mirror_left and sample.hand_side == "left"
-    return make_crop_transform(center, side, options.input_size, params.rotation_deg, mirror)
+    return make_crop_transform(center, side, options.input_size, params.rotation_deg,
+                               is_mirrored(sample.hand_side, options))
 
 
 def _nominal_K(size: int) -> np.ndarray:
@@ -362,4 +367,4 @@ def to_tensors(example: dict[str, Any]) -> dict[str, torch.Tensor]:
 from hiu_model.sampling import MixedDataset, MixedSampler, build_loader  # noqa: E402  (re-export)
 
 __all__ = ["AugmentParams", "DataOptions", "HandCropDataset", "MixedDataset", "MixedSampler", "build_loader",
-           "crop_for", "crop_image", "hand_box", "make_example", "sample_augment", "to_tensors"]
+           "crop_for", "crop_image", "hand_box", "is_mirrored", "make_example", "sample_augment", "to_tensors"]

@@ -172,10 +172,11 @@ def upright_batches(dataset: Any, indices: np.ndarray, batch_size: int,
     """Batches of ``dataset`` items ``indices``, each crop turned upright by the search of
     :func:`hiu_model.upright.search_upright` run with ``search`` ((items, their angles (B,) in
     degrees) -> heat-map peaks (B, J) and keypoints (B, J, 2) in crop px); no labels are used."""
-    mirror = dataset.options.mirror_left
+    from hiu_model.data import is_mirrored
+
     for start in range(0, len(indices), batch_size):
         chunk = [int(i) for i in indices[start:start + batch_size]]
-        mirrored = np.array([mirror and dataset.sample(i).hand_side == "left" for i in chunk])
+        mirrored = np.array([is_mirrored(dataset.sample(i).hand_side, dataset.options) for i in chunk])
 
         def run(angles: np.ndarray, chunk: list[int] = chunk) -> tuple[np.ndarray, np.ndarray]:
             return search(chunk, angles)

@@ -262,11 +262,12 @@ def predict_images(model: torch.nn.Module, cfg: Any, images: Sequence[np.ndarray
 def _upright_rotations(model: torch.nn.Module, cfg: Any, images: Sequence[np.ndarray], chunk: Sequence[tuple],
                        device: torch.device) -> np.ndarray:
     """(len(chunk),) degrees that turn each job's hand upright (:func:`hiu_model.upright.search_upright`)."""
+    from hiu_model.data import is_mirrored
     from hiu_model.tta import without_tta
     from hiu_model.upright import search_upright
 
     plain = without_tta(model)
-    mirrored = np.array([cfg.data.mirror_left and tried == "left" for _, _, tried, _ in chunk])
+    mirrored = np.array([is_mirrored(tried, cfg.data) for _, _, tried, _ in chunk])
 
     def run(angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         crops = [_crop(images[i], box, tried, cfg, a)[0] for (i, box, tried, _), a in zip(chunk, angles)]
