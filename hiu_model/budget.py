@@ -96,18 +96,18 @@ def compute_seconds(cfg: Any, batch_size: int, device: torch.device, repeats: in
     return float(torch.tensor(timings[1:]).median())
 
 
-def load_seconds(cfg: Any, batch_size: int, batches: int = 8) -> float | None:
+def load_seconds(cfg: Any, batch_size: int, device: torch.device, batches: int = 8) -> float | None:
     """Seconds per batch of the training loader over the labeled sources, with the run's
     loader workers, in steady state (the first two batches, which start the workers, are left
     out); None without labeled sources."""
     from hiu_model.sampling import build_loader
-    from hiu_model.train_data import parse_sources
+    from hiu_model.train_data import loader_workers, parse_sources
 
     sources = parse_sources(cfg.train.datasets, "train")
     if not sources:
         return None
     loader = build_loader(sources, cfg.data, batch_size=batch_size, train=True, num_samples=(batches + 2) * batch_size,
-                          seed=cfg.train.seed, num_workers=cfg.train.num_workers)
+                          seed=cfg.train.seed, num_workers=loader_workers(cfg.train.num_workers, device))
     stream = iter(loader)
     for _ in range(2):
         next(stream)
@@ -124,7 +124,7 @@ def time_step(cfg: Any, batch_size: int, max_seconds: float | None = None) -> fl
     # Under torchrun each process times its own device (LOCAL_RANK), as it will train on it.
     device = distributed.pick_device(cfg.train.device, int(os.environ.get("LOCAL_RANK", "0")))
     compute = compute_seconds(cfg, batch_size, device, max_seconds=max_seconds)
-    load = load_seconds(cfg, batch_size) if device.type == "cuda" else None
+    load = load_seconds(cfg, batch_size, device) if device.type == "cuda" else None
     per_step = step_seconds(compute, load, device.type)
     log.info("a step: %.3f s of compute%s on %s -> %.3f s with the overhead", compute,
              f", {load:.3f} s of loading" if load is not None else "", device.type, per_step)

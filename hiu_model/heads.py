@@ -106,9 +106,13 @@ class TaskAttention(nn.Module):
         """T maps (B, C, h, w) -> their attention-weighted sum (B, C, h, w)."""
         pooled = torch.cat([feature.mean(dim=(2, 3)) for feature in task_features], dim=1)
         logits = self.select(self.squeeze(pooled)).view(-1, self.num_tasks, self.channels)
-        weights = logits.softmax(dim=1)
-        stacked = torch.stack(task_features, dim=1)  # (B, T, C, h, w)
-        return (weights[..., None, None] * stacked).sum(dim=1)
+        # In the features' dtype and without stacking them: under bf16 autocast the softmax is
+        # float32, and a stacked float32 product cost as much as a task decoder (``tiny``, CPU).
+        weights = logits.softmax(dim=1).to(task_features[0].dtype)
+        fused = weights[:, 0, :, None, None] * task_features[0]
+        for task in range(1, self.num_tasks):
+            fused = fused + weights[:, task, :, None, None] * task_features[task]
+        return fused
 
 
 class ConcatFusion(nn.Module):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -137,6 +138,28 @@ def check_val_sources(sources: list[DataSource]) -> None:
                 raise no_rows_error(folder, source.split)
 
 
+CPU_CORES_WITHOUT_WORKERS = 4
+"""Up to this many cores per process, CPU training loads in the main process (see
+:func:`loader_workers`)."""
+
+
+def loader_workers(requested: int | None, device: torch.device, world_size: int = 1) -> int:
+    """Loader processes of a training run: ``requested`` when set, else none when training on
+    a CPU with at most :data:`CPU_CORES_WITHOUT_WORKERS` cores per process, else 2.
+
+    On a small CPU the workers take the very cores torch computes on, so hiding the loading in
+    them costs as much as it hides and adds switching: a ``tiny`` step at batch 32 on 2 cores
+    took 411 ms with 2 workers, 401 with one and 383 loading in the main process
+    (bench/RESULTS.md, issue 9). An accelerator leaves the CPU to the loader.
+    """
+    if requested is not None:
+        return requested
+    if device.type != "cpu":
+        return 2
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 0 if cores // max(world_size, 1) <= CPU_CORES_WITHOUT_WORKERS else 2
+
+
 def build_training_data(cfg: Any, run_dir: Path, info: distributed.DistInfo) -> tuple[_Batches, int]:
     """The training batches and the number of labeled sources (sources after them are unlabeled)."""
     labeled, unlabeled = _sources(cfg)
@@ -149,7 +172,8 @@ def build_training_data(cfg: Any, run_dir: Path, info: distributed.DistInfo) -> 
     steps_per_epoch = max(1, rows // per_step)
     loader = build_loader(sources, cfg.data, batch_size=cfg.train.batch_size, train=True,
                           num_samples=steps_per_epoch * per_step, seed=cfg.train.seed,
-                          num_workers=cfg.train.num_workers, rank=info.rank, world_size=info.world_size,
+                          num_workers=loader_workers(cfg.train.num_workers, info.device, info.world_size),
+                          rank=info.rank, world_size=info.world_size,
                           pin_memory=info.device.type == "cuda")
     log.info("training data: %d rows, %d sources (%d unlabeled), %d steps per epoch", rows, len(sources),
              len(unlabeled), steps_per_epoch)

@@ -6,8 +6,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
-from hiu_model import budget
+from hiu_model import budget, train_data
 from hiu_model.budget import estimate_steps, load_seconds, step_seconds
 from hiu_model.config import load_config
 from tests.targets.handmade import write_hands
@@ -39,9 +40,9 @@ def test_load_seconds_reads_real_batches(tmp_path: Path) -> None:
     data = write_hands(tmp_path / "data", 6, seed=2)
     cfg = load_config(None, "tiny", ["model.input_size=64", "train.num_workers=0",
                                      f"train.datasets=[{data}]"])
-    assert 0.0 < load_seconds(cfg, 2, batches=3) < 5.0
+    assert 0.0 < load_seconds(cfg, 2, torch.device("cpu"), batches=3) < 5.0
     cfg.train.datasets = []
-    assert load_seconds(cfg, 2) is None
+    assert load_seconds(cfg, 2, torch.device("cpu")) is None
 
 
 def test_the_timing_is_cut_short_and_counted_in_a_small_budget(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,3 +57,17 @@ def test_the_timing_is_cut_short_and_counted_in_a_small_budget(monkeypatch: pyte
     assert fit.steps == max(10, int((6.0 - fit.timing_seconds) / (0.25 * 1.45)))
     # A budget the timing uses up still trains one step (and saves it), never without a limit.
     assert budget.fit_budget(cfg, 0.01, 2, spent_seconds=5.0).train_minutes > 0
+
+
+@pytest.mark.parametrize(("cores", "device", "world_size", "expected"), [
+    (2, "cpu", 1, 0),  # the workers would take the cores torch computes on
+    (4, "cpu", 1, 0),
+    (16, "cpu", 1, 2),
+    (16, "cpu", 4, 0),  # four torchrun processes of 4 cores each
+    (2, "cuda", 1, 2),  # the accelerator leaves the CPU to the loader
+])
+def test_loader_workers_default_to_the_main_process_on_a_small_cpu(
+        cores: int, device: str, world_size: int, expected: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(train_data.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert train_data.loader_workers(None, torch.device(device), world_size) == expected
+    assert train_data.loader_workers(3, torch.device(device), world_size) == 3  # a set value is kept
