@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 from hiu_data.skeleton import BONES, NUM_BONES
 
@@ -89,8 +90,8 @@ def encode_heatmaps(keypoints: np.ndarray, valid: np.ndarray, size: tuple[int, i
     return gy[:, :, None] * gx[:, None, :], weights
 
 
-def decode_heatmaps(heatmaps: np.ndarray, eps: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
-    """Keypoints from heat-maps: arg-max plus sub-pixel refinement.
+def decode_heatmaps(heatmaps: np.ndarray, smoothing: float = 0.0, eps: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints from heat-maps: arg-max plus sub-pixel refinement, optionally of the smoothed maps.
 
     The refinement fits a parabola to the logarithm of the peak and its two neighbours along
     each axis. The log of a Gaussian is a parabola, so this is exact on :func:`encode_heatmaps`
@@ -98,18 +99,28 @@ def decode_heatmaps(heatmaps: np.ndarray, eps: float = 1e-10) -> tuple[np.ndarra
     half a pixel and skipped on the border, at non-positive peaks, and where the log-profile is
     not concave.
 
+    ``smoothing`` blurs each map with a Gaussian of that standard deviation first (DARK's
+    distribution modulation, Zhang et al., CVPR 2020). A Gaussian blurred by a Gaussian is a
+    Gaussian about the same centre, so targets still decode exactly (away from the border); a
+    predicted map with a narrow spike beside a broad bump, or a ragged peak, decodes to where its
+    mass is rather than to its single highest pixel.
+
     Args:
         heatmaps: (J, H, W) or (B, J, H, W) float.
+        smoothing: standard deviation of the blur in map pixels; 0 = none.
     Returns:
         keypoints: (..., J, 2) float32 map pixels (continuous coordinates).
-        peaks: (..., J) float32 heat-map value at the arg-max.
+        peaks: (..., J) float32 maximum of each map as given (not smoothed): the confidence.
     """
     hm = np.asarray(heatmaps, dtype=np.float32)
     lead, (height, width) = hm.shape[:-2], hm.shape[-2:]
+    peaks = hm.reshape(-1, height * width).max(axis=1)
+    if smoothing > 0:
+        hm = ndimage.gaussian_filter(hm, sigma=(0.0,) * len(lead) + (smoothing, smoothing))
     flat = hm.reshape(-1, height * width)
     rows = np.arange(flat.shape[0])
     index = flat.argmax(axis=1)
-    peaks = flat[rows, index]
+    positive = flat[rows, index] > 0
     iy, ix = np.divmod(index, width)
 
     def log_at(y: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -118,7 +129,7 @@ def decode_heatmaps(heatmaps: np.ndarray, eps: float = 1e-10) -> tuple[np.ndarra
     centre = log_at(iy, ix)
     offsets = []
     for coord, limit, step in ((ix, width, (0, 1)), (iy, height, (1, 0))):
-        inner = (coord > 0) & (coord < limit - 1) & (peaks > 0)
+        inner = (coord > 0) & (coord < limit - 1) & positive
         lo_y, lo_x = np.clip(iy - step[0], 0, height - 1), np.clip(ix - step[1], 0, width - 1)
         hi_y, hi_x = np.clip(iy + step[0], 0, height - 1), np.clip(ix + step[1], 0, width - 1)
         lo, hi = log_at(lo_y, lo_x), log_at(hi_y, hi_x)

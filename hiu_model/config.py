@@ -92,6 +92,10 @@ class ModelConfig:
     project onto the heat-maps' soft-arg-max, each joint weighted by its heat-map peak. The
     regressed pose, shape and 3D joints are unchanged; an MLP on a 4x4 grid places the hand
     less precisely than the heat-maps do."""
+    heatmap_decode_smoothing: float = 0.0
+    """Standard deviation in heat-map pixels of the Gaussian blur before the heat-maps are decoded
+    into keypoints at inference (:func:`hiu_data.targets.decode_heatmaps`); 0 = none. CHOICE:
+    ``tiny`` sets 1.0 (bench/RESULTS.md, issue 9)."""
     soft_argmax_beta: float = DEFAULT_SOFTARGMAX_BETA
     """Inverse temperature of the soft-arg-max over heat-maps (peak 1); the targets' default."""
     pose_representation: str = "6d"

@@ -215,6 +215,7 @@ RANGES: dict[str, tuple[Any, str]] = {
         "regressor_layers", "regressor_iterations", "silhouette_faces_per_pixel")},
     "model.regressor_dropout": _within(0.0, 1.0, high_open=True),
     "model.soft_argmax_beta": _positive(),
+    "model.heatmap_decode_smoothing": _at_least(0),
     "model.crop_extent_m": _positive(),
     "model.silhouette_sigma": _positive(),
     "model.hand_model": _one_of("auto", "mano", "procedural"),

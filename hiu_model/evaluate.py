@@ -48,7 +48,8 @@ from hiu_model.upright import search_upright
 log = logging.getLogger(__name__)
 
 PROTOCOL = {
-    "heatmap": "2D of the heat-map branch in image px; PCK@t: error <= t * max(w, h) of the GT box; "
+    "heatmap": "2D of the heat-map branch in image px (arg-max of the last heat-maps, blurred by "
+               "model.heatmap_decode_smoothing map px, log-parabola refined); PCK@t: error <= t * max(w, h) of the GT box; "
                "AUC: PCK over 20 thresholds on 0-30 px (trapezoid / range, hand3d; not mmpose's left sum); EPE: mean px; "
                "PCKh@0.7: 0.7 * head_size; a non-finite prediction of a labelled joint is a miss (mean errors inf)",
     "mesh": "projected mesh joints (2D as heatmap); 3D wrist-relative mm: PCK 20-50 mm, AUC over 31 thresholds "
@@ -113,7 +114,7 @@ def collect(model: torch.nn.Module, cfg: Any, folder: str | Path, split: str | N
     indices = subset_indices(len(dataset), max_samples)
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices.tolist()), batch_size=batch_size,
                                          num_workers=num_workers, shuffle=False)
-    size = cfg.data.input_size
+    size, smoothing = cfg.data.input_size, cfg.model.heatmap_decode_smoothing
     hand = getattr(model, "hand_model", None)
     rows: dict[str, list[np.ndarray]] = {}
 
@@ -123,7 +124,7 @@ def collect(model: torch.nn.Module, cfg: Any, folder: str | Path, split: str | N
     def forward(batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
         if predictor is not None:
             return predictor(batch)
-        return crop_outputs(model(batch["image"].to(device), batch["camera_K"].to(device)), size)
+        return crop_outputs(model(batch["image"].to(device), batch["camera_K"].to(device)), size, smoothing)
 
     def search(chunk: list[int], angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # The search's passes only pick the angle: the heat-maps of the crops (no targets built),
@@ -131,7 +132,7 @@ def collect(model: torch.nn.Module, cfg: Any, folder: str | Path, split: str | N
         if predictor is not None:
             crop = predictor(dataset.batch_at(chunk, angles))
             return crop["heatmap_peaks"], crop["heatmap_keypoints"]
-        return heatmap_pass(without_tta(model), dataset.images_at(chunk, angles).to(device), None, size)
+        return heatmap_pass(without_tta(model), dataset.images_at(chunk, angles).to(device), None, size, smoothing)
 
     batches = upright_batches(dataset, indices, batch_size, search) if cfg.data.upright else loader
     for batch in batches:

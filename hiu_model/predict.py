@@ -80,8 +80,11 @@ class Prediction:
     scores: dict[str, float] = field(default_factory=dict)
 
 
-def crop_outputs(output: Any, input_size: int) -> dict[str, np.ndarray]:
+def crop_outputs(output: Any, input_size: int, smoothing: float = 0.0) -> dict[str, np.ndarray]:
     """Batched numpy predictions in crop coordinates from a :class:`hiu_model.model.HIUOutput`.
+
+    ``smoothing``: the heat-maps' blur before decoding, map pixels
+    (``ModelConfig.heatmap_decode_smoothing``; :func:`hiu_data.targets.decode_heatmaps`).
 
     Returns (only the keys whose branch ran): ``heatmap_keypoints`` (B, J, 2) crop px and
     ``heatmap_peaks`` (B, J); ``mask_probability`` (B, m, m) in [0, 1]; ``mesh_keypoints``
@@ -91,7 +94,7 @@ def crop_outputs(output: Any, input_size: int) -> dict[str, np.ndarray]:
     """
     out: dict[str, np.ndarray] = {}
     if output.heatmaps:
-        out["heatmap_peaks"], out["heatmap_keypoints"] = _decode_last(output.heatmaps, input_size)
+        out["heatmap_peaks"], out["heatmap_keypoints"] = _decode_last(output.heatmaps, input_size, smoothing)
     if output.masks:
         out["mask_probability"] = torch.sigmoid(output.masks[-1][:, 0].detach().float()).cpu().numpy()
     for key, name in (("joints_2d", "mesh_keypoints"), ("joints_3d", "joints_3d"), ("vertices", "vertices"),
@@ -104,18 +107,19 @@ def crop_outputs(output: Any, input_size: int) -> dict[str, np.ndarray]:
 
 
 def heatmap_pass(net: torch.nn.Module, image: torch.Tensor, camera_K: torch.Tensor | None,
-                 input_size: int) -> tuple[np.ndarray, np.ndarray]:
+                 input_size: int, smoothing: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """The last heat-maps' peaks (B, J) and arg-max keypoints (B, J, 2, crop px) of ``net`` on
     (B, 3, S, S) normalised crops, rendering no silhouette (the renderer, about 40 % of a ``tiny``
     forward pass on the CPU, is not needed by the passes that only look at the heat-maps)."""
     no_rows = torch.zeros(0, dtype=torch.long, device=image.device)
-    return _decode_last(net(image, camera_K, no_rows).heatmaps, input_size)
+    return _decode_last(net(image, camera_K, no_rows).heatmaps, input_size, smoothing)
 
 
-def _decode_last(heatmaps: Sequence[torch.Tensor], input_size: int) -> tuple[np.ndarray, np.ndarray]:
+def _decode_last(heatmaps: Sequence[torch.Tensor], input_size: int,
+                 smoothing: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Peaks (B, J) and arg-max keypoints (B, J, 2) in crop px of the last of the stacks' heat-maps."""
     maps = heatmaps[-1].detach().float().cpu().numpy()
-    keypoints, peaks = decode_heatmaps(maps)
+    keypoints, peaks = decode_heatmaps(maps, smoothing)
     return peaks, keypoints * np.float32(input_size / maps.shape[-1])
 
 
@@ -241,7 +245,7 @@ def predict_images(model: torch.nn.Module, cfg: Any, images: Sequence[np.ndarray
         rotations = _upright_rotations(model, cfg, images, chunk, device) if cfg.data.upright else [0.0] * len(chunk)
         crops, transforms = zip(*(_crop(images[i], box, tried, cfg, r) for (i, box, tried, _), r in zip(chunk, rotations)))
         batch = torch.from_numpy(np.stack(crops)).to(device)
-        crop = crop_outputs(model(batch), cfg.data.input_size)
+        crop = crop_outputs(model(batch), cfg.data.input_size, cfg.model.heatmap_decode_smoothing)
         crop["_input_size"] = np.array(float(cfg.data.input_size))
         for k, ((i, box, tried, _), t) in enumerate(zip(chunk, transforms)):
             results.append((self_consistency(crop, k), _to_image(crop, k, images[i], i, box, tried, t, cfg, masks)))
@@ -271,7 +275,8 @@ def _upright_rotations(model: torch.nn.Module, cfg: Any, images: Sequence[np.nda
 
     def run(angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         crops = [_crop(images[i], box, tried, cfg, a)[0] for (i, box, tried, _), a in zip(chunk, angles)]
-        return heatmap_pass(plain, torch.from_numpy(np.stack(crops)).to(device), None, cfg.data.input_size)
+        return heatmap_pass(plain, torch.from_numpy(np.stack(crops)).to(device), None, cfg.data.input_size,
+                            cfg.model.heatmap_decode_smoothing)
 
     return search_upright(run, mirrored)
 

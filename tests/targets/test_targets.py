@@ -32,6 +32,29 @@ def test_heatmap_encode_decode_recovers_subpixel_keypoints(size: tuple[int, int]
         assert np.all(peaks > 0.7) and np.all(peaks <= 1.0)
 
 
+@pytest.mark.parametrize("smoothing", [0.5, 1.0, 2.0])
+def test_smoothed_decode_still_recovers_target_keypoints(smoothing: float) -> None:
+    rng = np.random.default_rng(4)
+    kp = rng.uniform(12, 52, (NUM_JOINTS, 2))  # away from the border, where the blur is one-sided
+    hm, _ = encode_heatmaps(kp, ALL, (64, 64), 2.0)
+    decoded, peaks = decode_heatmaps(hm, smoothing)
+    assert np.abs(decoded - kp).max() < 0.1
+    np.testing.assert_array_equal(peaks, decode_heatmaps(hm)[1])  # confidence of the maps as given
+
+
+def test_smoothed_decode_follows_the_mass_not_a_single_spike() -> None:
+    # A broad bump (peak 0.9) and, far from it, one pixel slightly higher (1.0): the plain arg-max
+    # takes the spike, the blurred maps the bump.
+    hm, _ = encode_heatmaps(np.array([[10.5, 20.5]]), np.ones(1, bool), (32, 32), 2.5)
+    hm = 0.9 * hm
+    hm[0, 5, 25] = 1.0
+    plain, _ = decode_heatmaps(hm)
+    smoothed, peaks = decode_heatmaps(hm, 1.0)
+    np.testing.assert_allclose(plain[0], [25.5, 5.5])
+    assert np.abs(smoothed[0] - [10.5, 20.5]).max() < 0.1
+    assert peaks[0] == pytest.approx(1.0)
+
+
 def test_heatmap_peak_is_at_the_pixel_centre_convention() -> None:
     hm, _ = encode_heatmaps(np.array([[3.5, 5.5]]), np.ones(1, bool), (8, 8), 1.0)
     assert hm[0, 5, 3] == pytest.approx(1.0)  # row 5, column 3 has its centre at (3.5, 5.5)
