@@ -171,7 +171,7 @@ def _steps_for(cfg: Any, out: Path, overwrite: bool, minutes: float, started: fl
     fit = budget.fit_budget(cfg, minutes, cfg.train.batch_size, spent_seconds=time.perf_counter() - started)
     if main and fit.used_up:
         # Said in the user's own terms: the limit the run then stops at (train.max_minutes, a
-        # token 0.001) is not a number they gave.
+        # token 1e-6) is not a number they gave.
         console.print(f"warning: timing a step took all of --minutes {minutes:g} ({60 * minutes:.1f} s): "
                       f"{fit.timing_seconds:.0f} s here, then about {fit.step_seconds:.2g} s a step; the run trains "
                       f"one step, with a checkpoint, and stops; --minutes {fit.minutes_needed():g} or more trains "

@@ -40,9 +40,10 @@ GPU_OVERHEAD = 1.1
 MIN_STEPS = 10
 TIMING_SHARE = 0.1
 """The most of a budget the timing may take (it times fewer steps beyond it, at least one)."""
-MIN_TRAIN_MINUTES = 0.001
+MIN_TRAIN_MINUTES = 1e-6
 """The training time set when the timing used up the whole budget: the run stops after its
-first step, with a checkpoint (``train.max_minutes`` = 0 would mean no limit at all)."""
+first step, with a checkpoint (``train.max_minutes`` = 0 would mean no limit at all). A token
+far below any step's time (60 microseconds), so that even a fast machine's first step is late."""
 
 
 def step_seconds(compute_s: float, load_s: float | None, device_type: str) -> float:
@@ -175,4 +176,7 @@ def fit_budget(cfg: Any, minutes: float, batch_size: int, spent_seconds: float =
     spent = spent_seconds + time.perf_counter() - start
     left = total - spent
     steps = max(MIN_STEPS, int(max(left, 0.0) / per_step))
-    return Budget(steps, max(round(left / 60.0, 4), MIN_TRAIN_MINUTES), spent, per_step, left < per_step)
+    used_up = left < per_step
+    # Used up: what is left (less than a step) could still hold a fast first step and a second.
+    train_minutes = MIN_TRAIN_MINUTES if used_up else max(round(left / 60.0, 4), MIN_TRAIN_MINUTES)
+    return Budget(steps, train_minutes, spent, per_step, used_up)

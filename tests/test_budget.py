@@ -59,6 +59,17 @@ def test_the_timing_is_cut_short_and_counted_in_a_small_budget(monkeypatch: pyte
     assert budget.fit_budget(cfg, 0.01, 2, spent_seconds=5.0).train_minutes > 0
 
 
+def test_a_budget_left_shorter_than_a_step_stops_the_run_after_its_first_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 0.3 s of 0.6 are left after the timing, less than the 5-second step it measured: what is
+    # left is not the limit, since a first step faster than it would let a second one start.
+    readings = iter([0.0, 0.3])
+    monkeypatch.setattr(budget, "time", SimpleNamespace(perf_counter=lambda: next(readings)))
+    monkeypatch.setattr(budget, "time_step", lambda cfg, batch_size, max_seconds=None: 5.0)
+    fit = budget.fit_budget(load_config(None, "tiny", []), 0.01, 2)
+    assert fit.used_up
+    assert 0 < fit.train_minutes * 60 < 0.001  # no step is that fast, and 0 would mean no limit
+
+
 @pytest.mark.parametrize(("cores", "device", "world_size", "expected"), [
     (2, "cpu", 1, 0),  # the workers would take the cores torch computes on
     (4, "cpu", 1, 0),

@@ -286,7 +286,7 @@ def test_a_budget_the_timing_uses_up_is_named_as_given_and_trains_one_step(
                  "--minutes", "0.01", "--out", str(tmp_path / "run")]) == 0
     err = " ".join(capsys.readouterr().err.split())
     assert "warning: timing a step took all of --minutes 0.01 (0.6 s)" in err, err
-    assert "train.max_minutes=0.001" not in err and "in the 0.0 minutes left" not in err
+    assert "train.max_minutes=1e-06" not in err and "in the 0.0 minutes left" not in err
     assert "stopped at the time limit after step 1 of 10 (--minutes 0.01, the timing included), with a checkpoint" in err
     assert (tmp_path / "run" / "checkpoints" / "step-000001").is_dir()
 
