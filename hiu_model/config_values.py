@@ -224,6 +224,8 @@ RANGES: dict[str, tuple[Any, str]] = {
     "data.sigma": _positive(),
     "data.scale_range": _positive(),
     "data.blur_prob": _within(0.0, 1.0),
+    "data.erase_prob": _within(0.0, 1.0),
+    "data.erase_area": _within(0.0, 1.0),
     "data.blur_sigma": _positive(),
     "data.std": _positive(),
     **{f"train.{name}": _at_least(1) for name in (

@@ -224,6 +224,52 @@ def apply_photometric(image: np.ndarray, params: PhotometricParams) -> np.ndarra
     return out
 
 
+@dataclass(frozen=True)
+class EraseParams:
+    """One random-erasing draw: a rectangle of the crop painted over in one colour.
+
+    ``box`` is (x0, y0, x1, y1) in fractions of the crop side (0 = left / top edge, 1 = right /
+    bottom), in the crop's final frame (after the turn and the mirror); ``colour`` RGB 0-255.
+    """
+
+    box: tuple[float, float, float, float]
+    colour: tuple[int, int, int]
+
+
+def box_pixels(box: tuple[float, float, float, float], side: int) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) integer pixel bounds, end exclusive and within ``[0, side]``, of a box in
+    fractions of a map of ``side`` pixels (a pixel is inside when its centre is)."""
+    return tuple(int(min(max(round(v * side), 0), side)) for v in box)  # type: ignore[return-value]
+
+
+def erase(image: np.ndarray, params: EraseParams) -> np.ndarray:
+    """An (S, S, 3) uint8 crop with ``params.box`` painted in ``params.colour`` (a copy)."""
+    x0, y0, x1, y1 = box_pixels(params.box, image.shape[1])
+    out = image.copy()
+    out[y0:y1, x0:x1] = np.asarray(params.colour, np.uint8)
+    return out
+
+
+def sample_erase(rng: np.random.Generator, probability: float,
+                 area_range: tuple[float, float]) -> EraseParams | None:
+    """A random-erasing rectangle within the crop, or None with probability ``1 - probability``.
+
+    Its area is drawn uniformly in ``area_range`` (fractions of the crop's area), its aspect
+    ratio log-uniformly in 1/3-3, its place uniformly where it fits; the colour uniformly. Always
+    eight draws of ``rng``, so what is drawn after it does not depend on the outcome.
+    """
+    gate, area_u, aspect_u, x_u, y_u = rng.random(5).tolist()
+    colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+    if gate >= probability:
+        return None
+    lo, hi = area_range
+    area = lo + (hi - lo) * area_u
+    aspect = math.exp(math.log(3.0) * (2.0 * aspect_u - 1.0))
+    width, height = min(math.sqrt(area * aspect), 1.0), min(math.sqrt(area / aspect), 1.0)
+    x0, y0 = (1.0 - width) * x_u, (1.0 - height) * y_u
+    return EraseParams((x0, y0, x0 + width, y0 + height), colour)  # type: ignore[arg-type]
+
+
 def normalise(image: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
     """(S, S, 3) uint8 RGB -> (3, S, S) float32 ``(x / 255 - mean) / std`` per channel."""
     scale = 1.0 / (255.0 * np.asarray(std, dtype=np.float64))

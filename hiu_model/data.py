@@ -57,8 +57,8 @@ from hiu_data.io.parquet import HandDataset, image_bytes_of
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import NUM_JOINTS, ROOT
 from hiu_data.targets import encode_heatmaps, encode_pof, mask_target
-from hiu_model.crop import (CropTransform, PhotometricParams, apply_photometric, decode_for_crop,
-                            make_crop_transform, normalise, warp_image)
+from hiu_model.crop import (CropTransform, EraseParams, PhotometricParams, apply_photometric, box_pixels,
+                            decode_for_crop, erase, sample_erase, make_crop_transform, normalise, warp_image)
 from hiu_model.upright import upright_rotation
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,11 @@ class DataOptions:
         brightness, contrast, saturation: factors drawn uniformly in [1 - v, 1 + v].
         hue_deg: hue rotation drawn uniformly in [-h, h] degrees.
         blur_prob: probability of a Gaussian blur; blur_sigma: its sigma range in crop pixels.
+        erase_prob: probability of random erasing (Zhong et al. 2020): a rectangle of the crop
+            painted in one random colour, as an occluder would, and cut from the mask target
+            (whose hands are the visible pixels); the joints under it stay labelled, marked
+            occluded. erase_area: its area range in fractions of the crop (aspect ratio
+            log-uniform in 1/3-3). CHOICE (not in the paper): off by default, on in ``tiny``.
         mean, std: RGB normalisation of the [0, 1] image.
         mirror_left: flip left hands into the right-hand frame.
         upright: turn each training crop so that the hand points up (wrist below the middle
@@ -107,6 +112,8 @@ class DataOptions:
     hue_deg: float = 8.0
     blur_prob: float = 0.2
     blur_sigma: tuple[float, float] = (0.3, 1.5)
+    erase_prob: float = 0.0
+    erase_area: tuple[float, float] = (0.02, 0.15)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     mirror_left: bool = True
@@ -121,6 +128,7 @@ class AugmentParams:
     rotation_deg: float = 0.0
     shift: tuple[float, float] = (0.0, 0.0)
     photometric: PhotometricParams = field(default_factory=PhotometricParams)
+    erase: EraseParams | None = None
 
 
 def sample_augment(rng: np.random.Generator, options: DataOptions) -> AugmentParams:
@@ -135,7 +143,11 @@ def sample_augment(rng: np.random.Generator, options: DataOptions) -> AugmentPar
     photometric = PhotometricParams(
         brightness=1.0 + options.brightness * u[4], contrast=1.0 + options.contrast * u[5],
         saturation=1.0 + options.saturation * u[6], hue_deg=options.hue_deg * u[7], blur_sigma=blur)
-    return AugmentParams(scale, rotation, shift, photometric)
+    # Drawn only when asked for, after the others: without erasing, every earlier draw (and so
+    # every run trained before it existed) stays as it was.
+    erased = sample_erase(rng, options.erase_prob, options.erase_area) if options.erase_prob > 0 else None
+    return AugmentParams(scale, rotation, shift, photometric, erased)
+
 
 
 def hand_box(sample: HandSample) -> np.ndarray:
@@ -192,6 +204,8 @@ def make_example(sample: HandSample, image_bytes: bytes, options: DataOptions,
     """Crop, augment, mirror and build every target of one row (numpy; see the module table)."""
     S, h, m = options.input_size, options.heatmap_size, options.mask_size
     crop, t = crop_image(sample, image_bytes, options, params)
+    if params.erase is not None:
+        crop = erase(crop, params.erase)
 
     visibility = sample.visibility.astype(np.float32)
     kp2 = np.zeros((NUM_JOINTS, 2), np.float32)
@@ -200,6 +214,10 @@ def make_example(sample: HandSample, image_bytes: bytes, options: DataOptions,
         labelled = (sample.visibility > 0) & np.isfinite(sample.keypoints_2d).all(axis=1)
         kp2 = np.where(labelled[:, None], t.points_to_crop(sample.keypoints_2d), np.float32(0.0))
     visibility[~labelled] = 0.0
+    if params.erase is not None:
+        x0, y0, x1, y1 = (v * S for v in params.erase.box)
+        under = labelled & (kp2[:, 0] >= x0) & (kp2[:, 0] < x1) & (kp2[:, 1] >= y0) & (kp2[:, 1] < y1)
+        visibility[under] = np.minimum(visibility[under], 1.0)  # COCO 1: labelled, not visible
     has_2d = bool(labelled.any())
 
     has_3d = sample.keypoints_3d is not None and bool(np.isfinite(sample.keypoints_3d).all())
@@ -216,6 +234,9 @@ def make_example(sample: HandSample, image_bytes: bytes, options: DataOptions,
 
     has_mask = sample.mask is not None
     mask = mask_target(sample.mask, (m, m), t.scaled(m)) if has_mask else np.zeros((m, m), np.float32)
+    if has_mask and params.erase is not None:
+        x0, y0, x1, y1 = box_pixels(params.erase.box, m)
+        mask[y0:y1, x0:x1] = 0.0
     has_camera = sample.camera_K is not None
     camera_K = t.intrinsics_to_crop(sample.camera_K) if has_camera else _nominal_K(S)
     has_mano = sample.mano_pose is not None and sample.mano_betas is not None

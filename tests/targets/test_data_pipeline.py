@@ -12,8 +12,8 @@ import torch
 from hiu_data.io import images, rle
 from hiu_data.schema import HandSample
 from hiu_data.skeleton import NUM_BONES, NUM_JOINTS
-from hiu_model.crop import PhotometricParams, decode_for_crop, denormalise
-from hiu_model.data import AugmentParams, DataOptions, HandCropDataset, crop_for, make_example
+from hiu_model.crop import EraseParams, PhotometricParams, decode_for_crop, denormalise, sample_erase
+from hiu_model.data import AugmentParams, DataOptions, HandCropDataset, crop_for, make_example, sample_augment
 from tests.targets.handmade import make_hand, write_hands
 
 SMALL = DataOptions(input_size=96, heatmap_size=24, mask_size=24)
@@ -127,6 +127,52 @@ def test_photometric_augmentation_changes_only_the_image() -> None:
     assert np.abs(plain["image"] - jitter["image"]).mean() > 0.05
     for key in ("keypoints_2d", "heatmaps", "pof", "mask", "camera_K", "keypoints_3d"):
         np.testing.assert_array_equal(plain[key], jitter[key])
+
+
+def test_random_erasing_paints_the_box_cuts_the_mask_and_marks_its_joints_occluded() -> None:
+    options = DataOptions(input_size=96, heatmap_size=24, mask_size=48, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    sample = make_hand(15)
+    plain = _example(sample, options=options)
+    # A box over the middle of the crop, where the hand is: joints and mask pixels lie under it.
+    erased = _example(sample, AugmentParams(erase=EraseParams((0.25, 0.375, 0.75, 0.625), (10, 200, 30))), options)
+    image = denormalise(erased["image"], options.mean, options.std)
+    assert (image[36:60, 24:72] == (10, 200, 30)).all()  # rows 0.375-0.625, columns 0.25-0.75 of 96
+    outside = np.ones((96, 96), bool)
+    outside[36:60, 24:72] = False
+    np.testing.assert_array_equal(image[outside], denormalise(plain["image"], options.mean, options.std)[outside])
+    assert plain["mask"][18:30, 12:36].sum() > 0 and (erased["mask"][18:30, 12:36] == 0).all()
+    kept = np.ones((48, 48), bool)
+    kept[18:30, 12:36] = False
+    np.testing.assert_array_equal(erased["mask"][kept], plain["mask"][kept])
+    x, y = plain["keypoints_2d"].T
+    under = (x >= 24) & (x < 72) & (y >= 36) & (y < 60)
+    assert under.any() and (~under).any()
+    np.testing.assert_array_equal(erased["visibility"][under], np.minimum(plain["visibility"][under], 1.0))
+    np.testing.assert_array_equal(erased["visibility"][~under], plain["visibility"][~under])
+    for key in ("keypoints_2d", "heatmaps", "heatmap_weights", "pof", "keypoints_3d"):  # still labelled
+        np.testing.assert_array_equal(plain[key], erased[key])
+
+
+def test_random_erasing_draws_boxes_in_range_and_leaves_the_other_draws_alone() -> None:
+    rng = np.random.default_rng(3)
+    boxes = [sample_erase(rng, 1.0, (0.02, 0.15)) for _ in range(500)]
+    for params in boxes:
+        x0, y0, x1, y1 = params.box
+        assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
+        assert 0.02 - 1e-9 <= (x1 - x0) * (y1 - y0) <= 0.15 + 1e-9
+        assert 1 / 3 - 1e-9 <= (x1 - x0) / (y1 - y0) <= 3 + 1e-9
+    assert len({p.colour for p in boxes}) > 400
+    assert sum(sample_erase(rng, 0.3, (0.02, 0.15)) is not None for _ in range(2000)) == pytest.approx(600, abs=80)
+    # Whether or not a box was drawn, the generator moves on alike.
+    a, b = np.random.default_rng(4), np.random.default_rng(4)
+    assert sample_erase(a, 0.0, (0.02, 0.15)) is None and sample_erase(b, 1.0, (0.02, 0.15)) is not None
+    assert a.random() == b.random()
+    # Without erasing, the geometric and colour draws are those of a run from before it existed.
+    with_erase = sample_augment(np.random.default_rng(5), DataOptions(erase_prob=1.0))
+    without = sample_augment(np.random.default_rng(5), DataOptions())
+    assert without.erase is None and with_erase.erase is not None
+    assert (with_erase.scale, with_erase.rotation_deg, with_erase.shift, with_erase.photometric) == (
+        without.scale, without.rotation_deg, without.shift, without.photometric)
 
 
 def test_label_availability_flags_and_no_nans() -> None:
