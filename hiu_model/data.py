@@ -58,7 +58,7 @@ from hiu_data.schema import HandSample
 from hiu_data.skeleton import NUM_JOINTS, ROOT
 from hiu_data.targets import encode_heatmaps, encode_pof, mask_target
 from hiu_model.crop import (CropTransform, EraseParams, PhotometricParams, apply_photometric, box_pixels,
-                            decode_for_crop, erase, sample_erase, make_crop_transform, normalise, warp_image)
+                            decode_for_crop, erase, make_crop_transform, normalise, sample_erase, warp_image)
 from hiu_model.upright import upright_rotation
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,8 @@ class DataOptions:
             painted in one random colour, as an occluder would, and cut from the mask target
             (whose hands are the visible pixels); the joints under it stay labelled, marked
             occluded. erase_area: its area range in fractions of the crop (aspect ratio
-            log-uniform in 1/3-3). CHOICE (not in the paper): off by default, on in ``tiny``.
+            log-uniform in 1/3-3). CHOICE (not in the paper): off by default and in ``tiny``, where
+            it cost more fit than it saved in 15 minutes (bench/RESULTS.md).
         mean, std: RGB normalisation of the [0, 1] image.
         mirror_left: flip left hands into the right-hand frame.
         upright: turn each training crop so that the hand points up (wrist below the middle
@@ -147,7 +148,6 @@ def sample_augment(rng: np.random.Generator, options: DataOptions) -> AugmentPar
     # every run trained before it existed) stays as it was.
     erased = sample_erase(rng, options.erase_prob, options.erase_area) if options.erase_prob > 0 else None
     return AugmentParams(scale, rotation, shift, photometric, erased)
-
 
 
 def hand_box(sample: HandSample) -> np.ndarray:
