@@ -20,6 +20,7 @@ def preview(
     n: Annotated[int, typer.Option("--n", "-n", "--num", min=1, help="Samples to show, spread over the dataset.")] = 16,
     augment: Annotated[bool, typer.Option("--augment", help="Apply training augmentation (scale, rotation, shift, colour, blur).")] = False,
     upright: Annotated[bool, typer.Option("--upright", help="Turn each crop so that the hand points up (wrist below the middle knuckle, from its labels), as training with data.upright does (the tiny preset).")] = False,
+    erase: Annotated[float, typer.Option("--erase", min=0.0, max=1.0, help="With --augment, paint a random rectangle over this share of the crops, as training with data.erase_prob does (random erasing).")] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the augmentation draws.")] = 0,
     split: Annotated[str | None, typer.Option("--split", "-s", help="Only this split.")] = None,
     input_size: Annotated[int, typer.Option("--input-size", min=16, help="Crop side in pixels.")] = 256,
@@ -33,7 +34,8 @@ def preview(
     from hiu_model.data import DataOptions
     from hiu_model.target_preview import preview_targets
 
-    options = DataOptions(input_size=input_size, heatmap_size=heatmap_size, mask_size=heatmap_size, upright=upright)
+    options = DataOptions(input_size=input_size, heatmap_size=heatmap_size, mask_size=heatmap_size, upright=upright,
+                          erase_prob=erase)
     with progress_bar("drawing targets", total=n) as advance:
         paths = preview_targets(dataset_dir, out_dir, n=n, augment=augment, seed=seed, split=split,
                                 options=options, overwrite=overwrite, progress=advance)

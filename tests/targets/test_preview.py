@@ -129,3 +129,15 @@ def test_preview_upright_flag_reaches_the_options(tmp_path: Path, monkeypatch: p
     for flags, expected in (([], False), (["--upright"], True)):
         assert main(["targets", "preview", str(folder), str(tmp_path / "out"), *flags]) == 0
         assert seen[-1] is expected
+
+
+def test_preview_erase_flag_reaches_the_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hiu_model.target_preview as target_preview
+
+    seen = []
+    monkeypatch.setattr(target_preview, "preview_targets", lambda *a, **k: seen.append(k["options"].erase_prob) or [])
+    folder = write_hands(tmp_path, 1, seed=4)
+    for flags, expected in (([], 0.0), (["--augment", "--erase", "0.5"], 0.5)):
+        assert main(["targets", "preview", str(folder), str(tmp_path / "out"), *flags]) == 0
+        assert seen[-1] == expected
+    assert main(["targets", "preview", str(folder), str(tmp_path / "out"), "--erase", "1.5"]) == 2
