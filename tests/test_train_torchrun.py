@@ -82,14 +82,14 @@ def test_resume_with_another_process_count_is_refused(hands: Path, tmp_path: Pat
 
 def test_only_rank_0_logs_and_reports(hands: Path, tmp_path: Path) -> None:
     done = _torchrun(2, "-v", "train", *SMALL, "--data", str(hands), "--steps", "2",
-                     "--set", "train.max_minutes=0.0001", "--set", "train.log_every=1", "--out", str(tmp_path / "run"),
+                     "--set", "train.max_minutes=0.00001", "--set", "train.log_every=1", "--out", str(tmp_path / "run"),
                      cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stderr.splitlines()
     assert sum("joined the gloo group" in line for line in lines) == 1
     assert sum("training data:" in line for line in lines) == 1
     # train.max_minutes: the processes agree on the step to stop at, and it is said once
-    assert sum("train.max_minutes=0.0001 reached at step 1" in line for line in lines) == 1
+    assert sum("train.max_minutes=1e-05 reached at step 1" in line for line in lines) == 1
     assert sum(line.startswith("done:") for line in lines) == 1
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step-000001"]
     # one writer of the scalars: rank 0's event file, the same as its metrics.csv
