@@ -215,7 +215,8 @@ def make_example(sample: HandSample, image_bytes: bytes, options: DataOptions,
         kp2 = np.where(labelled[:, None], t.points_to_crop(sample.keypoints_2d), np.float32(0.0))
     visibility[~labelled] = 0.0
     if params.erase is not None:
-        x0, y0, x1, y1 = (v * S for v in params.erase.box)
+        # The pixels erase() painted: a joint is under the box when the pixel it lies in is.
+        x0, y0, x1, y1 = box_pixels(params.erase.box, S)
         under = labelled & (kp2[:, 0] >= x0) & (kp2[:, 0] < x1) & (kp2[:, 1] >= y0) & (kp2[:, 1] < y1)
         visibility[under] = np.minimum(visibility[under], 1.0)  # COCO 1: labelled, not visible
     has_2d = bool(labelled.any())
