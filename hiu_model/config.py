@@ -129,6 +129,9 @@ class LossConfig:
     heatmap_foreground: float = 0.0
     """CHOICE: each heat-map pixel's squared error is weighted ``1 + heatmap_foreground * target``,
     so the few pixels of a peak are not outweighed by the zero background (0 = plain MSE)."""
+    heatmap_hard_joints: int = 0
+    """CHOICE (online hard keypoint mining, Chen et al. 2018, CPN): the heat-map term of each
+    sample averages only its ``heatmap_hard_joints`` joints of largest error (0 = all joints)."""
     heatmap_integral: float = 0.0
     """CHOICE (Integral Human Pose, Sun et al. 2018): L1 of the last heat-maps' soft-arg-max
     against the labelled 2D joints, in units of the crop side, visible joints (0 = off)."""

@@ -237,6 +237,7 @@ RANGES: dict[str, tuple[Any, str]] = {
     "train.best_metric": ((lambda v: v.split("/")[0] in ("heatmap", "mesh", "mask", "silhouette") and "/" in v),
                           "must be BRANCH/METRIC with BRANCH heatmap, mesh, mask or silhouette, e.g. heatmap/pck@0.1"),
     "train.min_lr_ratio": _within(0.0, 1.0),
+    "loss.heatmap_hard_joints": _at_least(0),
 }
 
 

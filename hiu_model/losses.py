@@ -12,7 +12,8 @@ silent):
 
 - ``heatmap`` (every stack, mean over stacks): squared error summed over the map's pixels
   (each weighted ``1 + heatmap_foreground * target``), mean over joints with
-  ``heatmap_weights * has_2d``;
+  ``heatmap_weights * has_2d`` (with ``heatmap_hard_joints`` k > 0, over each sample's k joints
+  of largest error only);
 - ``heatmap_integral``: L1 of the last heat-maps' soft-arg-max against the 2D labels, in units
   of the crop side, joints with ``visibility > 0`` and ``has_2d``;
 - ``pof`` (every stack): the same per POF channel with ``pof_weights * has_2d`` (the z channel
@@ -81,9 +82,10 @@ def compute_losses(output: HIUOutput, batch: dict[str, torch.Tensor], cfg: LossC
         weights = batch["heatmap_weights"] * flags["has_2d"][:, None]
         target = batch["heatmaps"]
         pixel_weight = 1.0 + cfg.heatmap_foreground * target if cfg.heatmap_foreground else 1.0
+        errors = [(pixel_weight * (prediction - target) ** 2).sum(dim=(2, 3))
+                  for prediction in _check_shapes(output.heatmaps, target, "heatmaps")]
         terms["heatmap"] = _mean_over_stacks([
-            _weighted_mean((pixel_weight * (prediction - target) ** 2).sum(dim=(2, 3)), weights)
-            for prediction in _check_shapes(output.heatmaps, target, "heatmaps")])
+            _weighted_mean(error, hardest_joints(error, weights, cfg.heatmap_hard_joints)) for error in errors])
     if output.heatmap_keypoints is not None and cfg.heatmap_integral:
         terms["heatmap_integral"] = _labelled_keypoint_l1(output.heatmap_keypoints, batch, flags)
     if output.pofs and cfg.pof:
@@ -212,6 +214,19 @@ def _labelled_keypoint_l1(predicted: torch.Tensor, batch: dict[str, torch.Tensor
     error = (predicted - batch["keypoints_2d"]).abs().sum(-1) / crop
     weights = (batch["visibility"] > 0).float() * flags["has_2d"][:, None]
     return _weighted_mean(error, weights)
+
+
+def hardest_joints(errors: torch.Tensor, weights: torch.Tensor, count: int) -> torch.Tensor:
+    """The (B, J) joint weights restricted to each sample's ``count`` largest (B, J) errors.
+
+    Joints of weight 0 never count as hard; ``count`` 0 (or at least J) keeps ``weights``.
+    The selection carries no gradient: it only decides which joints' errors are averaged.
+    """
+    if count <= 0 or count >= errors.shape[1]:
+        return weights
+    ranked = errors.detach().float().masked_fill(weights.expand_as(errors) <= 0, float("-inf"))
+    chosen = torch.zeros_like(ranked).scatter_(1, ranked.topk(count, dim=1).indices, 1.0)
+    return weights * chosen
 
 
 def _bone_directions(joints: torch.Tensor) -> torch.Tensor:

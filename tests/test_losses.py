@@ -215,6 +215,23 @@ def test_heatmap_foreground_weights_each_pixel_by_its_target() -> None:
     assert weighted == pytest.approx(0.01 * (MAP * MAP + 4.0 * 1.5), rel=1e-5)
 
 
+def test_heatmap_hard_joints_average_only_each_samples_largest_errors() -> None:
+    batch = make_batch(batch=2)
+    batch["heatmap_weights"][1, 0] = 0.0  # sample 1's worst joint is unlabelled: never chosen
+    output = perfect_output(batch)
+    offsets = torch.zeros(2, NUM_JOINTS)
+    offsets[0, :3] = torch.tensor([0.3, 0.2, 0.1])
+    offsets[1, :3] = torch.tensor([0.9, 0.4, 0.2])
+    output.heatmaps = [batch["heatmaps"] + offsets[:, :, None, None] for _ in range(STACKS)]
+    config = dataclasses.replace(NO_PRIORS, heatmap_hard_joints=2)
+    hard = compute_losses(output, batch, config)[1]["heatmap"].item()
+    pixels = MAP * MAP
+    # Sample 0 keeps 0.3 and 0.2; sample 1 keeps 0.4 and 0.2 (0.9 is on an unlabelled joint).
+    assert hard == pytest.approx(pixels * (0.09 + 0.04 + 0.16 + 0.04) / 4, rel=1e-5)
+    every = compute_losses(output, batch, NO_PRIORS)[1]["heatmap"].item()
+    assert every == pytest.approx(pixels * (0.09 + 0.04 + 0.01 + 0.16 + 0.04) / (2 * NUM_JOINTS - 1), rel=1e-5)
+
+
 def test_silhouette_terms_cover_only_the_rendered_rows() -> None:
     batch = make_batch(batch=4, seed=3)
     labeled = torch.tensor([1.0, 0.0, 1.0, 1.0])

@@ -71,6 +71,7 @@ def test_round_trip_through_json() -> None:
     ("train.min_lr_ratio=2", "train.min_lr_ratio: must be in [0, 1]"),
     ("data.std=[0, 0, 0]", "data.std: must be > 0"),
     ("train.best_metric=bogus", "train.best_metric: must be BRANCH/METRIC"),
+    ("loss.heatmap_hard_joints=-2", "loss.heatmap_hard_joints: must be >= 0, got -2"),
 ])
 def test_bad_overrides_are_one_line_errors(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")) as error:
