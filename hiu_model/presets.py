@@ -17,11 +17,12 @@ def tiny() -> Config:
     """CPU preset for tests, the demo and quick experiments (2 cores).
 
     128x128 crops of the hand box widened by 10 % on each side, 32x32 heat-maps (Gaussians of
-    sigma 2 map pixels), POF and masks, ResNet-18-style blocks with widths 32-96, 32 decoder channels, two stacked
-    multi-task blocks (each with its task attention) and a 256-wide regressor without dropout
-    whose camera is solved from the heat-map keypoints, trained on upright crops (the hand turned
-    to point up; its angle searched at inference) with Muon at batch 64 and the default
-    augmentation except in the last quarter of the steps; heat-maps decoded after a 1-pixel blur.
+    sigma 2 map pixels), POF and masks, ResNet-18-style blocks with widths 32-96, 32 decoder
+    channels, two stacked multi-task blocks (each with its task attention) and a 256-wide
+    regressor without dropout whose camera is solved from the heat-map keypoints, trained on
+    upright crops (the hand turned to point up; its angle searched at inference) with Muon at
+    batch 64 and the default augmentation except in the last quarter of the steps; heat-maps
+    decoded after a 1-pixel blur.
     Sized for the training issue's budget (about 15 minutes on 2 CPU cores, 5,000 synthetic
     hands); what it reaches there is in bench/RESULTS.md (issue 9).
     """
