@@ -24,6 +24,9 @@ class _RichReporter:
         task = self.tasks[stage] = self.progress.add_task(stage, total=total)
         return lambda n=1: self.progress.advance(task, n)
 
+    def set_total(self, stage: str, total: int) -> None:
+        self.progress.update(self.tasks[stage], total=total)
+
     def finish(self, stage: str, summary: str) -> None:
         task = self.tasks[stage]
         self.progress.update(task, total=self.progress.tasks[task].completed or 1, completed=self.progress.tasks[task].completed or 1)

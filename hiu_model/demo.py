@@ -52,6 +52,9 @@ class Reporter(Protocol):
     def start(self, stage: str, total: int | None) -> Callable[[int], None]:
         """Begin ``stage``; returns ``advance(n)``."""
 
+    def set_total(self, stage: str, total: int) -> None:
+        """``stage`` has a new total (training re-sized its schedule to the measured pace)."""
+
     def finish(self, stage: str, summary: str) -> None:
         """End ``stage`` with a one-line summary."""
 
@@ -59,6 +62,9 @@ class Reporter(Protocol):
 class _SilentReporter:
     def start(self, stage: str, total: int | None) -> Callable[[int], None]:
         return lambda n=1: None
+
+    def set_total(self, stage: str, total: int) -> None:
+        log.info("%s: %d steps, re-sized to the measured pace", stage, total)
 
     def finish(self, stage: str, summary: str) -> None:
         log.info("%s: %s", stage, summary)
@@ -204,13 +210,18 @@ def _train_and_label(options: DemoOptions, result: DemoResult, reporter: Reporte
     run_dir = out / "run"
 
     def train_stage(advance: Callable[[int], None]) -> str:
-        done = [0]
+        done, planned = [0], [steps]
 
         def on_step(step: int, total: int, values: dict[str, float]) -> None:
             advance(step - done[0])
             done[0] = step
+            if total != planned[0]:
+                planned[0] = total
+                reporter.set_total("train", total)
 
-        train(cfg, run_dir, progress=on_step)
+        # A budget's steps come from a few timed steps; training re-sizes them to its own pace
+        # (as ``hiu-data train --minutes`` does), so the cosine ends within the budget.
+        train(cfg, run_dir, progress=on_step, steps_from_budget=options.steps is None)
         return f"{done[0]} steps of the tiny model in {run_dir}"
 
     _timed(result, reporter, "train", steps, train_stage)

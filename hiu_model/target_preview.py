@@ -137,6 +137,33 @@ def sample_row(ex: dict[str, Any], options: DataOptions, tile: int, label: str) 
     return row
 
 
+def preview_options(config: str | Path | None = None, preset: str | None = None,
+                    **overrides: Any) -> DataOptions:
+    """The crop and target settings a training run of ``config`` / ``preset`` uses, with
+    ``overrides`` (``DataOptions`` field names; ``None`` values are ignored) on top.
+
+    Without ``config`` and ``preset``: the ``paper`` preset's (``DataOptions()``). A
+    ``heatmap_size`` override sets ``mask_size`` too.
+
+    Raises:
+        ConfigError: an unknown preset, an unreadable config, an unknown field.
+    """
+    import dataclasses
+
+    from hiu_model.config import load_config
+    from hiu_model.config_values import ConfigError
+
+    options: DataOptions = load_config(config, preset).data if config is not None or preset else DataOptions()
+    given = {name: value for name, value in overrides.items() if value is not None}
+    if "heatmap_size" in given:
+        given.setdefault("mask_size", given["heatmap_size"])
+    known = {f.name for f in dataclasses.fields(DataOptions)}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ConfigError(f"unknown data option(s) {', '.join(unknown)}")
+    return dataclasses.replace(options, **given)
+
+
 def preview_example(dataset: HandCropDataset, index: int, augment: bool) -> dict[str, Any]:
     """Item ``index`` of a training ``dataset`` as training makes it (numpy form), augmented or
     plain: with ``dataset.options.upright`` turned so that the hand points up by its own labels

@@ -30,11 +30,21 @@ def test_demo_runs_every_stage(tmp_path: Path, fiftyone_db: Path, monkeypatch: p
             calls.append(("start", stage))
             return lambda n=1: None
 
+        def set_total(self, stage, total):  # noqa: ANN001, ANN202
+            calls.append(("set_total", stage))
+            totals.append(total)
+
         def finish(self, stage, summary):  # noqa: ANN001, ANN202
             calls.append(("finish", stage))
 
+    # The budget's steps come from a timing that says 1.2 s a step (10 steps in 12 s); the real
+    # steps of batch 4 are several times faster, and training re-sizes the schedule to them.
+    from hiu_model import budget
+
+    monkeypatch.setattr(budget, "time_step", lambda cfg, batch_size, max_seconds=None: 1.2)
+    totals: list[int] = []
     out = tmp_path / "demo"
-    result = run_demo(DemoOptions(out=out, hands_per_source=10, wild_images=4, steps=2, batch_size=4,
+    result = run_demo(DemoOptions(out=out, hands_per_source=10, wild_images=4, minutes=0.2, batch_size=4,
                                   eval_samples=8, workers=1, review=True), Recorder())
 
     stages = [s for kind, s in calls if kind == "finish"]
@@ -46,6 +56,9 @@ def test_demo_runs_every_stage(tmp_path: Path, fiftyone_db: Path, monkeypatch: p
     assert validate(out / "converted").ok
     assert len(list((out / "wild").glob("*.jpg"))) == 4
     assert result.run_dir is not None and (result.run_dir / "metrics.csv").exists()
+    assert ("set_total", "train") in calls and totals[-1] > 10
+    trained = dict((stage, summary) for stage, _, summary in result.stages)["train"]
+    assert int(trained.split()[0]) > 10  # more steps than the timing's ten
     assert any(result.run_dir.glob("checkpoints/*/model.safetensors"))
     assert set(result.metrics["datasets"]) == set(SOURCE_FORMATS)
     assert result.pseudo_dir is not None

@@ -141,3 +141,55 @@ def test_preview_erase_flag_reaches_the_options(tmp_path: Path, monkeypatch: pyt
         assert main(["targets", "preview", str(folder), str(tmp_path / "out"), *flags]) == 0
         assert seen[-1] == expected
     assert main(["targets", "preview", str(folder), str(tmp_path / "out"), "--erase", "1.5"]) == 2
+
+
+def test_preview_options_follow_the_preset_then_the_overrides() -> None:
+    from hiu_model.config_values import ConfigError
+    from hiu_model.data import DataOptions
+    from hiu_model.presets import tiny
+    from hiu_model.target_preview import preview_options
+
+    assert preview_options() == DataOptions()
+    assert preview_options(preset="tiny") == tiny().data
+    assert preview_options(preset="tiny").input_size != DataOptions().input_size  # the preset is not the default
+    options = preview_options(preset="tiny", heatmap_size=16, sigma=1.25, upright=None)
+    assert (options.heatmap_size, options.mask_size, options.sigma) == (16, 16, 1.25)
+    assert options.upright is tiny().data.upright  # None leaves the preset's value
+    with pytest.raises(ConfigError, match="unknown preset 'tinyy'; did you mean 'tiny'"):
+        preview_options(preset="tinyy")
+    with pytest.raises(ConfigError, match="unknown data option"):
+        preview_options(sigmaa=2.0)
+
+
+def test_preview_options_read_a_training_config(tmp_path: Path) -> None:
+    from hiu_model.target_preview import preview_options
+
+    config = tmp_path / "run.yaml"
+    config.write_text("preset: tiny\ndata:\n  sigma: 3.5\n  margin: 0.2\n")
+    options = preview_options(config)
+    assert (options.input_size, options.sigma, options.margin) == (128, 3.5, 0.2)
+
+
+def _heatmap_column_brightness(sheet: Path) -> float:
+    image = cv2.imread(str(sheet))
+    tile = 192
+    return float(image[26:, tile:2 * tile].mean())  # below the header, the heat-map column
+
+
+def test_preview_sigma_widens_the_drawn_gaussians(tmp_path: Path) -> None:
+    folder = write_hands(tmp_path, 3, seed=8)
+    brightness = {}
+    for sigma in ("1", "3"):
+        out = tmp_path / f"sigma{sigma}"
+        assert main(["targets", "preview", str(folder), str(out), "-n", "3", "--preset", "tiny",
+                     "--sigma", sigma]) == 0
+        brightness[sigma] = _heatmap_column_brightness(out / "targets-000.png")
+    assert brightness["3"] > 1.3 * brightness["1"]
+
+
+def test_preview_of_an_unknown_preset_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_hands(tmp_path, 1, seed=9)
+    out = tmp_path / "sheets"
+    assert main(["targets", "preview", str(folder), str(out), "--preset", "tinyy"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == ["error: unknown preset 'tinyy'; did you mean 'tiny'?"]
+    assert not out.exists()
