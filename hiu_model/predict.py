@@ -109,8 +109,12 @@ def crop_outputs(output: Any, input_size: int, smoothing: float = 0.0) -> dict[s
 def heatmap_pass(net: torch.nn.Module, image: torch.Tensor, camera_K: torch.Tensor | None,
                  input_size: int, smoothing: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """The last heat-maps' peaks (B, J) and arg-max keypoints (B, J, 2, crop px) of ``net`` on
-    (B, 3, S, S) normalised crops, rendering no silhouette (the renderer, about 40 % of a ``tiny``
-    forward pass on the CPU, is not needed by the passes that only look at the heat-maps)."""
+    (B, 3, S, S) normalised crops. A network with ``last_heatmaps`` (:class:`HIUDMTL`) computes
+    those maps alone; another runs whole but renders no silhouette (the renderer, about 40 % of a
+    ``tiny`` forward pass on the CPU, is not needed by the passes that only look at the heat-maps)."""
+    last = getattr(net, "last_heatmaps", None)
+    if last is not None:
+        return _decode_last([last(image)], input_size, smoothing)
     no_rows = torch.zeros(0, dtype=torch.long, device=image.device)
     return _decode_last(net(image, camera_K, no_rows).heatmaps, input_size, smoothing)
 

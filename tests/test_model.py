@@ -75,6 +75,28 @@ def test_gradients_reach_every_parameter(overrides: list[str], tiny_batch: dict[
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
+@pytest.mark.parametrize("overrides", [
+    [],
+    ["model.use_tam=false", "model.num_stacks=1"],
+    ["model.tasks=[heatmap, pof]", "model.num_stacks=3"],
+])
+def test_last_heatmaps_equal_those_of_the_full_pass(overrides: list[str], tiny_batch: dict[str, torch.Tensor]) -> None:
+    cfg = load_config(preset="tiny", overrides=overrides)
+    torch.manual_seed(0)
+    model = HIUDMTL(cfg.model).eval()
+    with torch.no_grad():
+        full = model(tiny_batch["image"], tiny_batch["camera_K"]).heatmaps[-1]
+        alone = model.last_heatmaps(tiny_batch["image"])
+    assert full.abs().max() > 0
+    torch.testing.assert_close(alone, full, rtol=0, atol=0)
+
+
+def test_last_heatmaps_need_the_heatmap_task() -> None:
+    cfg = load_config(preset="tiny", overrides=["model.tasks=[mask, mesh]", "data.upright=false"])
+    with pytest.raises(ValueError, match="needs the heatmap task"):
+        HIUDMTL(cfg.model).last_heatmaps(torch.zeros(1, 3, 128, 128))
+
+
 def test_ablation_outputs() -> None:
     cfg = load_config(preset="tiny", overrides=["model.tasks=[heatmap, mask]", "model.num_stacks=1"])
     output = HIUDMTL(cfg.model).eval()(torch.zeros(1, 3, 128, 128))
