@@ -225,17 +225,13 @@ class HIUDMTL(nn.Module):
             :class:`HIUOutput`.
         """
         size = self.cfg.input_size
-        stem = self._stem(image)
-        fused = stem.new_zeros(stem.shape[0], self.cfg.decoder_channels, *stem.shape[-2:])
+        stacked, fused = self._run_blocks(image)
         output = HIUOutput()
-        predictions: dict[str, torch.Tensor] = {}
-        for block in self.blocks:
-            predictions, block_fused = block(torch.cat([stem, fused], dim=1))
+        for predictions in stacked:
             output.heatmaps += [predictions["heatmap"]] if "heatmap" in predictions else []
             output.masks += [predictions["mask"]] if "mask" in predictions else []
             output.pofs += [predictions["pof"]] if "pof" in predictions else []
-            if block_fused is not None:
-                fused = block_fused
+        predictions = stacked[-1]
         peaks = None
         if output.heatmaps:
             map_to_crop = size / output.heatmaps[-1].shape[-1]
@@ -263,19 +259,31 @@ class HIUDMTL(nn.Module):
         search's passes need: about a third less time than a full pass of ``tiny``)."""
         if "heatmap" not in self.cfg.tasks:
             raise ValueError("last_heatmaps needs the heatmap task")
-        stem = self._stem(image)
-        fused = stem.new_zeros(stem.shape[0], self.cfg.decoder_channels, *stem.shape[-2:])
-        for block in self.blocks[:-1]:
-            _, block_fused = block(torch.cat([stem, fused], dim=1))
-            if block_fused is not None:
-                fused = block_fused
-        return self.blocks[-1].heatmaps(torch.cat([stem, fused], dim=1))
+        stacked, _ = self._run_blocks(image, last_heatmaps_only=True)
+        return stacked[-1]["heatmap"]
 
-    def _stem(self, image: torch.Tensor) -> torch.Tensor:
+    def _run_blocks(self, image: torch.Tensor, last_heatmaps_only: bool = False
+                    ) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
+        """The stem and the stacked blocks on (B, 3, S, S) crops: each block's predictions and the
+        last fused features (B, C, h, h). Each block reads the stem's features and the previous
+        block's fused ones (zeros for the first). ``last_heatmaps_only``: the last block predicts
+        its heat-maps alone, and the fused features returned are its input's."""
         size = self.cfg.input_size
         if image.shape[-2:] != (size, size):
             raise ValueError(f"HIUDMTL expects {size}x{size} crops, got {tuple(image.shape[-2:])}")
-        return self.stem(image)
+        stem = self.stem(image)
+        fused = stem.new_zeros(stem.shape[0], self.cfg.decoder_channels, *stem.shape[-2:])
+        stacked = []
+        for index, block in enumerate(self.blocks):
+            features = torch.cat([stem, fused], dim=1)
+            if last_heatmaps_only and index == len(self.blocks) - 1:
+                stacked.append({"heatmap": block.heatmaps(features)})
+                break
+            predictions, block_fused = block(features)
+            stacked.append(predictions)
+            if block_fused is not None:
+                fused = block_fused
+        return stacked, fused
 
     @staticmethod
     def _regressor_input(fused: torch.Tensor, predictions: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -153,7 +153,7 @@ def preview_options(config: str | Path | None = None, preset: str | None = None,
     from hiu_model.config import load_config
     from hiu_model.config_values import ConfigError
 
-    options: DataOptions = load_config(config, preset).data if config is not None or preset else DataOptions()
+    options: DataOptions = load_config(config, preset).data
     given = {name: value for name, value in overrides.items() if value is not None}
     if "heatmap_size" in given:
         given.setdefault("mask_size", given["heatmap_size"])
