@@ -3,8 +3,9 @@
     python bench/upright_search.py [--preset tiny] [--batch 64] [--repeats 5] [--threads 2]
 
 ``eval``, ``predict`` and ``pseudo-label`` of an upright model (the ``tiny`` preset) run the
-network nine times per hand to choose its angle (:func:`hiu_model.upright.search_upright`) and
-once more for the outputs. Those nine passes read only the last stack's heat-maps:
+network 13 times per hand to choose its angle (:func:`hiu_model.upright.search_upright`: 12
+turned passes and a check pass) and once more for the outputs. Those 13 passes read only the
+last stack's heat-maps:
 :meth:`hiu_model.model.HIUDMTL.last_heatmaps` computes them without the last block's other
 decoders and fusion and without the mesh branch. This prints the seconds per hand of both ways
 of a search pass (the baseline: the full forward pass without the silhouette, as before) on
