@@ -224,7 +224,7 @@ def hardest_joints(errors: torch.Tensor, weights: torch.Tensor, count: int) -> t
     """
     if count <= 0 or count >= errors.shape[1]:
         return weights
-    ranked = errors.detach().float().masked_fill(weights.expand_as(errors) <= 0, float("-inf"))
+    ranked = errors.detach().float().masked_fill(weights <= 0, float("-inf"))
     chosen = torch.zeros_like(ranked).scatter_(1, ranked.topk(count, dim=1).indices, 1.0)
     return weights * chosen
 
