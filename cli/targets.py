@@ -18,7 +18,7 @@ def preview(
     dataset_dir: DatasetDir,
     out_dir: Annotated[Path, typer.Argument(help="Folder for the PNG contact sheets (created; one that holds files is refused without --overwrite).", show_default=False)],
     n: Annotated[int, typer.Option("--n", "-n", "--num", min=1, help="Samples to show, spread over the dataset.")] = 16,
-    preset: Annotated[str | None, typer.Option("--preset", help="Draw the crops and targets of this training preset (tiny, paper): its crop and map sizes, Gaussian width, margin and upright crops. The options below override it. Default: the paper preset's.")] = None,
+    preset: Annotated[str | None, typer.Option("--preset", help="Draw the crops and targets of this training preset (tiny, tiny-bf16, tiny-fp32, paper): its crop and map sizes, Gaussian width, margin and upright crops. The options below override it. Default: the paper preset's.")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Draw the crops and targets of this training config (YAML, as hiu-data train reads it; its preset included).", show_default=False)] = None,
     augment: Annotated[bool, typer.Option("--augment", help="Apply training augmentation (scale, rotation, shift, colour, blur).")] = False,
     upright: Annotated[bool | None, typer.Option("--upright/--no-upright", help="Turn each crop so that the hand points up (wrist below the middle knuckle, from its labels), as training with data.upright does (on in the tiny preset).", show_default=False)] = None,

@@ -46,7 +46,7 @@ def _progress_printer(progress: Progress | None, task: Any, log_every: int):
 
 def train(
     config: Annotated[Path | None, typer.Argument(help="YAML config: preset: and sections model, data, loss, train (example: configs/mix.yaml); relative paths in it are relative to its folder.", show_default=False)] = None,
-    preset: Annotated[str | None, typer.Option("--preset", help="Start from a preset: tiny (CPU) or paper (default: the config file's preset, else paper).")] = None,
+    preset: Annotated[str | None, typer.Option("--preset", help="Start from a preset: tiny (2 CPU cores: tiny-bf16 with AMX or a GPU, else tiny-fp32), tiny-bf16, tiny-fp32 or paper (default: the config file's preset, else paper).")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a value: section.key=value (repeatable).")] = None,
     data: Annotated[list[Path] | None, typer.Option("--data", help="Labeled converted dataset folder (repeatable); replaces the config's train.datasets.")] = None,
     unlabeled: Annotated[list[Path] | None, typer.Option("--unlabeled", help="A folder of unlabeled images (searched recursively; its detections.json boxes when present) or converted folder, seen only by the self-supervised losses (repeatable); replaces the config's train.unlabeled.")] = None,
@@ -115,6 +115,8 @@ def train(
         raise
     if main and base is not None:
         _note_replaced_sources(base, {"--data": data, "--unlabeled": unlabeled, "--val": val})
+    # Said once the run has started (after the checks), so that a refusal stays one line.
+    preset_note = _resolved_preset_note(preset, base) if main and not resume else None
     # An explicit step count is never re-sized; without one, a resumed run goes on with its own.
     explicit = steps is not None or any(o.partition("=")[0].strip() == "train.steps" for o in overrides or [])
     from_budget = not explicit and (minutes is not None or resume)
@@ -136,9 +138,14 @@ def train(
         def note(text: str) -> None:
             console.print(text, markup=False)
 
+        def started(folder: Path) -> None:
+            note(f"run folder {folder}")
+            if preset_note:
+                note(preset_note)
+
         run = train_model(cfg, out, resume=resume, progress=update if main else None, overwrite=overwrite,
                           steps_from_budget=from_budget, notify=note if main else None,
-                          on_start=(lambda folder: note(f"run folder {folder}")) if main else None)
+                          on_start=started if main else None)
     if main:
         if reached and reached[0] < cfg.train.steps:
             # Asked for (--minutes or train.max_minutes): the expected end, said plainly, not warned,
@@ -197,6 +204,21 @@ def _note_replaced_sources(path: Path, flags: dict[str, list[Path] | None]) -> N
         if given and isinstance(listed, list) and listed:
             count = f"{len(listed)} source{'s' if len(listed) > 1 else ''}"
             console.print(f"note: {flag} replaces the {count} of train.{key} in {path}", markup=False)
+
+
+def _resolved_preset_note(preset: str | None, config_file: Path | None) -> str | None:
+    """Which network ``tiny`` (from ``--preset`` or the config file) stands for on this machine,
+    in one line; None for the other presets."""
+    from hiu_model.config_values import read_yaml_mapping
+    from hiu_model.presets import resolved_name
+
+    if preset is None and config_file is not None:
+        preset = read_yaml_mapping(config_file).get("preset")
+    if preset != "tiny":
+        return None
+    why = ("this machine has bf16 matrix hardware" if resolved_name(preset) == "tiny-bf16"
+           else "this machine multiplies matrices in float32: no CUDA device, no AMX tiles")
+    return f"preset tiny: {resolved_name(preset)} ({why})"
 
 
 def _usage_error(message: str, param_hint: str) -> Exception:

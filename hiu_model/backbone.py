@@ -31,12 +31,12 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel: int = 3, stride: i
 
 
 class Stem(nn.Module):
-    """Two 7x7 stride-2 convolutions: (B, 3, S, S) -> (B, channels[-1], S/4, S/4)."""
+    """Two stride-2 convolutions (7x7 in the paper): (B, 3, S, S) -> (B, channels[-1], S/4, S/4)."""
 
-    def __init__(self, channels: Sequence[int] = (64, 128)) -> None:
+    def __init__(self, channels: Sequence[int] = (64, 128), kernels: Sequence[int] = (7, 7)) -> None:
         super().__init__()
         first, second = channels
-        self.layers = nn.Sequential(conv_bn_relu(3, first, 7, 2), conv_bn_relu(first, second, 7, 2))
+        self.layers = nn.Sequential(conv_bn_relu(3, first, kernels[0], 2), conv_bn_relu(first, second, kernels[1], 2))
         self.out_channels = second
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

@@ -56,6 +56,8 @@ class ModelConfig:
     """Side of the predicted mask and the rendered silhouette (CHOICE: 64; the paper's
     intermediate mask is 256, which makes the silhouette 16x costlier)."""
     stem_channels: tuple[int, int] = (64, 128)
+    stem_kernels: tuple[int, int] = (7, 7)
+    """Kernel sides of the two stride-2 stem convolutions (paper: 7x7 both; odd numbers)."""
     encoder_block: str = "bottleneck"
     """``bottleneck`` (ResNet-50) or ``basic`` (ResNet-18 style, for light presets)."""
     encoder_widths: tuple[int, ...] = (256, 512, 1024, 2048)
@@ -67,6 +69,10 @@ class ModelConfig:
     empty = ``decoder_channels`` at every level (the paper's FPN-like decoders). CHOICE for
     light presets: wider at the coarse levels, where a channel costs little, so that what the
     deep encoder stages know about the whole hand reaches the heads."""
+    decoder_head_conv: bool = True
+    """CHOICE: each task decoder's prediction head is a 3x3 convolution (with norm and ReLU)
+    followed by the 1x1 prediction; off = the 1x1 prediction straight from the decoder's
+    features (six fewer 3x3 convolutions at the finest level for three tasks and two stacks)."""
     num_stacks: int = 4
     """Stacked multi-task blocks (the issue's paper preset: 4)."""
     use_tam: bool = True

@@ -213,6 +213,7 @@ RANGES: dict[str, tuple[Any, str]] = {
         "input_size", "heatmap_size", "mask_size", "stem_channels", "encoder_widths", "decoder_channels",
         "decoder_widths", "num_stacks", "tam_reduction", "regressor_channels", "regressor_grid", "regressor_hidden",
         "regressor_layers", "regressor_iterations", "silhouette_faces_per_pixel")},
+    "model.stem_kernels": ((lambda v: isinstance(v, int) and v >= 1 and v % 2 == 1), "must be odd numbers >= 1"),
     "model.regressor_dropout": _within(0.0, 1.0, high_open=True),
     "model.soft_argmax_beta": _positive(),
     "model.heatmap_decode_smoothing": _at_least(0),

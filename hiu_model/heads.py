@@ -44,13 +44,15 @@ class TaskDecoder(nn.Module):
             ``channels``); ``None`` = ``channels`` at every level. Where a level is wider than
             the next finer one, a 1x1 convolution narrows it before upsampling (at the coarse
             size, where it is cheap).
+        head_conv: a 3x3 convolution (norm, ReLU) before the 1x1 prediction; off = the 1x1
+            prediction reads the decoder's features directly.
     Forward: encoder features (finest first) -> (features (B, channels, h, h),
     prediction (B, out_channels, out_size, out_size)).
     """
 
     def __init__(self, encoder_widths: Sequence[int], channels: int, out_channels: int,
                  out_size: int | None = None, small_init: bool = False,
-                 level_widths: Sequence[int] | None = None) -> None:
+                 level_widths: Sequence[int] | None = None, head_conv: bool = True) -> None:
         super().__init__()
         widths = list(level_widths) if level_widths else [channels] * len(encoder_widths)
         if len(widths) != len(encoder_widths) or widths[0] != channels:
@@ -61,7 +63,8 @@ class TaskDecoder(nn.Module):
             conv_bn_relu(coarse, fine, 1) if coarse != fine else nn.Identity()
             for fine, coarse in zip(widths[:-1], widths[1:]))
         self.smooth = nn.ModuleList(conv_bn_relu(width, width, 3) for width in widths[:-1])
-        self.head = nn.Sequential(conv_bn_relu(channels, channels, 3), nn.Conv2d(channels, out_channels, 1))
+        hidden = [conv_bn_relu(channels, channels, 3)] if head_conv else []
+        self.head = nn.Sequential(*hidden, nn.Conv2d(channels, out_channels, 1))
         if small_init:
             # Regression maps that are zero almost everywhere (heat-maps, POF) start near zero
             # (SimpleBaselines' head init): with the default init the head first spends hundreds

@@ -111,7 +111,7 @@ class MTLBlock(nn.Module):
                    "pof": (3 * NUM_BONES, cfg.heatmap_size)}
         self.decoders = nn.ModuleDict({
             task: TaskDecoder(cfg.encoder_widths, cfg.decoder_channels, *outputs[task], small_init=task != "mask",
-                              level_widths=cfg.decoder_widths or None)
+                              level_widths=cfg.decoder_widths or None, head_conv=cfg.decoder_head_conv)
             for task in DENSE_TASKS if task in cfg.tasks})
         self.with_fusion = with_fusion
         self.fusion: nn.Module | None = None
@@ -143,7 +143,7 @@ class HIUDMTL(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.with_mesh = "mesh" in cfg.tasks
-        self.stem = Stem(cfg.stem_channels)
+        self.stem = Stem(cfg.stem_channels, cfg.stem_kernels)
         self.feature_size = cfg.input_size // 4
         in_channels = self.stem.out_channels + cfg.decoder_channels
         # The last block's fusion only feeds the regressor: without the mesh branch it is left

@@ -2,7 +2,14 @@
 
 A preset is a function returning a fresh :class:`hiu_model.config.Config`; ``load_config``
 starts from one and applies a YAML file and ``--set`` overrides on top. The comments of
-``tiny`` give the measurements behind each value (details in bench/RESULTS.md, issue 9).
+``tiny_bf16`` and ``tiny_fp32`` give the measurements behind each value (details in
+bench/RESULTS.md, issue 9).
+
+``tiny`` is sized for a budget (15 minutes on 2 CPU cores), and which network makes the most of
+it depends on how fast the machine multiplies matrices: ``tiny`` is ``tiny-bf16`` where matrix
+products have bf16 hardware (a CUDA device, or a CPU with AMX tiles, where ``train.amp=auto``
+trains in bf16) and ``tiny-fp32`` elsewhere. Both names can be asked for directly; a run's
+``config.yaml`` holds the values it trained with, so its checkpoints load on any machine.
 """
 
 from __future__ import annotations
@@ -10,11 +17,33 @@ from __future__ import annotations
 import typing
 from typing import Any
 
+import torch
+
 from hiu_model.config import SHARED_SIZES, Config, ModelConfig
+from hiu_model.distributed import cpu_has_bf16_matmul
 
 
 def tiny() -> Config:
-    """CPU preset for tests, the demo and quick experiments (2 cores).
+    """``tiny_bf16`` on a machine with bf16 matrix hardware (:func:`bf16_matrix_hardware`), else
+    ``tiny_fp32``."""
+    return PRESETS[resolved_name("tiny")]()
+
+
+def resolved_name(preset: str) -> str:
+    """The preset ``preset`` stands for on this machine: ``tiny`` -> ``tiny-bf16`` or ``tiny-fp32``;
+    any other name is itself."""
+    if preset != "tiny":
+        return preset
+    return "tiny-bf16" if bf16_matrix_hardware() else "tiny-fp32"
+
+
+def bf16_matrix_hardware() -> bool:
+    """Whether this machine multiplies matrices in bf16 hardware: a CUDA device, or a CPU with AMX."""
+    return torch.cuda.is_available() or cpu_has_bf16_matmul()
+
+
+def tiny_bf16() -> Config:
+    """Small preset for 2 CPU cores with AMX (bf16 matrix tiles) or a GPU: tests, the demo, quick experiments.
 
     128x128 crops of the hand box widened by 10 % on each side, 32x32 heat-maps (Gaussians of
     sigma 2 map pixels), POF and masks, ResNet-18-style blocks with widths 32-96, 32 decoder
@@ -102,7 +131,32 @@ def paper() -> Config:
     return config
 
 
-PRESETS: dict[str, typing.Callable[[], Config]] = {"tiny": tiny, "paper": paper}
+def tiny_fp32() -> Config:
+    """``tiny_bf16`` made cheaper for CPUs that multiply matrices in float32 only (AVX2, AVX-512
+    without AMX): one multi-task block, a 3x3 second stem convolution, 1x1 prediction heads, and
+    no POF task.
+
+    On such a CPU a convolution runs at the matrix-product peak (70 GFLOP/s on a 2-core AVX2 EPYC)
+    and convolutions are two thirds of a ``tiny_bf16`` step (2.5 s at batch 64), so fewer of them
+    buy steps; with AMX the same steps take 0.6 s, mostly outside the convolutions, where the
+    second block was worth more than the steps it cost (bench/RESULTS.md, issue 9).
+    """
+    config = tiny_bf16()
+    # 15-minute runs on the 2-core AVX2 EPYC (`hiu-data train --minutes 15`, 572 held-out hands;
+    # heat-map PCK@0.1 / mask IoU / mesh PCK@0.1, steps of batch 64): tiny_bf16 324 steps,
+    # 0.758 / 0.849 / 0.716; one block 519 steps, 0.783 / 0.865 / 0.761; and a 3x3 second stem
+    # convolution with 1x1 heads 635 steps, 0.807 / 0.871 / 0.784; and no POF task 777 steps,
+    # 0.819 / 0.873 / 0.804. The POF maps are an auxiliary target (no metric reads them): here
+    # their decoder costs more steps than it teaches.
+    config.model.num_stacks = 1
+    config.model.stem_kernels = (7, 3)
+    config.model.decoder_head_conv = False
+    config.model.tasks = ("heatmap", "mask", "mesh")
+    return config
+
+
+PRESETS: dict[str, typing.Callable[[], Config]] = {
+    "tiny": tiny, "tiny-bf16": tiny_bf16, "tiny-fp32": tiny_fp32, "paper": paper}
 
 
 def set_data_sizes(config: Config) -> None:

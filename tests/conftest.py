@@ -28,3 +28,14 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def tiny_is_the_same_network_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``tiny`` stands for ``tiny-bf16`` or ``tiny-fp32`` by the machine's matrix hardware
+    (:mod:`hiu_model.presets`); in-process tests build ``tiny-bf16`` on every machine, so that
+    their networks do not depend on where they run. Tests of ``tiny-fp32`` name it, or patch
+    this choice themselves; commands started as subprocesses still choose by the machine."""
+    from hiu_model import presets
+
+    monkeypatch.setattr(presets, "bf16_matrix_hardware", lambda: True)

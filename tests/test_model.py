@@ -23,13 +23,14 @@ def tiny_batch() -> dict[str, torch.Tensor]:
 
 def _expected_shapes(cfg, batch: int, verts: int) -> dict[str, tuple[int, ...]]:  # noqa: ANN001
     hm, m = cfg.model.heatmap_size, cfg.model.mask_size
-    return {"heatmaps": (batch, NUM_JOINTS, hm, hm), "masks": (batch, 1, m, m), "pofs": (batch, 3 * NUM_BONES, hm, hm),
+    pofs = {"pofs": (batch, 3 * NUM_BONES, hm, hm)} if "pof" in cfg.model.tasks else {}
+    return {"heatmaps": (batch, NUM_JOINTS, hm, hm), "masks": (batch, 1, m, m), **pofs,
             "heatmap_keypoints": (batch, NUM_JOINTS, 2), "mano_pose": (batch, 48), "mano_betas": (batch, 10),
             "camera": (batch, 3), "vertices": (batch, verts, 3), "joints_3d": (batch, NUM_JOINTS, 3),
             "joints_2d": (batch, NUM_JOINTS, 2), "silhouette": (batch, m, m), "root_3d": (batch, 3)}
 
 
-@pytest.mark.parametrize("preset, batch", [("tiny", 2), ("paper", 1)])
+@pytest.mark.parametrize("preset, batch", [("tiny-bf16", 2), ("tiny-fp32", 2), ("paper", 1)])
 def test_output_shapes(preset: str, batch: int) -> None:
     cfg = load_config(preset=preset)
     torch.manual_seed(0)
@@ -43,7 +44,8 @@ def test_output_shapes(preset: str, batch: int) -> None:
         for item in value if isinstance(value, list) else [value]:
             assert tuple(item.shape) == shape, name
             assert torch.isfinite(item).all(), name
-    assert len(output.heatmaps) == len(output.masks) == len(output.pofs) == cfg.model.num_stacks
+    assert len(output.heatmaps) == len(output.masks) == cfg.model.num_stacks
+    assert len(output.pofs) == (cfg.model.num_stacks if "pof" in cfg.model.tasks else 0)
     assert torch.all((output.silhouette >= 0) & (output.silhouette <= 1))
 
 
@@ -60,6 +62,7 @@ def test_wrong_input_size_is_reported() -> None:
     ["model.tasks=[mask, mesh]", "data.upright=false"],
     ["model.decoder_widths=[32, 48, 64, 96]"],
     ["model.camera_from_keypoints=true"],
+    ["model.stem_kernels=[7, 3]", "model.decoder_head_conv=false"],
 ])
 def test_gradients_reach_every_parameter(overrides: list[str], tiny_batch: dict[str, torch.Tensor]) -> None:
     cfg = load_config(preset="tiny", overrides=overrides)
@@ -89,6 +92,19 @@ def test_last_heatmaps_equal_those_of_the_full_pass(overrides: list[str], tiny_b
         alone = model.last_heatmaps(tiny_batch["image"])
     assert full.abs().max() > 0
     torch.testing.assert_close(alone, full, rtol=0, atol=0)
+
+
+def test_stem_kernels_and_head_conv_shape_the_layers() -> None:
+    lean = HIUDMTL(load_config(preset="tiny", overrides=["model.stem_kernels=[5, 3]",
+                                                         "model.decoder_head_conv=false"]).model)
+    full = HIUDMTL(load_config(preset="tiny-bf16").model)
+    convs = [m for m in lean.stem.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.kernel_size for c in convs] == [(5, 5), (3, 3)]
+    assert [c.kernel_size for c in full.stem.modules() if isinstance(c, torch.nn.Conv2d)] == [(7, 7), (7, 7)]
+    lean_head = lean.blocks[0].decoders["heatmap"].head
+    assert [type(m) for m in lean_head] == [torch.nn.Conv2d]
+    assert lean_head[0].kernel_size == (1, 1)
+    assert len(full.blocks[0].decoders["heatmap"].head) == 2
 
 
 def test_last_heatmaps_need_the_heatmap_task() -> None:

@@ -52,6 +52,7 @@ def test_round_trip_through_json() -> None:
     ("model.stem_channels=[1, 2, 3]", "expected 2 values"),
     ("model.decoder_widths=[64, 64, 128, 256]", "decoder_channels \\(32\\) first"),
     ("model.decoder_widths=[32, 64]", "one width per encoder stage"),
+    ("model.stem_kernels=[7, 4]", "model.stem_kernels: must be odd numbers >= 1, got [7, 4]"),
     ("train.lr=fast", "expected a number"),
     ("train.silhouette_samples=-1", "must be >= 0"),
     ("train.final_plain_fraction=1", "final_plain_fraction: must be in"),
@@ -104,6 +105,23 @@ def test_file_errors_name_the_file(tmp_path) -> None:
 def test_tiny_is_small() -> None:
     model = tiny().model
     assert model.encoder_block == "basic" and model.decoder_channels <= 64
+
+
+@pytest.mark.parametrize("hardware, expected", [(True, "tiny-bf16"), (False, "tiny-fp32")])
+def test_tiny_follows_the_matrix_hardware(monkeypatch: pytest.MonkeyPatch, hardware: bool, expected: str) -> None:
+    from hiu_model import presets
+
+    monkeypatch.setattr(presets, "bf16_matrix_hardware", lambda: hardware)
+    assert load_config(preset="tiny") == load_config(preset=expected)
+
+
+def test_the_float32_preset_is_the_bf16_one_with_fewer_convolutions() -> None:
+    fast, full = load_config(preset="tiny-fp32"), load_config(preset="tiny-bf16")
+    assert (fast.model.num_stacks, full.model.num_stacks) == (1, 2)
+    assert "pof" not in fast.model.tasks and "pof" in full.model.tasks
+    assert (fast.model.stem_kernels, fast.model.decoder_head_conv) == ((7, 3), False)
+    # Everything but the network is shared: the data, losses and training schedule.
+    assert (fast.data, fast.loss, fast.train) == (full.data, full.loss, full.train)
 
 
 def test_numbers_in_exponent_notation() -> None:

@@ -126,6 +126,35 @@ def test_train_eval_predict_commands(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert json.loads((tmp_path / "pred" / "predictions.json").read_text()) == before
 
 
+def test_the_float32_preset_trains_evaluates_and_predicts(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a machine without bf16 matrix hardware tiny is tiny-fp32: one block and no POF task,
+    # so every command must do without the POF maps.
+    from hiu_model import presets
+
+    monkeypatch.setattr(presets, "bf16_matrix_hardware", lambda: False)
+    data = write_hands(tmp_path / "data", 4, seed=3)
+    run = tmp_path / "run"
+    small = ["--set", "model.input_size=32", "--set", "model.regressor_hidden=64"]
+    assert main(["train", "--preset", "tiny", *small, "--data", str(data), "--steps", "2", "--batch-size", "2",
+                 "--workers", "0", "--out", str(run)]) == 0
+    assert "preset tiny: tiny-fp32 (this machine multiplies matrices in float32" in capsys.readouterr().err
+    stored = (run / "config.yaml").read_text()
+    assert "num_stacks: 1" in stored and "- pof" not in stored
+    assert main(["eval", str(run), str(data), "--json", "--max-samples", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)["datasets"]["handmade"]
+    assert {"heatmap", "mesh", "mask"} <= set(report)
+    images = tmp_path / "images"
+    images.mkdir()
+    record = HandDataset(data)[0]
+    (images / "hand.png").write_bytes(encode(decode(record.image_bytes), ".png"))
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"hand.png": [record.bbox.tolist()]}))
+    assert main(["predict", str(run), str(images), "--out", str(tmp_path / "pred"), "--boxes", str(boxes)]) == 0
+    predicted = json.loads((tmp_path / "pred" / "predictions.json").read_text())["images"]["hand.png"]
+    assert len(predicted) == 1 and len(predicted[0]["keypoints_2d"]) == 21
+
+
 def test_corrupt_checkpoint_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path / "run" / "checkpoints" / "step-000001"
     folder.mkdir(parents=True)
