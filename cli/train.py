@@ -216,9 +216,10 @@ def _resolved_preset_note(preset: str | None, config_file: Path | None) -> str |
         preset = read_yaml_mapping(config_file).get("preset")
     if preset != "tiny":
         return None
-    why = ("this machine has bf16 matrix hardware" if resolved_name(preset) == "tiny-bf16"
+    name = resolved_name(preset)
+    why = ("this machine has bf16 matrix hardware" if name == "tiny-bf16"
            else "this machine multiplies matrices in float32: no CUDA device, no AMX tiles")
-    return f"preset tiny: {resolved_name(preset)} ({why})"
+    return f"preset tiny: {name} ({why})"
 
 
 def _usage_error(message: str, param_hint: str) -> Exception:

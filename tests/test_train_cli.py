@@ -18,6 +18,7 @@ import pytest
 from hiu_cli.main import main
 from hiu_data.io.images import decode, encode
 from hiu_data.io.parquet import HandDataset
+from hiu_data.schema import HandSample
 from tests.targets.handmade import write_hands
 
 SMALL = ["--set", "model.input_size=32", "--set", "model.num_stacks=1", "--set", "model.decoder_channels=16",
@@ -25,6 +26,17 @@ SMALL = ["--set", "model.input_size=32", "--set", "model.num_stacks=1", "--set",
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _one_image_with_its_box(tmp_path: Path, data: Path) -> tuple[Path, Path, HandSample]:
+    """A folder holding the first hand's image as hand.png, a boxes JSON with its box, and its record."""
+    images = tmp_path / "images"
+    images.mkdir()
+    record = HandDataset(data)[0]
+    (images / "hand.png").write_bytes(encode(decode(record.image_bytes), ".png"))
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"hand.png": [record.bbox.tolist()]}))
+    return images, boxes, record
 
 
 def test_train_eval_predict_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -54,12 +66,7 @@ def test_train_eval_predict_commands(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert turned["datasets"]["handmade"]["heatmap"]["epe_px"] != report["datasets"]["handmade"]["heatmap"]["epe_px"]
     assert main(["eval", str(run), str(data), "--tta-rotation", "-5"]) == 2  # usage error, no traceback
 
-    images = tmp_path / "images"
-    images.mkdir()
-    record = HandDataset(data)[0]
-    (images / "hand.png").write_bytes(encode(decode(record.image_bytes), ".png"))
-    boxes = tmp_path / "boxes.json"
-    boxes.write_text(json.dumps({"hand.png": [record.bbox.tolist()]}))
+    images, boxes, record = _one_image_with_its_box(tmp_path, data)
     assert main(["predict", str(run), str(images), "--out", str(tmp_path / "pred"), "--boxes", str(boxes)]) == 0
     written = json.loads((tmp_path / "pred" / "predictions.json").read_text())
     assert len(written["images"]["hand.png"]) == 1
@@ -144,12 +151,7 @@ def test_the_float32_preset_trains_evaluates_and_predicts(tmp_path: Path, capsys
     assert main(["eval", str(run), str(data), "--json", "--max-samples", "2"]) == 0
     report = json.loads(capsys.readouterr().out)["datasets"]["handmade"]
     assert {"heatmap", "mesh", "mask"} <= set(report)
-    images = tmp_path / "images"
-    images.mkdir()
-    record = HandDataset(data)[0]
-    (images / "hand.png").write_bytes(encode(decode(record.image_bytes), ".png"))
-    boxes = tmp_path / "boxes.json"
-    boxes.write_text(json.dumps({"hand.png": [record.bbox.tolist()]}))
+    images, boxes, record = _one_image_with_its_box(tmp_path, data)
     assert main(["predict", str(run), str(images), "--out", str(tmp_path / "pred"), "--boxes", str(boxes)]) == 0
     predicted = json.loads((tmp_path / "pred" / "predictions.json").read_text())["images"]["hand.png"]
     assert len(predicted) == 1 and len(predicted[0]["keypoints_2d"]) == 21
