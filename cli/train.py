@@ -93,15 +93,15 @@ def train(
             # Each process would pick its own time stamp: the run folder must be named.
             raise _usage_error("several processes (torchrun) need --out RUN_DIR", "--out")
         out = Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base, relative_to = config, None
+    base, relative_to, stored = config, None, False
     if resume and base is None and (out / RUN_CONFIG_FILE).exists():
         # The run's own configuration, then the flags on top. Its paths are absolute; a relative
         # one (a run started before they were stored absolute) meant the current folder then.
-        base, relative_to = out / RUN_CONFIG_FILE, Path.cwd()
+        base, relative_to, stored = out / RUN_CONFIG_FILE, Path.cwd(), True
     try:
         cfg = load_config(base, preset, [*(overrides or []), *flag_overrides(data, unlabeled, val, steps, batch_size,
                                                                             lr, device, workers, minutes)],
-                          relative_to=relative_to)
+                          relative_to=relative_to, stored=stored)
         if print_config:
             if main:
                 typer.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None), nl=False)

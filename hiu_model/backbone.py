@@ -8,7 +8,8 @@ Encoder: the body of a ResNet (conv2_x..conv5_x; the appendix says ResNet-50, bl
 6", which we read as the standard 3, 4, 6, 3). Stage strides are 1, 2, 2, 2, so the encoder of
 a 64x64 input returns features at 64, 32, 16 and 8 pixels; the decoders use all four as skip
 connections. Each block takes the stem features concatenated with the previous block's fused
-task features (zeros for the first block), so every block has the same layout.
+task features; the first block the stem features alone (or, as runs before
+``ModelConfig.first_block_zeros`` did, next to zeros).
 
 All convolutions are followed by batch normalisation and ReLU; shapes are (B, C, H, W).
 """

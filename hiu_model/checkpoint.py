@@ -283,7 +283,7 @@ def config_from_dict(values: dict[str, Any], source: str | Path = "config") -> A
         path.write_text(yaml.safe_dump(values, sort_keys=False))
         try:
             # Paths are stored absolute; relative ones (older runs) meant the current folder.
-            return load_config(path, None, [], relative_to=Path.cwd())
+            return load_config(path, None, [], relative_to=Path.cwd(), stored=True)
         except HiuError as e:
             raise CheckpointError(source, f"stored configuration does not load: {e}") from e
 

@@ -75,6 +75,13 @@ class ModelConfig:
     features (six fewer 3x3 convolutions at the finest level for three tasks and two stacks)."""
     num_stacks: int = 4
     """Stacked multi-task blocks (the issue's paper preset: 4)."""
+    first_block_zeros: bool = False
+    """The first block reads the stem's features next to ``decoder_channels`` zero channels,
+    where the later blocks read the previous block's fused features, so that every block has
+    the same layout. Off (the default) it reads the stem's features alone: the same function
+    for less work (``tiny-fp32``: a 1x1 projection and half a 3x3 convolution fewer at the
+    finest level, 9 % of a step). Runs stored before this option trained with the zeros: a
+    stored configuration without the key loads with True (:func:`load_config` ``stored``)."""
     use_tam: bool = True
     """Task attention module; off = concatenation + 3x3 conv (the paper's ablation)."""
     tam_reduction: int = 4
@@ -255,7 +262,7 @@ class Config:
 
 
 def load_config(path: str | Path | None = None, preset: str | None = None,
-                overrides: Iterable[str] = (), *, relative_to: str | Path | None = None) -> Config:
+                overrides: Iterable[str] = (), *, relative_to: str | Path | None = None, stored: bool = False) -> Config:
     """Build a :class:`Config`: preset, then the YAML file at ``path``, then ``overrides``.
 
     Paths (the data sources of ``train``, ``model.mano_dir``) come out absolute: relative ones
@@ -271,6 +278,9 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
             ``true``, ``[1, 2]``, ``null``).
         relative_to: the folder relative paths of the file are relative to, instead of the
             file's own (a stored configuration written before paths were stored absolute).
+        stored: ``path`` is a run's own configuration (its ``config.yaml``, a checkpoint's
+            config): values its version of hiu did not write yet take what that version did
+            (:data:`STORED_BEFORE_OPTION`), not today's defaults.
     Raises:
         ConfigError: unreadable file, unknown key (with a suggestion), wrong value type, or
             inconsistent sizes.
@@ -281,6 +291,8 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
     if path is not None:
         values = read_yaml_mapping(Path(path))
     where = f"{path}: " if path else ""
+    if stored:
+        _older_behaviour(values)
     from_file = values.pop("preset", None)
     # The argument (--preset) wins over the file's preset; an error names where the name came from.
     preset, origin = (preset, "") if preset else (from_file, where)
@@ -308,6 +320,19 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
     _sync_sizes(config, explicit)
     validate(config)
     return config
+
+
+STORED_BEFORE_OPTION: dict[str, dict[str, Any]] = {"model": {"first_block_zeros": True}}
+"""What a run stored before an option existed did, per section and key: such a run's
+configuration lacks the key, and its checkpoints only load with the old behaviour."""
+
+
+def _older_behaviour(values: dict[str, Any]) -> None:
+    """Fill the keys of :data:`STORED_BEFORE_OPTION` that a stored configuration lacks (in place)."""
+    for section, options in STORED_BEFORE_OPTION.items():
+        if isinstance(values.get(section), dict):
+            for key, value in options.items():
+                values[section].setdefault(key, value)
 
 
 def validate(config: Config) -> None:

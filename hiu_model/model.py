@@ -4,7 +4,7 @@ Forward of :class:`HIUDMTL` on a batch of crops (B, 3, S, S):
 
 1. stem (two 7x7 stride-2 convs) -> features at h = S / 4;
 2. N stacked multi-task blocks (``num_stacks``); block k encodes [stem features, fused features of block
-   k-1 (zeros for the first)], decodes heat-maps, mask and POF (each an intermediate
+   k-1] (the first block the stem features alone), decodes heat-maps, mask and POF (each an intermediate
    prediction plus a task feature map) and fuses the task features with the task attention
    module;
 3. the mesh branch: the last fused features and predictions -> iterative regressor -> MANO
@@ -146,10 +146,11 @@ class HIUDMTL(nn.Module):
         self.stem = Stem(cfg.stem_channels, cfg.stem_kernels)
         self.feature_size = cfg.input_size // 4
         in_channels = self.stem.out_channels + cfg.decoder_channels
+        first_in = in_channels if cfg.first_block_zeros else self.stem.out_channels
         # The last block's fusion only feeds the regressor: without the mesh branch it is left
         # out, so that every parameter of the model receives a gradient.
         self.blocks = nn.ModuleList(
-            MTLBlock(cfg, in_channels, with_fusion=index < cfg.num_stacks - 1 or self.with_mesh)
+            MTLBlock(cfg, in_channels if index else first_in, with_fusion=index < cfg.num_stacks - 1 or self.with_mesh)
             for index in range(cfg.num_stacks))
         self.regressor: MeshRegressor | None = None
         object.__setattr__(self, "hand_model", None)
@@ -266,8 +267,9 @@ class HIUDMTL(nn.Module):
                     ) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
         """The stem and the stacked blocks on (B, 3, S, S) crops: each block's predictions and the
         last fused features (B, C, h, h). Each block reads the stem's features and the previous
-        block's fused ones (zeros for the first). ``last_heatmaps_only``: the last block predicts
-        its heat-maps alone, and the fused features returned are its input's."""
+        block's fused ones (the first the stem's alone, or next to zeros: ``first_block_zeros``).
+        ``last_heatmaps_only``: the last block predicts its heat-maps alone, and the fused
+        features returned are its input's."""
         size = self.cfg.input_size
         if image.shape[-2:] != (size, size):
             raise ValueError(f"HIUDMTL expects {size}x{size} crops, got {tuple(image.shape[-2:])}")
@@ -275,7 +277,7 @@ class HIUDMTL(nn.Module):
         fused = stem.new_zeros(stem.shape[0], self.cfg.decoder_channels, *stem.shape[-2:])
         stacked = []
         for index, block in enumerate(self.blocks):
-            features = torch.cat([stem, fused], dim=1)
+            features = stem if index == 0 and not self.cfg.first_block_zeros else torch.cat([stem, fused], dim=1)
             if last_heatmaps_only and index == len(self.blocks) - 1:
                 stacked.append({"heatmap": block.heatmaps(features)})
                 break

@@ -112,3 +112,29 @@ def test_weights_of_another_shape_are_refused(tmp_path: Path) -> None:
         ckpt.resolve_checkpoint(tmp_path / "nope")
     with pytest.raises(ckpt.CheckpointError, match="neither a checkpoint folder"):
         ckpt.resolve_checkpoint(tmp_path / "checkpoints")
+
+
+def test_a_run_stored_before_first_block_zeros_existed_loads_with_the_zeros(tmp_path: Path) -> None:
+    from hiu_model.config import load_config
+    from hiu_model.model import HIUDMTL
+
+    cfg = load_config(None, "tiny", ["model.first_block_zeros=true", "model.num_stacks=1"])
+    torch.manual_seed(0)
+    old = HIUDMTL(cfg.model).eval()
+    stored = cfg.to_dict()
+    del stored["model"]["first_block_zeros"]  # what runs stored before the option wrote
+    folder = ckpt.save_checkpoint(tmp_path / "old", 1, old, stored)
+    loaded, loaded_cfg, _ = ckpt.load_checkpoint(folder)
+    assert loaded_cfg.model.first_block_zeros is True
+    image = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.last_heatmaps(image), old.last_heatmaps(image), rtol=0, atol=0)
+
+    # A configuration written today says what it trained with, whichever way.
+    new_cfg = load_config(None, "tiny", ["model.num_stacks=1"])
+    folder = ckpt.save_checkpoint(tmp_path / "new", 1, HIUDMTL(new_cfg.model), new_cfg.to_dict())
+    assert ckpt.load_checkpoint(folder)[1].model.first_block_zeros is False
+    # Only stored configurations take the old behaviour; a user's file without the key gets today's.
+    (tmp_path / "mine.yaml").write_text("model:\n  num_stacks: 1\n")
+    assert load_config(tmp_path / "mine.yaml", "tiny").model.first_block_zeros is False
+    assert load_config(tmp_path / "mine.yaml", "tiny", stored=True).model.first_block_zeros is True

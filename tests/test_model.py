@@ -63,6 +63,7 @@ def test_wrong_input_size_is_reported() -> None:
     ["model.decoder_widths=[32, 48, 64, 96]"],
     ["model.camera_from_keypoints=true"],
     ["model.stem_kernels=[7, 3]", "model.decoder_head_conv=false"],
+    ["model.first_block_zeros=true"],
 ])
 def test_gradients_reach_every_parameter(overrides: list[str], tiny_batch: dict[str, torch.Tensor]) -> None:
     cfg = load_config(preset="tiny", overrides=overrides)
@@ -82,6 +83,7 @@ def test_gradients_reach_every_parameter(overrides: list[str], tiny_batch: dict[
     [],
     ["model.use_tam=false", "model.num_stacks=1"],
     ["model.tasks=[heatmap, pof]", "model.num_stacks=3"],
+    ["model.first_block_zeros=true"],
 ])
 def test_last_heatmaps_equal_those_of_the_full_pass(overrides: list[str], tiny_batch: dict[str, torch.Tensor]) -> None:
     cfg = load_config(preset="tiny", overrides=overrides)
@@ -105,6 +107,18 @@ def test_stem_kernels_and_head_conv_shape_the_layers() -> None:
     assert [type(m) for m in lean_head] == [torch.nn.Conv2d]
     assert lean_head[0].kernel_size == (1, 1)
     assert len(full.blocks[0].decoders["heatmap"].head) == 2
+
+
+@pytest.mark.parametrize("zeros", [False, True])
+def test_the_first_block_reads_the_stem_alone_unless_told_to_read_zeros(zeros: bool) -> None:
+    cfg = load_config(preset="tiny-bf16", overrides=[f"model.first_block_zeros={str(zeros).lower()}"])
+    model = HIUDMTL(cfg.model)
+    stem, fused = model.stem.out_channels, cfg.model.decoder_channels
+    first, second = (block.encoder.stages[0][0] for block in model.blocks)
+    assert first.conv1[0].in_channels == (stem + fused if zeros else stem)
+    assert second.conv1[0].in_channels == stem + fused
+    # Without the zeros the first residual block's input already has its width: no projection.
+    assert isinstance(first.shortcut, torch.nn.Identity) != zeros
 
 
 def test_last_heatmaps_need_the_heatmap_task() -> None:

@@ -132,6 +132,35 @@ def test_train_eval_predict_commands(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == ["predictions.json", "second.png"]
     assert json.loads((tmp_path / "pred" / "predictions.json").read_text()) == before
 
+def test_a_run_from_before_first_block_zeros_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Runs stored before ``model.first_block_zeros`` existed trained with the zeros and lack the
+    key in their configuration: they resume (and evaluate) as they trained."""
+    data = write_hands(tmp_path / "data", 2, seed=7)
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", *SMALL, "--set", "model.first_block_zeros=true", "--data", str(data),
+                 "--steps", "2", "--batch-size", "2", "--workers", "0", "--out", str(run)]) == 0
+    for stored in [run / "config.yaml", *run.glob("checkpoints/*/config.json")]:
+        text = stored.read_text()
+        assert "first_block_zeros" in text
+        kept = [line for line in text.splitlines(keepends=True) if "first_block_zeros" not in line]
+        stored.write_text("".join(kept) if stored.suffix == ".yaml" else
+                          json.dumps(_without_key(json.loads(text), "first_block_zeros")))
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--steps", "3"]) == 0, capsys.readouterr().err
+    assert (run / "checkpoints" / "step-000003").exists()
+    resumed = json.loads((run / "checkpoints" / "step-000003" / "config.json").read_text())
+    assert resumed["config"]["model"]["first_block_zeros"] is True
+
+
+def _without_key(value: object, key: str) -> object:
+    """``value`` (parsed JSON) with every mapping's ``key`` removed."""
+    if isinstance(value, dict):
+        return {k: _without_key(v, key) for k, v in value.items() if k != key}
+    if isinstance(value, list):
+        return [_without_key(v, key) for v in value]
+    return value
+
+
 
 def test_the_float32_preset_trains_evaluates_and_predicts(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
