@@ -2,6 +2,10 @@
 
     python bench/model.py [--presets tiny paper] [--batches 1 16] [--repeats 3] [--device cpu]
 
+A preset may carry configuration overrides after a colon, comma-separated, to compare a variant
+with its preset in one run: ``--presets tiny-fp32 tiny-fp32:model.first_block_zeros=true``. The
+last column is each row's forward + backward time over the first preset's at the same batch.
+
 For each preset and batch size: parameters, multiply-adds per image (convolutions, matrix
 products and the MANO layer, counted by ``torch.utils.flop_counter``; the renderer's
 elementwise work is not counted), forward time per image (eval mode, no gradients), and
@@ -129,7 +133,8 @@ def measure(cfg: Config, batch_size: int, repeats: int, device: torch.device) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--presets", nargs="+", default=["tiny", "paper"])
+    parser.add_argument("--presets", nargs="+", default=["tiny", "paper"],
+                        help="presets, each optionally with overrides: PRESET:section.key=value,...")
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 16])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--paper-repeats", type=int, default=1, help="repeats for the paper preset (slow on CPU)")
@@ -141,16 +146,21 @@ def main() -> None:
     device = torch.device(args.device)
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     header = (f"{'preset':<8}{'batch':>6}{'params':>11}{'GMACs/img':>11}{'fwd ms/img':>12}{'fwd+bwd ms/img':>16}"
-              f"{'bwd/fwd':>9}{'mesh fwd ms':>13}{'mesh f+b ms':>13}{'mesh share':>12}")
+              f"{'bwd/fwd':>9}{'mesh fwd ms':>13}{'mesh f+b ms':>13}{'mesh share':>12}{'f+b / first':>13}")
     print(header)
-    for preset in args.presets:
+    first: dict[int, float] = {}
+    for spec in args.presets:
+        preset, _, overrides = spec.partition(":")
         repeats = args.paper_repeats if preset == "paper" else args.repeats
         for batch_size in args.batches:
-            r = measure(load_config(preset=preset), batch_size, repeats, device)
+            cfg = load_config(preset=preset, overrides=[o for o in overrides.split(",") if o])
+            r = measure(cfg, batch_size, repeats, device)
+            first.setdefault(batch_size, r["train"])
             print(f"{preset:<8}{batch_size:>6}{r['params'] / 1e6:>10.2f}M{r['macs'] / 1e9:>11.3f}"
                   f"{r['forward'] * 1e3:>12.1f}{r['train'] * 1e3:>16.1f}{r['train'] / r['forward']:>9.2f}"
                   f"{r['mesh_forward'] * 1e3:>13.2f}{r['mesh_train'] * 1e3:>13.2f}"
-                  f"{r['mesh_forward'] / r['forward']:>6.0%} /{r['mesh_train'] / r['train']:>4.0%}", flush=True)
+                  f"{r['mesh_forward'] / r['forward']:>6.0%} /{r['mesh_train'] / r['train']:>4.0%}"
+                  f"{r['train'] / first[batch_size]:>13.2f}{'  ' + overrides if overrides else ''}", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -46,7 +46,7 @@ WRIST, MIDDLE_MCP = 0, 9
 
 DEFAULT_SEARCH_ANGLES = 12
 """Candidate angles of the inference search: 30 degrees apart, so the hand is within 15 degrees
-of one of them, well inside the ``tiny`` preset's training rotation of +-30 degrees. On the 572
+of one of them, inside the ``tiny`` presets' training rotations (+-30 degrees, ``tiny-fp32`` +-20). On the 572
 held-out hands of the 15-minute ``tiny`` run (heat-map PCK@0.1): 8 angles 0.865, 12 angles 0.868;
 with the refining pass 0.868 and 0.872."""
 

@@ -120,8 +120,14 @@ def test_the_float32_preset_is_the_bf16_one_with_fewer_convolutions() -> None:
     assert (fast.model.num_stacks, full.model.num_stacks) == (1, 2)
     assert "pof" not in fast.model.tasks and "pof" in full.model.tasks
     assert (fast.model.stem_kernels, fast.model.decoder_head_conv) == ((7, 3), False)
-    # Everything but the network is shared: the data, losses and training schedule.
-    assert (fast.data, fast.loss, fast.train) == (full.data, full.loss, full.train)
+    # Everything but the network and the augmentation's range is shared: the crops, targets,
+    # losses and training schedule.
+    assert (fast.loss, fast.train) == (full.loss, full.train)
+    milder = {"rotation_deg", "scale_range"}
+    assert fast.data.rotation_deg < full.data.rotation_deg
+    assert full.data.scale_range[0] < fast.data.scale_range[0] < 1 < fast.data.scale_range[1] < full.data.scale_range[1]
+    assert {k: v for k, v in vars(fast.data).items() if k not in milder} == \
+        {k: v for k, v in vars(full.data).items() if k not in milder}
 
 
 def test_numbers_in_exponent_notation() -> None:
