@@ -120,6 +120,7 @@ def test_the_float32_preset_is_the_bf16_one_with_fewer_convolutions() -> None:
     assert (fast.model.num_stacks, full.model.num_stacks) == (1, 2)
     assert "pof" not in fast.model.tasks and "pof" in full.model.tasks
     assert (fast.model.stem_kernels, fast.model.decoder_head_conv) == ((7, 3), False)
+    assert sum(fast.model.encoder_blocks) > sum(full.model.encoder_blocks)  # depth where maps are small
     # Everything but the network and the augmentation's range is shared: the crops, targets,
     # losses and training schedule.
     assert (fast.loss, fast.train) == (full.loss, full.train)
