@@ -80,8 +80,9 @@ class ModelConfig:
     where the later blocks read the previous block's fused features, so that every block has
     the same layout. Off (the default) it reads the stem's features alone: the same function
     for less work (``tiny-fp32``: a 1x1 projection and half a 3x3 convolution fewer at the
-    finest level, 9 % of a step). Runs stored before this option trained with the zeros: a
-    stored configuration without the key loads with True (:func:`load_config` ``stored``)."""
+    finest level, 7 % more steps in 15 minutes). Runs stored before this option trained with
+    the zeros: a stored configuration without the key loads with True (:func:`load_config`
+    ``stored``)."""
     use_tam: bool = True
     """Task attention module; off = concatenation + 3x3 conv (the paper's ablation)."""
     tam_reduction: int = 4
@@ -262,7 +263,8 @@ class Config:
 
 
 def load_config(path: str | Path | None = None, preset: str | None = None,
-                overrides: Iterable[str] = (), *, relative_to: str | Path | None = None, stored: bool = False) -> Config:
+                overrides: Iterable[str] = (), *, relative_to: str | Path | None = None,
+                stored: bool = False) -> Config:
     """Build a :class:`Config`: preset, then the YAML file at ``path``, then ``overrides``.
 
     Paths (the data sources of ``train``, ``model.mano_dir``) come out absolute: relative ones

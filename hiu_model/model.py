@@ -3,10 +3,10 @@
 Forward of :class:`HIUDMTL` on a batch of crops (B, 3, S, S):
 
 1. stem (two 7x7 stride-2 convs) -> features at h = S / 4;
-2. N stacked multi-task blocks (``num_stacks``); block k encodes [stem features, fused features of block
-   k-1] (the first block the stem features alone), decodes heat-maps, mask and POF (each an intermediate
-   prediction plus a task feature map) and fuses the task features with the task attention
-   module;
+2. N stacked multi-task blocks (``num_stacks``); block k encodes [stem features, fused features
+   of block k-1] (the first block the stem features alone), decodes heat-maps, mask and POF
+   (each an intermediate prediction plus a task feature map) and fuses the task features with
+   the task attention module;
 3. the mesh branch: the last fused features and predictions -> iterative regressor -> MANO
    pose (16 rotations relative to the mean pose), betas and a weak-perspective camera
    (s, tx, ty) -> hand model -> vertices and 21 joints (root-relative, metres, right-hand

@@ -113,11 +113,18 @@ def test_evaluation_turns_each_crop_by_the_searched_angle(tmp_path: Path) -> Non
 def test_predictions_turn_with_the_image(side: str) -> None:
     # With the search, a network that knows nothing of rotations predicts the same hand in an
     # image turned by a quarter (a multiple of the search's 30 degrees): the same crops are seen.
-    torch.manual_seed(0)
+    # The same up to rounding, though, and an untrained network's maps are full of near-ties,
+    # its arg-maxes and the search's confidences alike: at about half of the seeds one of them
+    # flips on the turned crops' rounding. The seed (4) and the head's scale are ones without
+    # such a tie for either side, at one thread and two.
+    torch.manual_seed(4)
     # Unblurred decoding: an untrained network's heat-maps are nearly flat, and blurred, their
     # arg-max can jump between distant near-ties on the turned crops' rounding differences.
     cfg = load_config(preset="tiny", overrides=["data.upright=true", "model.heatmap_decode_smoothing=0"])
     model = HIUDMTL(cfg.model).eval()
+    # The heat-map head starts near zero (flat maps, where rounding decides the arg-max): redrawn
+    # larger, the maps have peaks, still of a network that knows no hands.
+    torch.nn.init.normal_(model.blocks[-1].decoders["heatmap"].head[-1].weight, std=0.1)
     rng = np.random.default_rng(5)
     image = np.repeat(rng.integers(0, 255, (24, 32, 1), dtype=np.uint8), 4, axis=0).repeat(4, axis=1)
     image = np.ascontiguousarray(np.repeat(image, 3, axis=2))  # (96, 128, 3)
