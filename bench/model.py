@@ -20,6 +20,7 @@ time. Times are the best of ``--repeats`` runs after a warm-up at batch 1.
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from typing import Any, Callable
 
@@ -131,6 +132,12 @@ def measure(cfg: Config, batch_size: int, repeats: int, device: torch.device) ->
     return result
 
 
+def split_overrides(text: str) -> list[str]:
+    """``section.key=value,...`` -> one ``section.key=value`` string each; a comma inside a value
+    (``model.encoder_blocks=[1,1,2,2]``) stays in it: only a comma before the next ``key=`` splits."""
+    return [part for part in re.split(r",(?=\s*[A-Za-z_][\w.]*=)", text) if part.strip()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["tiny", "paper"],
@@ -153,7 +160,7 @@ def main() -> None:
         preset, _, overrides = spec.partition(":")
         repeats = args.paper_repeats if preset == "paper" else args.repeats
         for batch_size in args.batches:
-            cfg = load_config(preset=preset, overrides=[o for o in overrides.split(",") if o])
+            cfg = load_config(preset=preset, overrides=split_overrides(overrides))
             r = measure(cfg, batch_size, repeats, device)
             first.setdefault(batch_size, r["train"])
             print(f"{preset:<8}{batch_size:>6}{r['params'] / 1e6:>10.2f}M{r['macs'] / 1e9:>11.3f}"

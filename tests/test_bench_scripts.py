@@ -118,3 +118,13 @@ def test_quoted_config_overrides_exist() -> None:
     for key in sorted(keys):
         section, field = key.split(".")
         assert field in config[section], f"bench quotes the override {key}, which the config does not have"
+
+
+def test_model_bench_splits_overrides_at_keys_not_inside_lists() -> None:
+    from bench.model import split_overrides
+
+    assert split_overrides("model.encoder_blocks=[1,1,2,2],train.lr=0.01") == [
+        "model.encoder_blocks=[1,1,2,2]", "train.lr=0.01"]
+    assert split_overrides("model.decoder_widths=[32, 48],model.tasks=[heatmap,mask]") == [
+        "model.decoder_widths=[32, 48]", "model.tasks=[heatmap,mask]"]
+    assert split_overrides("") == []
