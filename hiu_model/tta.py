@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hiu_data.targets import soft_argmax
-from hiu_model.model import fit_weak_perspective
+from hiu_model.weak_perspective import fit_weak_perspective
 
 
 def rotation_theta(degrees: float, batch: int, like: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,8 @@ from hiu_data.skeleton import NUM_BONES, NUM_JOINTS
 from hiu_data.targets import decode_heatmaps
 from hiu_model.config import load_config
 from hiu_model.losses import compute_losses
-from hiu_model.model import HIUDMTL, fit_weak_perspective, weak_perspective_project
+from hiu_model.model import HIUDMTL
+from hiu_model.weak_perspective import fit_weak_perspective, weak_perspective_project
 from hiu_model.render import project
 
 from .model_batches import synthetic_batch

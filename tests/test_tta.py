@@ -12,7 +12,8 @@ from torch import nn
 
 from hiu_data.targets import encode_heatmaps, soft_argmax
 from hiu_model.config import load_config
-from hiu_model.model import HIUDMTL, HIUOutput, fit_weak_perspective, weak_perspective_project
+from hiu_model.model import HIUDMTL, HIUOutput
+from hiu_model.weak_perspective import fit_weak_perspective, weak_perspective_project
 from hiu_model.tta import RotationTTA, coverage, rotate_maps, with_rotation_tta
 
 
