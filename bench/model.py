@@ -3,7 +3,8 @@
     python bench/model.py [--presets tiny paper] [--batches 1 16] [--repeats 3] [--device cpu]
 
 A preset may carry configuration overrides after a colon, comma-separated, to compare a variant
-with its preset in one run: ``--presets tiny-fp32 tiny-fp32:model.first_block_zeros=true``. The
+with its preset in one run: ``--presets tiny-fp32 tiny-fp32:model.first_block_zeros=true``
+(list values keep their commas: ``tiny-fp32:model.encoder_blocks=[1,1,3,3],train.lr=0.01``). The
 last column is each row's forward + backward time over the first preset's at the same batch.
 
 For each preset and batch size: parameters, multiply-adds per image (convolutions, matrix
