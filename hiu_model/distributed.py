@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import gc
 import logging
 import os
+import weakref
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -91,9 +93,27 @@ def setup(device: str = "auto", timeout_s: float = 3600.0) -> DistInfo:
 
 
 def teardown() -> None:
-    """Leave the process group (no-op in a single process)."""
+    """Leave the process group (no-op in a single process); after :func:`release_wrapper` on
+    the way out of a finished run."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def release_wrapper(wrapper: weakref.ReferenceType | None) -> None:
+    """Make sure a ``DistributedDataParallel`` wrapper whose strong references the caller has
+    dropped is gone (``wrapper``: a weak reference to it; None: there was none), so that
+    :func:`teardown` destroys the process group through Python's own handle.
+
+    A gloo group's last owner joins the group's worker threads, and a worker still freeing its
+    last collective's tensors needs the GIL for them. Python's handle lets the GIL go while it
+    waits; a DDP wrapper's reducer, freed after the group with the GIL held, would wait for
+    ever: a process that never exits. A wrapper caught in a reference cycle is collected here.
+    (Only on a run's success: after an error the wrapper stays with the traceback, which keeps
+    the group out of :func:`teardown`'s way; there, the group can block on a process that has
+    gone, and the error must reach the user first.)
+    """
+    if wrapper is not None and wrapper() is not None:
+        gc.collect()
 
 
 def barrier(info: DistInfo) -> None:

@@ -39,6 +39,7 @@ import math
 import shutil
 import signal
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable
 
@@ -212,6 +213,7 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
     run_dir = Path(out)
     fresh = not run_dir.exists()
     batches: Any = None  # the training stream, whose loader workers are stopped on the way out
+    wrapper: weakref.ReferenceType | None = None  # the DDP wrapper, gone before the process group
     try:
         # What every process checks alike (the run folder, the data, the checkpoint) comes before
         # the first write and is settled together, so that the error is printed once.
@@ -247,6 +249,7 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
             net = nn.parallel.DistributedDataParallel(
                 net, device_ids=[info.device.index] if info.device.type == "cuda" else None,
                 find_unused_parameters=unused_parameters_possible(cfg.model, cfg.loss))
+            wrapper = weakref.ref(net)
         try:
             batches, num_labeled = build_training_data(cfg, run_dir, info)
         except HiuError:
@@ -353,6 +356,8 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
                     log.info("train.max_minutes=%g reached at step %d; stopping", tc.max_minutes, step)
                     break
         logger.close()
+        del net
+        distributed.release_wrapper(wrapper)
         return run_dir
     finally:
         if batches is not None:

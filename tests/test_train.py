@@ -264,7 +264,16 @@ model_module.HIUDMTL.__init__ = recording_init
 # at the end): argv is OUT, then the shared overrides, then "--" and each run's folder name and
 # extra overrides ("name:a=1,b=2").
 from hiu_model import distributed
-teardown, distributed.teardown = distributed.teardown, lambda: None
+import gc
+from torch.nn.parallel import DistributedDataParallel
+
+# At train()'s own call to leave the group: how many DDP wrappers are still alive (a reducer
+# freed after the group would join gloo's threads holding the GIL, and could hang the process).
+wrappers_left = []
+def count_wrappers():
+    gc.collect()
+    wrappers_left.append(sum(isinstance(o, DistributedDataParallel) for o in gc.get_objects()))
+teardown, distributed.teardown = distributed.teardown, count_wrappers
 out, rest = Path(sys.argv[1]), sys.argv[2:]
 cut = rest.index("--")
 shared, runs = rest[:cut], rest[cut + 1:]
@@ -274,6 +283,7 @@ for run in runs:
     built.clear()
     train(load_config(None, "tiny", [*shared, *filter(None, extra.split(","))]), out / name / "run")
     torch.save({k: v.detach().clone() for k, v in built[0].named_parameters()}, out / name / f"rank{rank}.pt")
+    (out / name / f"wrappers_left{rank}.txt").write_text(str(wrappers_left.pop()))
 teardown()
 """
 
@@ -324,6 +334,8 @@ def test_torchrun_two_processes_keep_equal_parameters(torchrun_runs: tuple[Path,
         torch.testing.assert_close(saved[name], rank0[name], rtol=0, atol=0)
     state = ckpt.load_train_state(ckpt.resolve_checkpoint(folder / "run"))
     assert state["world_size"] == 2 and state["step"] == 2
+    # The DDP wrapper was gone before train() left the process group, on both processes.
+    assert [(folder / f"wrappers_left{rank}.txt").read_text() for rank in (0, 1)] == ["0", "0"]
 
 
 def test_a_run_folder_without_a_checkpoint_says_only_overwrite_helps(tmp_path: Path) -> None:
