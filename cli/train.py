@@ -116,7 +116,7 @@ def train(
     if main and base is not None:
         _note_replaced_sources(base, {"--data": data, "--unlabeled": unlabeled, "--val": val})
     # Said once the run has started (after the checks), so that a refusal stays one line.
-    preset_note = _resolved_preset_note(preset, base) if main and not resume else None
+    preset_note = _resolved_preset_note(preset, base, cfg.train.device) if main and not resume else None
     # An explicit step count is never re-sized; without one, a resumed run goes on with its own.
     explicit = steps is not None or any(o.partition("=")[0].strip() == "train.steps" for o in overrides or [])
     from_budget = not explicit and (minutes is not None or resume)
@@ -206,9 +206,11 @@ def _note_replaced_sources(path: Path, flags: dict[str, list[Path] | None]) -> N
             console.print(f"note: {flag} replaces the {count} of train.{key} in {path}", markup=False)
 
 
-def _resolved_preset_note(preset: str | None, config_file: Path | None) -> str | None:
-    """Which network ``tiny`` (from ``--preset`` or the config file) stands for on this machine,
-    in one line; None for the other presets."""
+def _resolved_preset_note(preset: str | None, config_file: Path | None, device: str) -> str | None:
+    """Which network ``tiny`` (from ``--preset`` or the config file) stands for on this machine
+    and ``device`` (``train.device``), in one line; None for the other presets."""
+    import torch
+
     from hiu_model.config_values import read_yaml_mapping
     from hiu_model.presets import resolved_name
 
@@ -216,9 +218,13 @@ def _resolved_preset_note(preset: str | None, config_file: Path | None) -> str |
         preset = read_yaml_mapping(config_file).get("preset")
     if preset != "tiny":
         return None
-    name = resolved_name(preset)
-    why = ("this machine has bf16 matrix hardware" if name == "tiny-bf16"
-           else "this machine multiplies matrices in float32: no CUDA device, no AMX tiles")
+    name = resolved_name(preset, device)
+    if name == "tiny-bf16":
+        why = "this machine has bf16 matrix hardware"
+    elif device == "cpu" and torch.cuda.is_available():
+        why = "training on the CPU (train.device cpu), which multiplies matrices in float32: no AMX tiles"
+    else:
+        why = "this machine multiplies matrices in float32: no CUDA device, no AMX tiles"
     return f"preset tiny: {name} ({why})"
 
 

@@ -27,6 +27,7 @@ import yaml
 from hiu_data.targets import DEFAULT_SOFTARGMAX_BETA
 from hiu_model.config_sources import absolute_path, check_sources
 from hiu_model.config_values import ConfigError, check_ranges, merge_into, plain, read_yaml_mapping
+from hiu_model.config_values import requested_value
 from hiu_model.data import DataOptions
 from hiu_model.optim import OPTIMIZERS
 
@@ -274,8 +275,8 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
     Args:
         path: YAML file with sections ``model``, ``data``, ``loss``, ``train`` and optionally
             ``preset: tiny|paper`` (used when the ``preset`` argument is None).
-        preset: ``tiny`` or ``paper``; ``None`` = the file's preset or the dataclass defaults
-            (the paper values).
+        preset: a name of :data:`hiu_model.presets.PRESETS` (``tiny``: the network for the device
+            ``train.device`` asks for); ``None`` = the file's preset or the dataclass defaults.
         overrides: ``section.key=value`` strings; values are parsed as YAML (``3``, ``0.5``,
             ``true``, ``[1, 2]``, ``null``).
         relative_to: the folder relative paths of the file are relative to, instead of the
@@ -287,11 +288,10 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
         ConfigError: unreadable file, unknown key (with a suggestion), wrong value type, or
             inconsistent sizes.
     """
-    from hiu_model.presets import PRESETS, paper  # the presets build on the classes above
+    from hiu_model.presets import PRESETS, paper, resolved_name  # the presets build on the classes above
 
-    values: dict[str, Any] = {}
-    if path is not None:
-        values = read_yaml_mapping(Path(path))
+    overrides = list(overrides)  # read twice: for the device, then applied
+    values: dict[str, Any] = read_yaml_mapping(Path(path)) if path is not None else {}
     where = f"{path}: " if path else ""
     if stored:
         _older_behaviour(values)
@@ -302,7 +302,8 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
         close = difflib.get_close_matches(str(preset), PRESETS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f"; available: {', '.join(PRESETS)}"
         raise ConfigError(f"{origin}unknown preset {preset!r}{hint}")
-    config = PRESETS[preset]() if preset else paper()
+    device = requested_value(values, overrides, "train.device")
+    config = PRESETS[resolved_name(preset, str(device or "auto"))]() if preset else paper()
     explicit: set[str] = set()
     merge_into(config, values, where, explicit)
     _absolute_paths(config, where, Path(relative_to) if relative_to is not None else Path(path or ".").parent)

@@ -93,6 +93,23 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     return values
 
 
+def requested_value(values: dict[str, Any], overrides: list[str], key: str) -> Any:
+    """The value the dotted ``key`` (``train.device``) gets from the overrides (the last one
+    naming it) or else from the file's nested ``values``; None when neither sets it, or when
+    its override is not valid YAML (reported where the override is applied)."""
+    found: Any = values
+    for part in key.split("."):
+        found = found.get(part) if isinstance(found, dict) else None
+    for override in overrides:
+        name, sep, text = override.partition("=")
+        if sep and name.strip() == key:
+            try:
+                found = yaml.safe_load(text)
+            except yaml.YAMLError:
+                found = None
+    return found
+
+
 def merge_into(target: Any, values: dict[str, Any], where: str, explicit: set[str], prefix: str = "") -> None:
     """Set the fields of dataclass ``target`` from ``values`` recursively, checking names and types."""
     if not isinstance(values, dict):

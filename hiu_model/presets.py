@@ -29,17 +29,21 @@ def tiny() -> Config:
     return PRESETS[resolved_name("tiny")]()
 
 
-def resolved_name(preset: str) -> str:
-    """The preset ``preset`` stands for on this machine: ``tiny`` -> ``tiny-bf16`` or ``tiny-fp32``;
-    any other name is itself."""
+def resolved_name(preset: str, device: str = "auto") -> str:
+    """The preset ``preset`` stands for on this machine when training on ``device`` (``auto``,
+    ``cpu``, ``cuda``, ``cuda:N``): ``tiny`` -> ``tiny-bf16`` or ``tiny-fp32``; any other name
+    is itself."""
     if preset != "tiny":
         return preset
-    return "tiny-bf16" if bf16_matrix_hardware() else "tiny-fp32"
+    return "tiny-bf16" if bf16_matrix_hardware(device) else "tiny-fp32"
 
 
-def bf16_matrix_hardware() -> bool:
-    """Whether this machine multiplies matrices in bf16 hardware: a CUDA device, or a CPU with AMX."""
-    return torch.cuda.is_available() or cpu_has_bf16_matmul()
+def bf16_matrix_hardware(device: str = "auto") -> bool:
+    """Whether ``device`` multiplies matrices in bf16 hardware: a CUDA device (``auto`` picks one
+    when there is one), or a CPU with AMX. A CUDA machine told to train on its CPU counts its CPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return device.startswith("cuda") or (device == "cpu" and cpu_has_bf16_matmul())
 
 
 def tiny_bf16() -> Config:

@@ -38,4 +38,4 @@ def tiny_is_the_same_network_everywhere(monkeypatch: pytest.MonkeyPatch) -> None
     this choice themselves; commands started as subprocesses still choose by the machine."""
     from hiu_model import presets
 
-    monkeypatch.setattr(presets, "bf16_matrix_hardware", lambda: True)
+    monkeypatch.setattr(presets, "bf16_matrix_hardware", lambda device="auto": True)

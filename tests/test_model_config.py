@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from hiu_model.config import Config, ConfigError, load_config
-from hiu_model.presets import tiny
+from hiu_model.presets import bf16_matrix_hardware, tiny
 
 
 def test_presets_differ_and_default_is_paper() -> None:
@@ -111,8 +112,36 @@ def test_tiny_is_small() -> None:
 def test_tiny_follows_the_matrix_hardware(monkeypatch: pytest.MonkeyPatch, hardware: bool, expected: str) -> None:
     from hiu_model import presets
 
-    monkeypatch.setattr(presets, "bf16_matrix_hardware", lambda: hardware)
+    monkeypatch.setattr(presets, "bf16_matrix_hardware", lambda device="auto": hardware)
     assert load_config(preset="tiny") == load_config(preset=expected)
+
+
+@pytest.mark.parametrize("cuda, amx, device, expected", [
+    (True, False, "auto", "tiny-bf16"), (True, False, "cuda:0", "tiny-bf16"), (True, False, "cpu", "tiny-fp32"),
+    (True, True, "cpu", "tiny-bf16"), (False, False, "auto", "tiny-fp32"), (False, True, "auto", "tiny-bf16")])
+def test_tiny_follows_the_device_it_trains_on(monkeypatch: pytest.MonkeyPatch, cuda: bool, amx: bool, device: str,
+                                              expected: str) -> None:
+    # A CUDA machine told to train on its CPU gets the network for that CPU.
+    from hiu_model import presets
+
+    monkeypatch.setattr(presets, "bf16_matrix_hardware", bf16_matrix_hardware)  # the machine's own choice
+    monkeypatch.setattr(presets.torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(presets, "cpu_has_bf16_matmul", lambda: amx)
+    given = [f"train.device={device}"]
+    assert load_config(preset="tiny", overrides=given) == load_config(preset=expected, overrides=given)
+
+
+def test_the_device_of_the_file_or_the_last_override_picks_tiny(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    from hiu_model import presets
+
+    monkeypatch.setattr(presets, "bf16_matrix_hardware", lambda device="auto": device != "cpu")
+    file = tmp_path / "run.yaml"
+    file.write_text("preset: tiny\ntrain:\n  device: cpu\n")
+    assert load_config(file).model == load_config(preset="tiny-fp32").model
+    assert load_config(file, overrides=["train.device=auto"]).model == load_config(preset="tiny-bf16").model
+    last = ["train.device=auto", "train.device=cpu"]
+    assert load_config(preset="tiny", overrides=last).model == load_config(preset="tiny-fp32").model
 
 
 def test_the_float32_preset_is_the_bf16_one_with_fewer_convolutions() -> None:

@@ -20,6 +20,7 @@ from hiu_cli.main import main
 from hiu_data.io.images import decode, encode
 from hiu_data.io.parquet import HandDataset
 from hiu_data.schema import HandSample
+from hiu_model.presets import bf16_matrix_hardware as MACHINE_BF16_MATRIX_HARDWARE  # before conftest's patch
 from tests.targets.handmade import write_hands
 
 SMALL = ["--set", "model.input_size=32", "--set", "model.num_stacks=1", "--set", "model.decoder_channels=16",
@@ -171,7 +172,7 @@ def test_the_float32_preset_trains_evaluates_and_predicts(tmp_path: Path, capsys
     # so every command must do without the POF maps.
     from hiu_model import presets
 
-    monkeypatch.setattr(presets, "bf16_matrix_hardware", lambda: False)
+    monkeypatch.setattr(presets, "bf16_matrix_hardware", lambda device="auto": False)
     data = write_hands(tmp_path / "data", 4, seed=3)
     run = tmp_path / "run"
     small = ["--set", "model.input_size=32", "--set", "model.regressor_hidden=64"]
@@ -187,6 +188,22 @@ def test_the_float32_preset_trains_evaluates_and_predicts(tmp_path: Path, capsys
     assert main(["predict", str(run), str(images), "--out", str(tmp_path / "pred"), "--boxes", str(boxes)]) == 0
     predicted = json.loads((tmp_path / "pred" / "predictions.json").read_text())["images"]["hand.png"]
     assert len(predicted) == 1 and len(predicted[0]["keypoints_2d"]) == 21
+
+
+@pytest.mark.parametrize("device, expected", [
+    ("auto", "preset tiny: tiny-bf16 (this machine has bf16 matrix hardware)"),
+    ("cpu", "preset tiny: tiny-fp32 (training on the CPU (train.device cpu), which multiplies matrices in float32")])
+def test_the_preset_note_names_the_network_for_the_device(monkeypatch: pytest.MonkeyPatch, device: str,
+                                                          expected: str) -> None:
+    # On a CUDA machine without AMX, --device cpu trains the float32 network, and says why.
+    from hiu_cli.train import _resolved_preset_note
+    from hiu_model import presets
+
+    monkeypatch.setattr(presets, "bf16_matrix_hardware", MACHINE_BF16_MATRIX_HARDWARE)
+    monkeypatch.setattr(presets.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(presets, "cpu_has_bf16_matmul", lambda: False)
+    assert (_resolved_preset_note("tiny", None, device) or "").startswith(expected)
+    assert _resolved_preset_note("tiny-fp32", None, device) is None
 
 
 def test_corrupt_checkpoint_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
