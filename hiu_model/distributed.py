@@ -93,8 +93,8 @@ def setup(device: str = "auto", timeout_s: float = 3600.0) -> DistInfo:
 
 
 def teardown() -> None:
-    """Leave the process group (no-op in a single process); after :func:`release_wrapper` on
-    the way out of a finished run."""
+    """Leave the process group (no-op in a single process); after :func:`release_wrapper` where
+    every process stops together."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -108,9 +108,9 @@ def release_wrapper(wrapper: weakref.ReferenceType | None) -> None:
     last collective's tensors needs the GIL for them. Python's handle lets the GIL go while it
     waits; a DDP wrapper's reducer, freed after the group with the GIL held, would wait for
     ever: a process that never exits. A wrapper caught in a reference cycle is collected here.
-    (Only on a run's success: after an error the wrapper stays with the traceback, which keeps
-    the group out of :func:`teardown`'s way; there, the group can block on a process that has
-    gone, and the error must reach the user first.)
+    (Only where every process stops together: after an error the wrapper stays with the
+    traceback, which keeps the group alive past :func:`teardown`; destroyed there, a group whose
+    peer has gone can block before the error reaches the user.)
     """
     if wrapper is not None and wrapper() is not None:
         gc.collect()

@@ -214,6 +214,7 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
     fresh = not run_dir.exists()
     batches: Any = None  # the training stream, whose loader workers are stopped on the way out
     wrapper: weakref.ReferenceType | None = None  # the DDP wrapper, gone before the process group
+    agreed_end = False  # every process leaves together: the run's end, or a stop they agreed on
     try:
         # What every process checks alike (the run folder, the data, the checkpoint) comes before
         # the first write and is settled together, so that the error is printed once.
@@ -350,18 +351,21 @@ def train(cfg: Any, out: str | Path, resume: bool = False, progress: Progress | 
                         save(step, evaluated)
                 if stopping:
                     logger.close()
+                    agreed_end = True
                     raise TrainingInterrupted(stop.signum or signal.SIGTERM, step, str(run_dir), info.is_main)
                 if out_of_time:
                     # Only ever asked for (--minutes, train.max_minutes): the planned end, not a fault.
                     log.info("train.max_minutes=%g reached at step %d; stopping", tc.max_minutes, step)
                     break
         logger.close()
-        del net
-        distributed.release_wrapper(wrapper)
+        agreed_end = True
         return run_dir
     finally:
         if batches is not None:
             batches.close()
+        if agreed_end:  # not after an error: a group whose peer has gone can block as it is destroyed
+            del net
+            distributed.release_wrapper(wrapper)
         distributed.teardown()
 
 
