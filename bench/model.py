@@ -79,7 +79,8 @@ def seconds(fn: Callable[[], Any], repeats: int, device: torch.device) -> float:
 
 def measure(cfg: Config, batch_size: int, repeats: int, device: torch.device) -> dict[str, float]:
     """Parameters, multiply-adds per image and seconds per image of the forward pass, forward +
-    backward, and the mesh branch alone in both (keys of the printed table)."""
+    backward, and the mesh branch alone in both (keys of the printed table; NaN without the
+    mesh task)."""
     torch.manual_seed(0)
     model = HIUDMTL(cfg.model).to(device)
     batch = synthetic_batch(cfg, batch_size, device)
@@ -127,6 +128,8 @@ def measure(cfg: Config, batch_size: int, repeats: int, device: torch.device) ->
         "forward": seconds(lambda: forward(batch), repeats, device) / batch_size,
         "train": seconds(lambda: forward_backward(batch), repeats, device) / batch_size,
     }
+    if not mesh_inputs:  # a network without the mesh task: nothing to time alone
+        return {**result, "mesh_forward": float("nan"), "mesh_train": float("nan")}
     mesh_repeats = max(repeats, 3)
     result["mesh_forward"] = seconds(lambda: mesh_only(False), mesh_repeats, device) / batch_size
     result["mesh_train"] = seconds(lambda: mesh_only(True), mesh_repeats, device) / batch_size

@@ -128,3 +128,19 @@ def test_model_bench_splits_overrides_at_keys_not_inside_lists() -> None:
     assert split_overrides("model.decoder_widths=[32, 48],model.tasks=[heatmap,mask]") == [
         "model.decoder_widths=[32, 48]", "model.tasks=[heatmap,mask]"]
     assert split_overrides("") == []
+
+
+def test_model_bench_measures_a_network_without_the_mesh_task() -> None:
+    import math
+
+    import torch
+
+    from bench.model import measure
+    from hiu_model.config import load_config
+
+    small = ["model.input_size=64", "model.regressor_hidden=64"]  # 2x2 at the coarsest stage: batch norm at batch 1
+    without = measure(load_config(preset="tiny-fp32", overrides=[*small, "model.tasks=[heatmap,mask]"]), 2, 1,
+                      torch.device("cpu"))
+    assert without["train"] > 0 and math.isnan(without["mesh_train"]) and math.isnan(without["mesh_forward"])
+    full = measure(load_config(preset="tiny-fp32", overrides=small), 2, 1, torch.device("cpu"))
+    assert full["mesh_train"] > 0 and full["params"] > without["params"]
