@@ -22,12 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
-
 from hiu_data.targets import DEFAULT_SOFTARGMAX_BETA
 from hiu_model.config_sources import absolute_path, check_sources
-from hiu_model.config_values import ConfigError, check_ranges, merge_into, plain, read_yaml_mapping
-from hiu_model.config_values import requested_value
+from hiu_model.config_values import (ConfigError, check_ranges, merge_into, parse_override, plain,
+                                     read_yaml_mapping, requested_value)
 from hiu_model.data import DataOptions
 from hiu_model.optim import OPTIMIZERS
 
@@ -290,8 +288,9 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
     """
     from hiu_model.presets import PRESETS, paper, resolved_name  # the presets build on the classes above
 
-    overrides = list(overrides)  # read twice: for the device, then applied
     values: dict[str, Any] = read_yaml_mapping(Path(path)) if path is not None else {}
+    overrides = list(overrides)
+    parsed = [parse_override(override) for override in overrides]
     where = f"{path}: " if path else ""
     if stored:
         _older_behaviour(values)
@@ -302,21 +301,14 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
         close = difflib.get_close_matches(str(preset), PRESETS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f"; available: {', '.join(PRESETS)}"
         raise ConfigError(f"{origin}unknown preset {preset!r}{hint}")
-    device = requested_value(values, overrides, "train.device")
+    device = requested_value(values, parsed, "train.device")
     config = PRESETS[resolved_name(preset, str(device or "auto"))]() if preset else paper()
     explicit: set[str] = set()
     merge_into(config, values, where, explicit)
     _absolute_paths(config, where, Path(relative_to) if relative_to is not None else Path(path or ".").parent)
-    for override in overrides:
-        key, sep, text = override.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {override!r} is not of the form section.key=value")
-        try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError as error:
-            raise ConfigError(f"override {override!r}: value is not valid YAML ({error})") from None
+    for override, (key, value) in zip(overrides, parsed):
         nested: Any = value
-        for part in reversed(key.strip().split(".")):
+        for part in reversed(key.split(".")):
             nested = {part: nested}
         merge_into(config, nested, f"--set {override}: ", explicit)
         _absolute_paths(config, f"--set {override}: ", Path.cwd())

@@ -93,20 +93,30 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     return values
 
 
-def requested_value(values: dict[str, Any], overrides: list[str], key: str) -> Any:
-    """The value the dotted ``key`` (``train.device``) gets from the overrides (the last one
-    naming it) or else from the file's nested ``values``; None when neither sets it, or when
-    its override is not valid YAML (reported where the override is applied)."""
+def parse_override(override: str) -> tuple[str, Any]:
+    """``section.key=value`` -> (``section.key``, the value parsed as YAML: ``3``, ``0.5``,
+    ``true``, ``[1, 2]``; None when empty). Raises :class:`ConfigError` for another form."""
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {override!r} is not of the form section.key=value")
+    try:
+        return key.strip(), (yaml.safe_load(text) if text.strip() else None)
+    except yaml.YAMLError as error:
+        # yaml's own message spans lines (it draws the value and a caret): its problem alone
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"override {override!r}: value is not valid YAML ({problem})") from None
+
+
+def requested_value(values: dict[str, Any], overrides: list[tuple[str, Any]], key: str) -> Any:
+    """The value the dotted ``key`` (``train.device``) gets from the last of the parsed
+    ``overrides`` (:func:`parse_override`) naming it, or else from the file's nested ``values``;
+    None when neither sets it."""
+    for name, value in reversed(overrides):
+        if name == key:
+            return value
     found: Any = values
     for part in key.split("."):
         found = found.get(part) if isinstance(found, dict) else None
-    for override in overrides:
-        name, sep, text = override.partition("=")
-        if sep and name.strip() == key:
-            try:
-                found = yaml.safe_load(text)
-            except yaml.YAMLError:
-                found = None
     return found
 
 

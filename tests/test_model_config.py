@@ -50,6 +50,8 @@ def test_round_trip_through_json() -> None:
     ("model.tasks=[mesh]", "at least one of"),
     ("model.input_size=130", "multiple of 4"),
     ("model.num_stacks", "section.key=value"),
+    ("model.tasks=[heatmap", "override 'model.tasks=[heatmap': value is not valid YAML"),
+    ("train.device=[cpu", "override 'train.device=[cpu': value is not valid YAML"),
     ("model.stem_channels=[1, 2, 3]", "expected 2 values"),
     ("model.decoder_widths=[64, 64, 128, 256]", "decoder_channels \\(32\\) first"),
     ("model.decoder_widths=[32, 64]", "one width per encoder stage"),
